@@ -1,0 +1,17 @@
+/* The same kernels compiled for AVX-512 (F, DQ, BW, VL); chosen at import
+ * when the CPU and the OS (xgetbv: opmask and ZMM state) support them. */
+#if defined(__x86_64__) || defined(_M_X64)
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,f16c")
+#endif
+#define SCAN_TABLE_NAME scan_table_avx512
+#define SCAN_ISA_NAME "avx512"
+#include "kernels/table.h"
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
+#else
+typedef int scan_isa_avx512_unused;
+#endif

@@ -1,0 +1,248 @@
+/* logsumexp.h: logcumsumexp kernels for one floating dtype (real or complex).
+ * Trait macros: T, LLD (load as double or cdouble), LST, LSE_COMPLEX.
+ *
+ * The state is the running-max affine recurrence (DESIGN §5): M is the
+ * largest (real part) seen, S = sum exp(x - M), so y = M + log(S).  A new
+ * maximum rescales S by exp(M_old - x); an element equal to M (both may be
+ * infinite) adds exactly 1, which is what makes [inf, inf] -> inf and
+ * [-inf, -inf] -> -inf.  Nothing underflows: S >= 1 once anything is seen.
+ *
+ * The JVP keeps U = sum exp(x - M) t on the same scale, so y_dot = U / S
+ * with the very exponential the forward step computed: no global max, no
+ * epsilon, and at +-inf the weights come out uniform over the entries equal
+ * to y (DESIGN §3.5).
+ */
+
+#if !LSE_COMPLEX
+typedef double KN(lse_val_);
+
+/* One step of the recurrence for the real case: returns the weight e of the
+ * new element on the scale of the updated M; *rescale is what the old sums
+ * are multiplied by. */
+SCAN_INLINE double KN(lse_step_)(double v, double *M, double *S, double *rescale)
+{
+    const int gt = v > *M, eq = v == *M;
+    const double e = eq ? 1.0 : scan_exp(-fabs(v - *M));
+    if (gt) {
+        *rescale = e;
+        *S = *S * e + 1.0;
+        *M = v;
+        return 1.0;
+    }
+    *rescale = 1.0;
+    *S += e;
+    return e;
+}
+#define LSE_OUT(M, S) ((M) + scan_log(S))
+#else
+typedef cdouble KN(lse_val_);
+
+SCAN_INLINE cdouble KN(lse_step_)(cdouble v, double *M, cdouble *S, double *rescale)
+{
+    const double vr = creal(v);
+    const cdouble phase = cis(cimag(v));
+    if (vr > *M) {
+        double e = scan_exp(*M - vr);
+        *rescale = e;
+        *S = *S * e + phase;
+        *M = vr;
+        return phase;
+    }
+    *rescale = 1.0;
+    if (vr == *M) { /* also both infinite: exp(inf - inf) would be NaN */
+        *S += phase;
+        return phase;
+    }
+    {
+        cdouble e = scan_exp(vr - *M) * phase;
+        *S += e;
+        return e;
+    }
+}
+#define LSE_OUT(M, S) ((M) + clog_principal(S))
+#endif
+
+#if LSE_COMPLEX
+#define LSE_SUM_T cdouble
+#define LSE_ZERO CMPLX(0.0, 0.0)
+#else
+#define LSE_SUM_T double
+#define LSE_ZERO 0.0
+#endif
+
+SCAN_INLINE void KN(lse_fwd_panel_)(PANEL_ARGS)
+{
+    const char *x = PANEL_BASE(0);
+    char *y = PANEL_BASE(1);
+    const int64_t lx = LANE(0), ly = LANE(1);
+    double M[SCAN_PANEL];
+    LSE_SUM_T S[SCAN_PANEL];
+    for (int64_t l = 0; l < w; l++) {
+        M[l] = -INFINITY;
+        S[l] = LSE_ZERO;
+    }
+    for (int64_t r = 0; r < b->n; r++) {
+        for (int64_t l = 0; l < w; l++) {
+            KN(lse_val_) v = LLD(x + l * lx);
+            double rescale;
+            if (!incl)
+                LST(y + l * ly, LSE_OUT(M[l], S[l]));
+            KN(lse_step_)(v, &M[l], &S[l], &rescale);
+            if (incl)
+                LST(y + l * ly, LSE_OUT(M[l], S[l]));
+        }
+        x += b->step[0];
+        y += b->step[1];
+    }
+}
+DEFINE_PANEL_KERNEL(KN(lse_fwd_), KN(lse_fwd_panel_), 2, sizeof(T), sizeof(T))
+
+#if HAS_DERIV
+#if LSE_COMPLEX
+#define LSE_DIV(u, s) cdiv(u, s)
+#define LSE_MUL(a, b) cmul(a, b)
+#define LSE_CONJMUL(a, b) cconjmul(a, b)
+#else
+#define LSE_DIV(u, s) ((u) / (s))
+#define LSE_MUL(a, b) ((a) * (b))
+#define LSE_CONJMUL(a, b) ((a) * (b))
+#endif
+
+/* JVP operands x, t, y, y_dot. */
+SCAN_INLINE void KN(lse_jvp_panel_)(PANEL_ARGS)
+{
+    const char *x = PANEL_BASE(0), *t = PANEL_BASE(1);
+    char *y = PANEL_BASE(2), *yd = PANEL_BASE(3);
+    const int64_t lx = LANE(0), lt = LANE(1), ly = LANE(2), lyd = LANE(3);
+    double M[SCAN_PANEL];
+    LSE_SUM_T S[SCAN_PANEL], U[SCAN_PANEL];
+    for (int64_t l = 0; l < w; l++) {
+        M[l] = -INFINITY;
+        S[l] = LSE_ZERO;
+        U[l] = LSE_ZERO;
+    }
+    for (int64_t r = 0; r < b->n; r++) {
+        for (int64_t l = 0; l < w; l++) {
+            KN(lse_val_) v = LLD(x + l * lx), tv = LLD(t + l * lt);
+            double rescale;
+            if (!incl) {
+                /* the exclusive first output has no inputs: its row is zero */
+                LST(y + l * ly, LSE_OUT(M[l], S[l]));
+                LST(yd + l * lyd, r == 0 ? LSE_ZERO : LSE_DIV(U[l], S[l]));
+            }
+            KN(lse_val_) e = KN(lse_step_)(v, &M[l], &S[l], &rescale);
+            U[l] = U[l] * rescale + LSE_MUL(e, tv);
+            if (incl) {
+                LST(y + l * ly, LSE_OUT(M[l], S[l]));
+                LST(yd + l * lyd, LSE_DIV(U[l], S[l]));
+            }
+        }
+        x += b->step[0];
+        t += b->step[1];
+        y += b->step[2];
+        yd += b->step[3];
+    }
+}
+DEFINE_PANEL_KERNEL(KN(lse_jvp_), KN(lse_jvp_panel_), 4, sizeof(T), sizeof(T), sizeof(T),
+                    sizeof(T))
+
+/* Weight exp(a - b) of DESIGN §4 for the VJP.  For a real infinite b the
+ * weight follows the §3.5 limit: c_a / c_b where c counts the prefix entries
+ * equal to b (the caller passes them). */
+#if !LSE_COMPLEX
+SCAN_INLINE double KN(lse_weight_)(double a, double bb, double ca, double cb)
+{
+    if (bb == INFINITY || bb == -INFINITY)
+        return a == bb ? ca / cb : 0.0;
+    return scan_exp(a - bb);
+}
+#endif
+
+/* VJP operands x, y, g, x_bar; walks backwards:
+ *   Q_i = g_i + conj(w(y_i, y_{i+1})) Q_{i+1},  x_bar_i = conj(w(x_i, y_i)) Q_i.
+ * An exclusive scan is the inclusive one of x[0..n-2] read one row later:
+ * y_inc[i] = y[i+1], g_inc[i] = g[i+1]; no output depends on x[n-1]. */
+SCAN_INLINE void KN(lse_vjp_panel_)(PANEL_ARGS)
+{
+    const int64_t lx = LANE(0), ly = LANE(1), lg = LANE(2), lxb = LANE(3);
+    const int64_t n = b->n, shift = incl ? 0 : 1, last = n - 1 - shift;
+    LSE_SUM_T Q[SCAN_PANEL];
+    KN(lse_val_) ynext[SCAN_PANEL];
+#if !LSE_COMPLEX
+    double count[SCAN_PANEL]; /* entries equal to +inf in x[0..i] */
+    double cnext[SCAN_PANEL]; /* entries equal to y_{i+1} among x[0..i+1] */
+#endif
+    if (n == 0)
+        return;
+    if (shift) {
+        char *xb = PANEL_LAST(3);
+        for (int64_t l = 0; l < w; l++)
+            LST(xb + l * lxb, LSE_ZERO);
+    }
+    if (last < 0)
+        return;
+#if !LSE_COMPLEX
+    {
+        /* +inf only ever forms a suffix of y: count its entries first, which
+         * costs a pass only for the lines that end at +inf. */
+        const char *ylast = PANEL_LAST(1);
+        for (int64_t l = 0; l < w; l++) {
+            count[l] = 0.0;
+            if (LLD(ylast + l * ly) == INFINITY) {
+                const char *x = PANEL_BASE(0) + l * lx;
+                for (int64_t r = 0; r <= last; r++, x += b->step[0])
+                    count[l] += LLD(x) == INFINITY;
+            }
+        }
+    }
+#endif
+    {
+        const char *x = PANEL_BASE(0) + last * b->step[0];
+        const char *y = PANEL_BASE(1) + (last + shift) * b->step[1];
+        const char *g = PANEL_BASE(2) + (last + shift) * b->step[2];
+        char *xb = PANEL_BASE(3) + last * b->step[3];
+        for (int64_t r = last; r >= 0; r--) {
+            for (int64_t l = 0; l < w; l++) {
+                KN(lse_val_) xv = LLD(x + l * lx), yv = LLD(y + l * ly), gv = LLD(g + l * lg);
+#if !LSE_COMPLEX
+                /* entries equal to y_i among x[0..i]: i+1 in the -inf prefix,
+                 * the running +inf count in the +inf suffix */
+                double c_here = yv == -INFINITY ? (double)(r + 1) : count[l];
+                if (r == last)
+                    Q[l] = gv;
+                else
+                    Q[l] = gv + KN(lse_weight_)(yv, ynext[l], c_here, cnext[l]) * Q[l];
+                LST(xb + l * lxb, KN(lse_weight_)(xv, yv, 1.0, c_here) * Q[l]);
+                cnext[l] = c_here;
+                if (xv == INFINITY)
+                    count[l] -= 1.0;
+#else
+                if (r == last)
+                    Q[l] = gv;
+                else
+                    Q[l] = gv + LSE_CONJMUL(scan_exp(creal(yv) - creal(ynext[l])) *
+                                                cis(cimag(yv) - cimag(ynext[l])),
+                                            Q[l]);
+                LST(xb + l * lxb,
+                    LSE_CONJMUL(scan_exp(creal(xv) - creal(yv)) * cis(cimag(xv) - cimag(yv)),
+                                Q[l]));
+#endif
+                ynext[l] = yv;
+            }
+            x -= b->step[0];
+            y -= b->step[1];
+            g -= b->step[2];
+            xb -= b->step[3];
+        }
+    }
+}
+DEFINE_PANEL_KERNEL(KN(lse_vjp_), KN(lse_vjp_panel_), 4, sizeof(T), sizeof(T), sizeof(T),
+                    sizeof(T))
+#undef LSE_DIV
+#undef LSE_MUL
+#undef LSE_CONJMUL
+#endif
+
+#undef LSE_OUT
+#undef LSE_SUM_T
+#undef LSE_ZERO

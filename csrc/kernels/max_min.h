@@ -1,0 +1,139 @@
+/* max_min.h: cummax / cummin kernels for one real dtype.
+ * Trait macros: MV (compare type), MLD, MST, M_LOWEST, M_HIGHEST, M_ISNAN,
+ * and for derivatives A, LD, ST, ADD, ZERO.
+ *
+ * Ownership (DESIGN §3.3, as PyTorch): a new element takes over when it
+ * compares >= (max) / <= (min) to the running value, so ties go to the latest
+ * in scan order and -0.0/+0.0 to the later one; a NaN always takes over and
+ * nothing but another NaN takes it back.  The derivatives give everything to
+ * the owner: JVP gathers t at the owner, VJP sums g over each owner's run. */
+
+#define MM_TAKES_MAX(v, cur) ((v) >= (cur) || M_ISNAN(v))
+#define MM_TAKES_MIN(v, cur) ((v) <= (cur) || M_ISNAN(v))
+
+#define DEFINE_MAXMIN(OPNAME, TAKES, START)                                                     \
+    SCAN_INLINE void KN(OPNAME##_fwd_panel_)(PANEL_ARGS)                                        \
+    {                                                                                           \
+        const char *x = PANEL_BASE(0);                                                          \
+        char *y = PANEL_BASE(1);                                                                \
+        char *ix = b->ptr[2] ? PANEL_BASE(2) : NULL;                                            \
+        const int64_t lx = LANE(0), ly = LANE(1), li = LANE(2);                                 \
+        MV val[SCAN_PANEL];                                                                     \
+        int64_t own[SCAN_PANEL];                                                                \
+        int64_t pos = b->index_first;                                                           \
+        for (int64_t l = 0; l < w; l++) {                                                       \
+            val[l] = START;                                                                     \
+            own[l] = -1;                                                                        \
+        }                                                                                       \
+        for (int64_t r = 0; r < b->n; r++) {                                                    \
+            for (int64_t l = 0; l < w; l++) {                                                   \
+                MV v = MLD(x + l * lx);                                                         \
+                int take = TAKES(v, val[l]);                                                    \
+                MV nv = take ? v : val[l];                                                      \
+                int64_t no = take ? pos : own[l];                                               \
+                MST(y + l * ly, incl ? nv : val[l]);                                            \
+                if (ix)                                                                         \
+                    *(int64_t *)(ix + l * li) = incl ? no : own[l];                             \
+                val[l] = nv;                                                                    \
+                own[l] = no;                                                                    \
+            }                                                                                   \
+            x += b->step[0];                                                                    \
+            y += b->step[1];                                                                    \
+            if (ix)                                                                             \
+                ix += b->step[2];                                                               \
+            pos += b->index_step;                                                               \
+        }                                                                                       \
+    }                                                                                           \
+    DEFINE_PANEL_KERNEL(KN(OPNAME##_fwd_), KN(OPNAME##_fwd_panel_), 3, sizeof(T), sizeof(T),    \
+                        sizeof(int64_t))                                                        \
+    MAXMIN_DERIVS(OPNAME, TAKES, START)
+
+#if HAS_DERIV
+/* JVP operands x, t, y, y_dot; VJP operands x, y, g, x_bar. */
+#define MAXMIN_DERIVS(OPNAME, TAKES, START)                                                     \
+    SCAN_INLINE void KN(OPNAME##_jvp_panel_)(PANEL_ARGS)                                        \
+    {                                                                                           \
+        const char *x = PANEL_BASE(0), *t = PANEL_BASE(1);                                      \
+        char *y = PANEL_BASE(2), *yd = PANEL_BASE(3);                                           \
+        const int64_t lx = LANE(0), lt = LANE(1), ly = LANE(2), lyd = LANE(3);                  \
+        MV val[SCAN_PANEL];                                                                     \
+        A tv[SCAN_PANEL];                                                                       \
+        for (int64_t l = 0; l < w; l++) {                                                       \
+            val[l] = START;                                                                     \
+            tv[l] = ZERO;                                                                       \
+        }                                                                                       \
+        for (int64_t r = 0; r < b->n; r++) {                                                    \
+            for (int64_t l = 0; l < w; l++) {                                                   \
+                MV v = MLD(x + l * lx);                                                         \
+                int take = TAKES(v, val[l]);                                                    \
+                MV nv = take ? v : val[l];                                                      \
+                A nt = take ? LD(t + l * lt) : tv[l];                                           \
+                MST(y + l * ly, incl ? nv : val[l]);                                            \
+                ST(yd + l * lyd, incl ? nt : tv[l]);                                            \
+                val[l] = nv;                                                                    \
+                tv[l] = nt;                                                                     \
+            }                                                                                   \
+            x += b->step[0];                                                                    \
+            t += b->step[1];                                                                    \
+            y += b->step[2];                                                                    \
+            yd += b->step[3];                                                                   \
+        }                                                                                       \
+    }                                                                                           \
+    DEFINE_PANEL_KERNEL(KN(OPNAME##_jvp_), KN(OPNAME##_jvp_panel_), 4, sizeof(T), sizeof(T),    \
+                        sizeof(T), sizeof(T))                                                   \
+                                                                                                \
+    /* Owners come in contiguous runs, so one forward pass suffices: every                      \
+     * x_bar is zeroed as it is passed and an owner's sum is written when its                   \
+     * run ends. */                                                                             \
+    SCAN_INLINE void KN(OPNAME##_vjp_panel_)(PANEL_ARGS)                                        \
+    {                                                                                           \
+        const char *x = PANEL_BASE(0), *g = PANEL_BASE(2);                                      \
+        char *xb = PANEL_BASE(3);                                                               \
+        char *const xb0 = xb;                                                                   \
+        const int64_t lx = LANE(0), lg = LANE(2), lxb = LANE(3), sxb = b->step[3];              \
+        MV val[SCAN_PANEL];                                                                     \
+        A acc[SCAN_PANEL];                                                                      \
+        int64_t own[SCAN_PANEL];                                                                \
+        for (int64_t l = 0; l < w; l++) {                                                       \
+            val[l] = START;                                                                     \
+            acc[l] = ZERO;                                                                      \
+            own[l] = -1;                                                                        \
+        }                                                                                       \
+        for (int64_t r = 0; r < b->n; r++) {                                                    \
+            for (int64_t l = 0; l < w; l++) {                                                   \
+                MV v = MLD(x + l * lx);                                                         \
+                A gv = LD(g + l * lg);                                                          \
+                ST(xb + l * lxb, ZERO);                                                         \
+                if (!incl) /* exclusive: g[r] belongs to the owner before x[r] */               \
+                    acc[l] = ADD(acc[l], gv);                                                   \
+                if (TAKES(v, val[l])) {                                                         \
+                    if (own[l] >= 0)                                                            \
+                        ST(xb0 + own[l] * sxb + l * lxb, acc[l]);                               \
+                    own[l] = r;                                                                 \
+                    acc[l] = ZERO;                                                              \
+                    val[l] = v;                                                                 \
+                }                                                                               \
+                if (incl)                                                                       \
+                    acc[l] = ADD(acc[l], gv);                                                   \
+            }                                                                                   \
+            x += b->step[0];                                                                    \
+            g += b->step[2];                                                                    \
+            xb += sxb;                                                                          \
+        }                                                                                       \
+        for (int64_t l = 0; l < w; l++)                                                         \
+            if (own[l] >= 0)                                                                    \
+                ST(xb0 + own[l] * sxb + l * lxb, acc[l]);                                       \
+    }                                                                                           \
+    DEFINE_PANEL_KERNEL(KN(OPNAME##_vjp_), KN(OPNAME##_vjp_panel_), 4, sizeof(T), sizeof(T),    \
+                        sizeof(T), sizeof(T))
+#else
+#define MAXMIN_DERIVS(OPNAME, TAKES, START)
+#endif
+
+DEFINE_MAXMIN(max, MM_TAKES_MAX, M_LOWEST)
+DEFINE_MAXMIN(min, MM_TAKES_MIN, M_HIGHEST)
+
+#undef MAXMIN_DERIVS
+#undef DEFINE_MAXMIN
+#undef MM_TAKES_MAX
+#undef MM_TAKES_MIN

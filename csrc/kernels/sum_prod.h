@@ -1,0 +1,157 @@
+/* sum_prod.h: cumsum and cumprod kernels (forward, JVP, VJP) for one dtype.
+ * Included by dtypes.h once per dtype with the trait macros T, A, LD, ST,
+ * ADD, MUL, CONJMUL, ZERO, ONE and KN(name) defined.
+ *
+ * Derivative recurrences (DESIGN §4), written for the inclusive forward scan;
+ * the exclusive scan emits the state before the update instead of after:
+ *   sum  JVP: cumsum(t)                 VJP: the same scan of g, run backwards
+ *   prod JVP: D = D*x + P*t, P = P*x     VJP: E = exclusive prefix product,
+ *             S = g + conj(x_next)*S backwards, x_bar = conj(E)*S
+ */
+
+/* ---- sum: forward ---- */
+SCAN_INLINE void KN(sum_fwd_panel_)(PANEL_ARGS)
+{
+    const char *x = PANEL_BASE(0);
+    char *y = PANEL_BASE(1);
+    const int64_t lx = LANE(0), ly = LANE(1);
+    A acc[SCAN_PANEL];
+    for (int64_t l = 0; l < w; l++)
+        acc[l] = ZERO;
+    for (int64_t r = 0; r < b->n; r++) {
+        for (int64_t l = 0; l < w; l++) {
+            A v = LD(x + l * lx); /* read before writing: y may be x */
+            A next = ADD(acc[l], v);
+            ST(y + l * ly, incl ? next : acc[l]);
+            acc[l] = next;
+        }
+        x += b->step[0];
+        y += b->step[1];
+    }
+}
+DEFINE_PANEL_KERNEL(KN(sum_fwd_), KN(sum_fwd_panel_), 2, sizeof(T), sizeof(T))
+
+#if HAS_DERIV
+/* JVP operands: x, t, y, y_dot: two independent sums. */
+static void KN(sum_jvp_)(const scan_block *b)
+{
+    scan_block xy = block_pick(b, 0, 2, -1), ty = block_pick(b, 1, 3, -1);
+    KN(sum_fwd_)(&xy);
+    KN(sum_fwd_)(&ty);
+}
+
+/* VJP operands: x, y, g, x_bar: the same scan of g in the other direction
+ * (an exclusive scan stays exclusive: x_bar[i] = sum of g[j] for j > i). */
+static void KN(sum_vjp_)(const scan_block *b)
+{
+    scan_block gx = block_pick(b, 2, 3, -1);
+    gx = block_reversed(&gx);
+    KN(sum_fwd_)(&gx);
+}
+#endif
+
+/* ---- prod: forward ---- */
+SCAN_INLINE void KN(prod_fwd_panel_)(PANEL_ARGS)
+{
+    const char *x = PANEL_BASE(0);
+    char *y = PANEL_BASE(1);
+    const int64_t lx = LANE(0), ly = LANE(1);
+    A acc[SCAN_PANEL];
+    for (int64_t l = 0; l < w; l++)
+        acc[l] = ONE;
+    for (int64_t r = 0; r < b->n; r++) {
+        for (int64_t l = 0; l < w; l++) {
+            A v = LD(x + l * lx);
+            A next = MUL(acc[l], v);
+            ST(y + l * ly, incl ? next : acc[l]);
+            acc[l] = next;
+        }
+        x += b->step[0];
+        y += b->step[1];
+    }
+}
+DEFINE_PANEL_KERNEL(KN(prod_fwd_), KN(prod_fwd_panel_), 2, sizeof(T), sizeof(T))
+
+#if HAS_DERIV
+SCAN_INLINE void KN(prod_jvp_panel_)(PANEL_ARGS)
+{
+    const char *x = PANEL_BASE(0), *t = PANEL_BASE(1);
+    char *y = PANEL_BASE(2), *yd = PANEL_BASE(3);
+    const int64_t lx = LANE(0), lt = LANE(1), ly = LANE(2), lyd = LANE(3);
+    A P[SCAN_PANEL], D[SCAN_PANEL];
+    for (int64_t l = 0; l < w; l++) {
+        P[l] = ONE;
+        D[l] = ZERO;
+    }
+    for (int64_t r = 0; r < b->n; r++) {
+        for (int64_t l = 0; l < w; l++) {
+            A v = LD(x + l * lx), tv = LD(t + l * lt);
+            A nP = MUL(P[l], v);
+            A nD = ADD(MUL(D[l], v), MUL(P[l], tv));
+            ST(y + l * ly, incl ? nP : P[l]);
+            ST(yd + l * lyd, incl ? nD : D[l]);
+            P[l] = nP;
+            D[l] = nD;
+        }
+        x += b->step[0];
+        t += b->step[1];
+        y += b->step[2];
+        yd += b->step[3];
+    }
+}
+DEFINE_PANEL_KERNEL(KN(prod_jvp_), KN(prod_jvp_panel_), 4, sizeof(T), sizeof(T), sizeof(T),
+                    sizeof(T))
+
+/* Two passes, no division: the first leaves the exclusive prefix product E
+ * in x_bar, the second walks backwards with S and multiplies. */
+SCAN_INLINE void KN(prod_vjp_panel_)(PANEL_ARGS)
+{
+    const int64_t lx = LANE(0), lg = LANE(2), lxb = LANE(3);
+    const int64_t n = b->n;
+    A S[SCAN_PANEL], xnext[SCAN_PANEL], gnext[SCAN_PANEL];
+    {
+        const char *x = PANEL_BASE(0);
+        char *xb = PANEL_BASE(3);
+        for (int64_t l = 0; l < w; l++)
+            S[l] = ONE; /* the running product, in A precision */
+        for (int64_t r = 0; r < n; r++) {
+            for (int64_t l = 0; l < w; l++) {
+                ST(xb + l * lxb, S[l]);
+                S[l] = MUL(S[l], LD(x + l * lx));
+            }
+            x += b->step[0];
+            xb += b->step[3];
+        }
+    }
+    if (n == 0)
+        return;
+    {
+        const char *x = PANEL_LAST(0), *g = PANEL_LAST(2);
+        char *xb = PANEL_LAST(3);
+        for (int64_t l = 0; l < w; l++) {
+            S[l] = ZERO;
+            xnext[l] = ONE;
+            gnext[l] = ZERO;
+        }
+        for (int64_t r = n - 1; r >= 0; r--) {
+            for (int64_t l = 0; l < w; l++) {
+                A v = LD(x + l * lx), gv = LD(g + l * lg);
+                /* inclusive: S_i = g_i + conj(x_{i+1}) S_{i+1};
+                 * exclusive: S_i = g_{i+1} + conj(x_{i+1}) S_{i+1} */
+                S[l] = ADD(incl ? gv : gnext[l], CONJMUL(xnext[l], S[l]));
+                if (!incl && r == n - 1)
+                    ST(xb + l * lxb, ZERO); /* no output depends on the last x */
+                else
+                    ST(xb + l * lxb, CONJMUL(LD(xb + l * lxb), S[l]));
+                xnext[l] = v;
+                gnext[l] = gv;
+            }
+            x -= b->step[0];
+            g -= b->step[2];
+            xb -= b->step[3];
+        }
+    }
+}
+DEFINE_PANEL_KERNEL(KN(prod_vjp_), KN(prod_vjp_panel_), 4, sizeof(T), sizeof(T), sizeof(T),
+                    sizeof(T))
+#endif

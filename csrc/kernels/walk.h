@@ -1,0 +1,88 @@
+/* walk.h: how a kernel walks a block.
+ *
+ * Every kernel is written once as a "panel" function over up to SCAN_PANEL
+ * lines with its per-line state in small stack arrays, and the loops are
+ * ordered row by row: for m > 1 lines whose elements sit next to each other
+ * (a non-last axis of a C-ordered array) that streams whole rows, which the
+ * compiler vectorises across lines; for m == 1 it is a plain line scan.
+ *
+ * DEFINE_PANEL_KERNEL instantiates the panel for the four combinations of
+ * (inclusive, contiguous lanes) so the compiler sees constants in the hot
+ * loops.  A panel function has the signature
+ *     void panel(const scan_block *b, int64_t l0, int64_t w, int incl, int contig)
+ * and must take the lane stride of operand k as LANE(k).
+ */
+#ifndef SCANAD_WALK_H
+#define SCANAD_WALK_H
+
+#include "common.h"
+
+/* byte stride between lines of operand k inside a panel */
+#define LANE(k) (contig ? (int64_t)sizeof_op[k] : b->lane[k])
+/* operand k's pointer for line l0 of the panel, at the block's first row */
+#define PANEL_BASE(k) (b->ptr[k] + l0 * b->lane[k])
+/* the same at the block's last row, for kernels that walk backwards */
+#define PANEL_LAST(k) (b->ptr[k] + l0 * b->lane[k] + (b->n - 1) * b->step[k])
+
+SCAN_INLINE int lanes_are_contiguous(const scan_block *b, int nops, const int64_t *size)
+{
+    if (b->m <= 1)
+        return 0;
+    for (int k = 0; k < nops; k++)
+        if (b->ptr[k] != NULL && b->lane[k] != size[k])
+            return 0;
+    return 1;
+}
+
+#define DEFINE_PANEL_KERNEL(NAME, PANEL, NOPS, ...)                                 \
+    static void NAME(const scan_block *b)                                          \
+    {                                                                              \
+        static const int64_t size_[NOPS] = {__VA_ARGS__};                          \
+        const int contig_ = lanes_are_contiguous(b, NOPS, size_);                  \
+        for (int64_t l0 = 0; l0 < b->m; l0 += SCAN_PANEL) {                        \
+            int64_t w = b->m - l0 < SCAN_PANEL ? b->m - l0 : SCAN_PANEL;           \
+            if (contig_) {                                                         \
+                if (b->inclusive) PANEL(b, l0, w, 1, 1, size_);                    \
+                else PANEL(b, l0, w, 0, 1, size_);                                 \
+            } else {                                                               \
+                if (b->inclusive) PANEL(b, l0, w, 1, 0, size_);                    \
+                else PANEL(b, l0, w, 0, 0, size_);                                 \
+            }                                                                      \
+        }                                                                          \
+    }
+
+/* the parameter list every panel function takes */
+#define PANEL_ARGS \
+    const scan_block *b, int64_t l0, int64_t w, const int incl, const int contig, const int64_t *sizeof_op
+
+/* A copy of block b with the scan direction reversed, for kernels that are
+ * the same scan run the other way (the VJP of a sum). */
+SCAN_INLINE scan_block block_reversed(const scan_block *b)
+{
+    scan_block r = *b;
+    for (int k = 0; k < SCAN_MAX_OPERANDS; k++) {
+        if (r.ptr[k] != NULL && r.n > 0)
+            r.ptr[k] += (r.n - 1) * r.step[k];
+        r.step[k] = -r.step[k];
+    }
+    r.index_first = b->index_first + (b->n - 1) * b->index_step;
+    r.index_step = -b->index_step;
+    return r;
+}
+
+/* Block b with operands renumbered: new operand k is old operand from[k]
+ * (-1: absent). */
+SCAN_INLINE scan_block block_pick(const scan_block *b, int k0, int k1, int k2)
+{
+    scan_block r = *b;
+    int from[3] = {k0, k1, k2};
+    for (int k = 0; k < SCAN_MAX_OPERANDS; k++) {
+        int f = k < 3 ? from[k] : -1;
+        r.ptr[k] = f >= 0 ? b->ptr[f] : NULL;
+        r.step[k] = f >= 0 ? b->step[f] : 0;
+        r.lane[k] = f >= 0 ? b->lane[f] : 0;
+    }
+    return r;
+}
+
+#endif

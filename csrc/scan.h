@@ -1,0 +1,110 @@
+/* scan.h: the kernel library's whole interface. It knows nothing of Python.
+ *
+ * A call is described by a scan_problem (an N-d strided view of up to
+ * SCAN_MAX_OPERANDS arrays plus the scan axis and flags).  The driver reduces
+ * it to blocks: `n` steps along the scan axis times `m` independent lines
+ * (the line view).  Kernels only ever see blocks, so segments, chunks, reverse
+ * (a negative step) and threads are handled once, in the driver.
+ */
+#ifndef SCANAD_SCAN_H
+#define SCANAD_SCAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SCAN_MAX_OPERANDS 5
+#define SCAN_MAX_DIMS 64
+
+typedef enum {
+    SCAN_SUM = 0,
+    SCAN_PROD,
+    SCAN_MAX,
+    SCAN_MIN,
+    SCAN_LOGSUMEXP,
+    SCAN_NUM_OPS
+} scan_op;
+
+/* Storage dtypes the kernels know.  The binding maps NumPy dtypes onto these. */
+typedef enum {
+    DT_BOOL = 0,
+    DT_I8, DT_I16, DT_I32, DT_I64,
+    DT_U8, DT_U16, DT_U32, DT_U64,
+    DT_F16, DT_F32, DT_F64,
+    DT_C64, DT_C128,
+    SCAN_NUM_DTYPES
+} scan_dtype;
+
+/* What a kernel computes.  Operand order per mode:
+ *   FORWARD: 0 x, 1 y, 2 indices (int64, max/min only; may be absent)
+ *   JVP:     0 x, 1 t, 2 y, 3 y_dot
+ *   VJP:     0 x, 1 y (the forward output), 2 g, 3 x_bar
+ * A VJP block is laid out in the forward scan order like the others; the
+ * kernel itself walks it backwards where its recurrence needs to. */
+typedef enum { MODE_FORWARD = 0, MODE_JVP, MODE_VJP, SCAN_NUM_MODES } scan_mode;
+
+/* One block of the line view: m independent lines of n steps each.
+ * ptr[k] points at operand k's first element in scan order; step[k] is the
+ * byte distance to the next element in scan order (negative when reversed);
+ * lane[k] is the byte distance between neighbouring lines. */
+typedef struct {
+    int64_t n;
+    int64_t m;
+    char *ptr[SCAN_MAX_OPERANDS];
+    int64_t step[SCAN_MAX_OPERANDS];
+    int64_t lane[SCAN_MAX_OPERANDS];
+    int inclusive;
+    /* axis position of the first element in scan order, and +1/-1: the
+     * values max/min write as indices. */
+    int64_t index_first;
+    int64_t index_step;
+} scan_block;
+
+typedef void (*scan_kernel)(const scan_block *b);
+
+/* Kernels per (op, dtype, mode); NULL where the op is undefined for that dtype. */
+typedef struct {
+    const char *isa;
+    scan_kernel k[SCAN_NUM_OPS][SCAN_NUM_DTYPES][SCAN_NUM_MODES];
+} scan_table;
+
+extern const scan_table scan_table_baseline;
+#if defined(__x86_64__) || defined(_M_X64)
+extern const scan_table scan_table_avx2;
+extern const scan_table scan_table_avx512;
+#endif
+
+/* dispatch.c: picks the table once.  force_baseline overrides cpu detection. */
+const scan_table *scan_select_table(int force_baseline);
+const char *scan_cpu_features(void);
+
+/* A whole call: every operand has the same shape; strides are in bytes, as
+ * in NumPy, and may be negative or zero. */
+typedef struct {
+    int ndim;                              /* >= 1 */
+    const int64_t *shape;                  /* shape of y (and of every operand) */
+    int axis;                              /* 0 <= axis < ndim */
+    int noperands;
+    char *data[SCAN_MAX_OPERANDS];         /* NULL: operand absent */
+    const int64_t *strides[SCAN_MAX_OPERANDS];
+    int reverse;
+    int inclusive;
+    /* Segment boundaries along the axis: seg[0] == 0 <= ... <= seg[nseg] ==
+     * shape[axis], already validated; NULL means one segment. */
+    const int64_t *seg;
+    int64_t nseg;
+    int64_t chunk_size;                    /* 0: no chunking */
+    int lane_operand;                      /* operand whose layout decides the lanes */
+} scan_problem;
+
+/* driver.c: run kernel k over the whole problem with up to nthreads threads.
+ * Returns 0, or -1 if memory for the work description could not be had. */
+int scan_execute(scan_kernel k, const scan_problem *p, int nthreads);
+
+/* threads.c */
+int scan_get_num_threads(void);
+void scan_set_num_threads(int n);
+typedef void (*scan_task_fn)(void *ctx, int64_t begin, int64_t end);
+/* Runs fn over [0, count) split into contiguous ranges on the pool. */
+void scan_parallel_for(scan_task_fn fn, void *ctx, int64_t count, int nthreads);
+
+#endif

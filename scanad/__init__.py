@@ -1,0 +1,80 @@
+"""scanad: cumulative scans over NumPy arrays, with exact derivatives.
+
+``cumsum``, ``cumprod``, ``cummax``, ``cummin`` and ``logcumsumexp`` along any
+axis, in either direction, inclusive or exclusive, segmented by
+``cu_seqlens``/``chunk_size``; the linear-attention wrappers
+``chunk_local_cumsum`` and ``chunk_global_cumsum``; and their VJPs and JVPs
+through ``vjp``, ``jvp``, ``grad`` and ``check_grads``.  The kernels are C.
+
+>>> import scanad as sa
+>>> sa.cumsum([1, 2, 3], reverse=True)
+array([6, 5, 3])
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from . import _scanad
+from ._autodiff import check_grads, grad, jvp, vjp
+from ._chunk import chunk_global_cumsum, chunk_local_cumsum
+from ._ops import cummax, cummin, cumprod, cumsum, logcumsumexp
+from ._registry import OPS, OpSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "OPS",
+    "OpSpec",
+    "build_info",
+    "check_grads",
+    "chunk_global_cumsum",
+    "chunk_local_cumsum",
+    "cummax",
+    "cummin",
+    "cumprod",
+    "cumsum",
+    "get_num_threads",
+    "grad",
+    "jvp",
+    "logcumsumexp",
+    "set_num_threads",
+    "vjp",
+]
+
+
+def build_info() -> Dict[str, Any]:
+    """The kernel variant chosen at import (``isa``), the CPU features seen,
+    the thread count and the compiler.
+
+    ``SCANAD_FORCE_BASELINE=1`` in the environment before import forces the
+    portable kernels.
+
+    >>> import scanad as sa
+    >>> sa.build_info()["isa"] in ("baseline", "avx2", "avx512")
+    True
+    """
+    info = dict(_scanad.build_info())
+    info["version"] = __version__
+    return info
+
+
+def set_num_threads(n: int) -> None:
+    """Set how many threads the kernels may use (default: ``SCANAD_NUM_THREADS``
+    or the number of CPUs).
+
+    >>> import scanad as sa
+    >>> sa.set_num_threads(1); sa.get_num_threads()
+    1
+    """
+    _scanad.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """How many threads the kernels may use.
+
+    >>> import scanad as sa
+    >>> sa.get_num_threads() >= 1
+    True
+    """
+    return int(_scanad.get_num_threads())

@@ -1,0 +1,180 @@
+"""JAX-style derivative helpers: vjp, jvp, grad and check_grads.
+
+Conventions (DESIGN §3.4): ``jvp`` returns ``J t``; the pullback of ``vjp``
+returns the adjoint ``J^H g`` (PyTorch's convention), so
+``np.vdot(g, jvp(t)) == np.vdot(vjp(g), t)`` for every op and flag.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ._registry import OpSpec, resolve
+
+
+def _primal(spec: OpSpec, mode: str, x: Any, kw: Dict[str, Any]) -> Tuple[np.ndarray, Dict[str, Any], Any]:
+    """x as an array of a derivative dtype, the options to pass on, and the
+    dtype x_bar is returned in."""
+    unknown = sorted(set(kw) - set(spec.options))
+    if unknown:
+        raise TypeError(f"{mode} of {spec.name}: unexpected keyword arguments {unknown}; "
+                        f"accepted: {', '.join(spec.options)}")
+    x = np.asarray(x)
+    if x.dtype.kind not in "fc":
+        raise TypeError(f"{mode} of {spec.name}: x must be a floating or complex array "
+                        f"(derivatives of integer scans are not defined); got dtype {x.dtype}")
+    kw = dict(kw)
+    dtype = kw.pop("dtype", None)
+    in_dtype = x.dtype
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+        if dtype.kind not in "fc":
+            raise TypeError(f"{mode} of {spec.name}: dtype must be floating or complex to "
+                            f"differentiate; got {dtype}")
+        x = x.astype(dtype, copy=False)
+    return x, kw, in_dtype
+
+
+def _back_to(x_bar: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if x_bar.dtype == dtype:
+        return x_bar
+    if dtype.kind != "c" and x_bar.dtype.kind == "c":
+        x_bar = x_bar.real  # a real input's cotangent is the real part
+    return x_bar.astype(dtype)
+
+
+def vjp(op: Any, x: Any, **kwargs: Any) -> Tuple[np.ndarray, Callable[[Any], np.ndarray]]:
+    """Forward value and pullback: ``y, pullback = vjp(op, x, **kw)``.
+
+    ``pullback(g)`` returns ``J^H g`` with x's shape and dtype; it keeps only
+    x and y.  ``op`` is a scanad function or its name; ``kw`` are the op's
+    own options (axis, reverse, inclusive, cu_seqlens, chunk_size, ...).
+
+    >>> import numpy as np, scanad as sa
+    >>> y, pullback = sa.vjp(sa.cumprod, np.array([2.0, 0.0, 3.0]))
+    >>> pullback(np.ones(3))
+    array([1., 8., 0.])
+    """
+    spec = resolve(op)
+    xp, kw, in_dtype = _primal(spec, "vjp", x, kwargs)
+    y = spec.fn(xp, **kw)
+
+    def pullback(g: Any) -> np.ndarray:
+        return _back_to(spec.vjp_rule(xp, y, g, kw), in_dtype)
+
+    return y, pullback
+
+
+def jvp(op: Any, x: Any, t: Any, **kwargs: Any) -> Tuple[np.ndarray, np.ndarray]:
+    """Forward value and directional derivative: ``y, y_dot = jvp(op, x, t, **kw)``.
+
+    >>> import numpy as np, scanad as sa
+    >>> y, y_dot = sa.jvp(sa.logcumsumexp, np.array([0.0, 0.0]), np.array([1.0, 0.0]))
+    >>> y_dot
+    array([1. , 0.5])
+    """
+    spec = resolve(op)
+    xp, kw, _ = _primal(spec, "jvp", x, kwargs)
+    t = np.asarray(t)
+    if t.shape != xp.shape:
+        raise ValueError(f"jvp of {spec.name}: the tangent t must have x's shape {xp.shape}; "
+                         f"got {t.shape}")
+    return spec.jvp_rule(xp, t, kw)
+
+
+def grad(op: Any, x: Any, cotangent: Any = None, **kwargs: Any) -> np.ndarray:
+    """Gradient of ``sum(op(x))`` (or of ``vdot(cotangent, op(x))``).
+
+    >>> import numpy as np, scanad as sa
+    >>> sa.grad(sa.cummax, np.array([1.0, 3.0, 3.0, 2.0]))
+    array([1., 1., 2., 0.])
+    """
+    y, pullback = vjp(op, x, **kwargs)
+    g = np.ones_like(y) if cotangent is None else cotangent
+    return pullback(g)
+
+
+def _random_like(rng: np.random.Generator, a: np.ndarray) -> np.ndarray:
+    r = rng.standard_normal(a.shape)
+    if a.dtype.kind == "c":
+        r = r + 1j * rng.standard_normal(a.shape)
+    return r.astype(a.dtype)
+
+
+def _default_tolerance(dtype: np.dtype) -> float:
+    # the kernels are accurate to a few ulp; the finite differences below are
+    # taken in float64, so their error (~eps^2 * f''' + ulp / eps ~ 1e-10
+    # relative) is far below these.  float32/complex64 and float16 kernels
+    # round their outputs to their own precision.
+    return {2: 1e-2, 4: 2e-4, 8: 1e-6}[np.finfo(dtype).bits // 8]
+
+
+def _assert_close(what: str, got: np.ndarray, want: np.ndarray, atol: float, rtol: float) -> None:
+    got = np.asarray(got, dtype=np.complex128)
+    want = np.asarray(want, dtype=np.complex128)
+    err = np.abs(got - want)
+    bound = atol + rtol * np.abs(want)
+    bad = ~(err <= bound)
+    if np.any(bad):
+        i = np.unravel_index(int(np.argmax(np.where(bad, err - bound, -np.inf))), err.shape)
+        raise AssertionError(
+            f"{what}: {int(bad.sum())} of {err.size} entries differ; worst at index {i}: "
+            f"got {got[i]}, expected {want[i]} (|diff| {err[i]:.3g} > atol {atol:.3g} + "
+            f"rtol {rtol:.3g} * |expected|)")
+
+
+def check_grads(
+    op: Any,
+    x: Any,
+    modes: Sequence[str] = ("fwd", "rev"),
+    eps: Optional[float] = None,
+    atol: Optional[float] = None,
+    rtol: Optional[float] = None,
+    seed: int = 0,
+    **kwargs: Any,
+) -> None:
+    """Check jvp against central differences and vjp against jvp.
+
+    ``"fwd"`` compares ``jvp(x, t)`` with ``(f(x + eps t) - f(x - eps t)) /
+    (2 eps)`` (taken in float64/complex128) along a random direction ``t``;
+    ``"rev"`` checks the adjoint identity ``vdot(g, J t) == vdot(J^H g, t)``
+    for random ``g`` and ``t``.  Raises AssertionError naming the worst entry.
+    Pick ``x`` away from kinks (cummax ties, infinities) for ``"fwd"``.
+
+    >>> import numpy as np, scanad as sa
+    >>> sa.check_grads(sa.logcumsumexp, np.linspace(-2, 2, 7), axis=0, reverse=True)
+    """
+    spec = resolve(op)
+    for mode in modes:
+        if mode not in ("fwd", "rev"):
+            raise ValueError(f"check_grads: modes must contain only 'fwd' and 'rev'; got {mode!r}")
+    xp, kw, _ = _primal(spec, "check_grads", x, kwargs)
+    rng = np.random.default_rng(seed)
+    tol = _default_tolerance(xp.dtype)
+    atol = tol if atol is None else atol
+    rtol = tol if rtol is None else rtol
+    wide = np.complex128 if xp.dtype.kind == "c" else np.float64
+    t = _random_like(rng, xp)
+    y, y_dot = spec.jvp_rule(xp, t, kw)
+    if "fwd" in modes:
+        x64 = xp.astype(wide)
+        t64 = t.astype(wide)
+        h = eps if eps is not None else 1e-6 * max(1.0, float(np.max(np.abs(x64), initial=0.0)))
+        plus = spec.fn(x64 + h * t64, **kw)
+        minus = spec.fn(x64 - h * t64, **kw)
+        numeric = (np.asarray(plus, dtype=wide) - np.asarray(minus, dtype=wide)) / (2 * h)
+        scale = max(1.0, float(np.max(np.abs(numeric), initial=0.0)))
+        _assert_close(f"check_grads({spec.name}, 'fwd'): jvp vs central differences",
+                      y_dot, numeric, atol * scale, rtol)
+    if "rev" in modes:
+        g = _random_like(rng, np.asarray(y))
+        y2, pullback = vjp(op, x, **kwargs)
+        x_bar = pullback(g)
+        lhs = np.vdot(g.astype(wide), np.asarray(y_dot, dtype=wide))
+        rhs = np.vdot(np.asarray(x_bar, dtype=wide), t.astype(wide))
+        mag = float(np.linalg.norm(g.astype(wide)) * np.linalg.norm(np.asarray(y_dot, wide))
+                    + np.linalg.norm(np.asarray(x_bar, wide)) * np.linalg.norm(t.astype(wide)))
+        _assert_close(f"check_grads({spec.name}, 'rev'): vdot(g, J t) vs vdot(J^H g, t)",
+                      np.array([rhs]), np.array([lhs]), atol * max(1.0, mag), rtol)

@@ -1,0 +1,51 @@
+"""Builds scanad's C extension.
+
+Portable baseline code plus AVX2 and AVX-512 variants chosen at import
+(csrc/dispatch.c); never -march=native.  SCANAD_SANITIZE=1 builds with
+AddressSanitizer and UndefinedBehaviorSanitizer for CI.
+"""
+
+import os
+import sys
+
+import numpy as np
+from setuptools import Extension, setup
+
+SOURCES = [
+    "csrc/module.c",
+    "csrc/driver.c",
+    "csrc/threads.c",
+    "csrc/dispatch.c",
+    "csrc/isa_baseline.c",
+    "csrc/isa_avx2.c",
+    "csrc/isa_avx512.c",
+]
+
+compile_args = ["-std=c11", "-O3", "-Wall", "-Wextra", "-fvisibility=hidden"]
+link_args = []
+libraries = []
+if sys.platform != "win32":
+    libraries = ["m"]
+    link_args.append("-pthread")
+    compile_args.append("-pthread")
+if os.environ.get("SCANAD_SANITIZE") == "1":
+    sanitize = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
+                "-fno-sanitize-recover=undefined", "-O1", "-g"]
+    compile_args += sanitize
+    link_args += sanitize
+if os.environ.get("SCANAD_WERROR") == "1":
+    compile_args.append("-Werror")
+
+setup(
+    ext_modules=[
+        Extension(
+            "scanad._scanad",
+            sources=SOURCES,
+            include_dirs=[np.get_include(), "csrc"],
+            depends=[os.path.join(root, f) for root, _, files in os.walk("csrc") for f in files],
+            extra_compile_args=compile_args,
+            extra_link_args=link_args,
+            libraries=libraries,
+        )
+    ]
+)

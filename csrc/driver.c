@@ -14,8 +14,8 @@
 
 /* Below this many elements a call stays on the calling thread. */
 #define SCAN_PARALLEL_MIN_ELEMENTS (1 << 16)
-/* Lanes per work item when lanes are split between threads. */
-#define SCAN_LANES_PER_ITEM 1024
+/* Fewest lanes per work item when lanes are split between threads. */
+#define SCAN_MIN_LANES_PER_ITEM 1024
 
 typedef struct {
     int64_t shape;
@@ -29,7 +29,9 @@ typedef struct {
     dim_t outer[SCAN_MAX_DIMS];
     int64_t m;                           /* lanes per line group (1: line mode) */
     int64_t lane_stride[SCAN_MAX_OPERANDS];
-    int64_t lane_groups;                 /* ceil(m / SCAN_LANES_PER_ITEM) */
+    int64_t lanes_per_item;
+    int64_t lane_groups;                 /* ceil(m / lanes_per_item) */
+    int failed;                          /* a thread could not get its scratch */
     int64_t axis_stride[SCAN_MAX_OPERANDS];
     int64_t nseg;
     int64_t one_segment[2];
@@ -56,7 +58,7 @@ static void sort_dims(dim_t *dims, int nd, int k)
 /* Runs the kernel on one piece [start, stop) of the axis for lanes
  * [lane0, lane0 + width) at the given base pointers. */
 static void run_piece(const plan_t *pl, char *const base[SCAN_MAX_OPERANDS], int64_t start,
-                      int64_t stop, int64_t lane0, int64_t width)
+                      int64_t stop, int64_t lane0, int64_t width, char *scratch)
 {
     const scan_problem *p = pl->p;
     scan_block b;
@@ -66,6 +68,7 @@ static void run_piece(const plan_t *pl, char *const base[SCAN_MAX_OPERANDS], int
     b.inclusive = p->inclusive;
     b.index_first = first;
     b.index_step = p->reverse ? -1 : 1;
+    b.scratch = scratch;
     for (int k = 0; k < SCAN_MAX_OPERANDS; k++) {
         if (k < p->noperands && base[k] != NULL) {
             b.ptr[k] = base[k] + first * pl->axis_stride[k] + lane0 * pl->lane_stride[k];
@@ -83,9 +86,14 @@ static void run_piece(const plan_t *pl, char *const base[SCAN_MAX_OPERANDS], int
 /* Work item = (outer position, lane group, segment). */
 static void run_items(void *ctx, int64_t begin, int64_t end)
 {
-    const plan_t *pl = (const plan_t *)ctx;
+    plan_t *pl = (plan_t *)ctx;
     const scan_problem *p = pl->p;
     const int64_t per_outer = pl->lane_groups * pl->nseg;
+    char *scratch = (char *)aligned_alloc(64, SCAN_SCRATCH_BYTES);
+    if (scratch == NULL) {
+        pl->failed = 1;
+        return;
+    }
     for (int64_t item = begin; item < end; item++) {
         int64_t outer = item / per_outer, rest = item % per_outer;
         const int64_t group = rest / pl->nseg, seg = rest % pl->nseg;
@@ -99,18 +107,22 @@ static void run_items(void *ctx, int64_t begin, int64_t end)
                 if (base[k] != NULL)
                     base[k] += i * pl->outer[d].stride[k];
         }
-        const int64_t lane0 = group * SCAN_LANES_PER_ITEM;
-        const int64_t width = pl->m - lane0 < SCAN_LANES_PER_ITEM ? pl->m - lane0 : SCAN_LANES_PER_ITEM;
+        const int64_t lane0 = group * pl->lanes_per_item;
+        const int64_t width = pl->m - lane0 < pl->lanes_per_item ? pl->m - lane0 : pl->lanes_per_item;
         const int64_t s0 = pl->seg[seg], s1 = pl->seg[seg + 1];
         if (p->chunk_size > 0) {
-            for (int64_t c = s0; c < s1; c += p->chunk_size) {
-                const int64_t c1 = s1 - c < p->chunk_size ? s1 : c + p->chunk_size;
-                run_piece(pl, base, c, c1, lane0, width);
+            /* written so that c + chunk_size is formed only when it is
+             * below s1: a chunk_size near INT64_MAX must not overflow */
+            for (int64_t c = s0; c < s1;) {
+                const int64_t c1 = s1 - c <= p->chunk_size ? s1 : c + p->chunk_size;
+                run_piece(pl, base, c, c1, lane0, width, scratch);
+                c = c1;
             }
         } else if (s1 > s0) {
-            run_piece(pl, base, s0, s1, lane0, width);
+            run_piece(pl, base, s0, s1, lane0, width, scratch);
         }
     }
+    free(scratch);
 }
 
 int scan_execute(scan_kernel kernel, const scan_problem *p, int nthreads)
@@ -177,7 +189,15 @@ int scan_execute(scan_kernel kernel, const scan_problem *p, int nthreads)
         nd--;
     }
     pl->nouter = nd;
-    pl->lane_groups = (pl->m + SCAN_LANES_PER_ITEM - 1) / SCAN_LANES_PER_ITEM;
+    if (total < SCAN_PARALLEL_MIN_ELEMENTS)
+        nthreads = 1;
+    /* one item per thread's share of the lanes; all of them for one thread */
+    pl->lanes_per_item = pl->m;
+    if (nthreads > 1 && pl->m > SCAN_MIN_LANES_PER_ITEM) {
+        int64_t share = (pl->m + nthreads - 1) / nthreads;
+        pl->lanes_per_item = share < SCAN_MIN_LANES_PER_ITEM ? SCAN_MIN_LANES_PER_ITEM : (share + 15) / 16 * 16;
+    }
+    pl->lane_groups = (pl->m + pl->lanes_per_item - 1) / pl->lanes_per_item;
     if (p->seg != NULL) {
         pl->seg = p->seg;
         pl->nseg = p->nseg;
@@ -191,13 +211,16 @@ int scan_execute(scan_kernel kernel, const scan_problem *p, int nthreads)
         int64_t items = pl->lane_groups * pl->nseg;
         for (int d = 0; d < pl->nouter; d++)
             items *= pl->outer[d].shape;
-        if (total < SCAN_PARALLEL_MIN_ELEMENTS || items < 2)
+        if (items < 2)
             nthreads = 1;
         if (nthreads > 1)
             scan_parallel_for(run_items, pl, items, nthreads);
         else
             run_items(pl, 0, items);
     }
-    free(pl);
-    return 0;
+    {
+        const int failed = pl->failed;
+        free(pl);
+        return failed ? -1 : 0;
+    }
 }

@@ -244,16 +244,16 @@ static int parse_segments(const char *op, PyObject *cu_obj, PyObject *chunk_obj,
         }
         if (PyArray_DESCR(cu)->kind == 'u' && PyDataType_ELSIZE(PyArray_DESCR(cu)) == 8) {
             /* uint64 beyond int64 cannot be a valid boundary; cast after a check */
-            PyObject *mx = PyArray_Max(cu, NPY_RAVEL_AXIS, NULL);
+            PyObject *mx = PyArray_SIZE(cu) > 0 ? PyArray_Max(cu, NPY_RAVEL_AXIS, NULL) : NULL;
+            PyObject *limit = PyLong_FromLongLong(INT64_MAX);
             int too_big = 0;
-            if (mx != NULL && PyArray_SIZE(cu) > 0) {
-                unsigned long long v = PyLong_AsUnsignedLongLong(mx);
-                too_big = v > (unsigned long long)INT64_MAX;
-            }
+            if (mx != NULL && limit != NULL)
+                too_big = PyObject_RichCompareBool(mx, limit, Py_GT);
             Py_XDECREF(mx);
-            if (PyErr_Occurred() || too_big) {
-                PyErr_Clear();
-                PyErr_Format(PyExc_ValueError, "%s: cu_seqlens values must lie in [0, %lld]", op, (long long)n);
+            Py_XDECREF(limit);
+            if (too_big != 0 || PyErr_Occurred()) {
+                if (too_big > 0)
+                    PyErr_Format(PyExc_ValueError, "%s: cu_seqlens values must lie in [0, %lld]", op, (long long)n);
                 Py_DECREF(cu);
                 return -1;
             }

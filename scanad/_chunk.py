@@ -9,7 +9,7 @@ scan restarts at every boundary.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
@@ -30,14 +30,16 @@ def _resolve_scale(name: str, scale: Optional[float], kwargs: dict) -> Optional[
     return scale
 
 
-def _prepare(name: str, g: Any, cu_seqlens: Any, head_first: bool) -> tuple[np.ndarray, int]:
+def _prepare(name: str, arg: str, g: Any, cu_seqlens: Any, head_first: bool
+             ) -> Tuple[np.ndarray, int]:
     g = np.asarray(g)
     if g.ndim not in (3, 4):
         layout = "[B, H, T] or [B, H, T, S]" if head_first else "[B, T, H] or [B, T, H, S]"
-        raise ValueError(f"{name}: g must have layout {layout}; got {g.ndim} dimensions "
+        raise ValueError(f"{name}: {arg} must have layout {layout}; got {g.ndim} dimensions "
                          f"(shape {g.shape})")
     if g.dtype.type not in _FLOATS:
-        raise TypeError(f"{name}: g must be float16, float32 or float64; got dtype {g.dtype}")
+        raise TypeError(f"{name}: {arg} must be float16, float32 or float64; "
+                        f"got dtype {g.dtype}")
     if cu_seqlens is not None and g.shape[0] != 1:
         raise ValueError(f"{name}: cu_seqlens needs a batch of one packed sequence (B == 1); "
                          f"got B = {g.shape[0]}")
@@ -82,7 +84,7 @@ def chunk_local_cumsum(
     array([1., 2., 3., 4., 1., 2.], dtype=float32)
     """
     scale = _resolve_scale("chunk_local_cumsum", scale, kwargs)
-    g, axis = _prepare("chunk_local_cumsum", g, cu_seqlens, head_first)
+    g, axis = _prepare("chunk_local_cumsum", "g", g, cu_seqlens, head_first)
     if chunk_size is None or isinstance(chunk_size, bool) or not isinstance(
             chunk_size, (int, np.integer)):
         raise TypeError(f"chunk_local_cumsum: chunk_size must be a positive integer; "
@@ -111,6 +113,6 @@ def chunk_global_cumsum(
     array([1., 2., 1., 2., 3.])
     """
     scale = _resolve_scale("chunk_global_cumsum", scale, kwargs)
-    s, axis = _prepare("chunk_global_cumsum", s, cu_seqlens, head_first)
+    s, axis = _prepare("chunk_global_cumsum", "s", s, cu_seqlens, head_first)
     return _accumulate("chunk_global_cumsum", s, axis, reverse, scale, cu_seqlens, None,
                        output_dtype)

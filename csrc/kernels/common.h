@@ -18,9 +18,6 @@
 #define SCAN_INLINE static inline
 #endif
 
-/* Lines processed together in the row-streaming path.  The per-lane carry
- * lives on the stack: 512 lanes x 16 bytes x a few arrays stays within L1/L2. */
-#define SCAN_PANEL 512
 
 typedef float _Complex cfloat;
 typedef double _Complex cdouble;

@@ -21,17 +21,14 @@ typedef double KN(lse_val_);
  * are multiplied by. */
 SCAN_INLINE double KN(lse_step_)(double v, double *M, double *S, double *rescale)
 {
-    const int gt = v > *M, eq = v == *M;
-    const double e = eq ? 1.0 : scan_exp(-fabs(v - *M));
-    if (gt) {
-        *rescale = e;
-        *S = *S * e + 1.0;
-        *M = v;
-        return 1.0;
-    }
-    *rescale = 1.0;
-    *S += e;
-    return e;
+    /* written as selects so the row-streaming loops vectorise */
+    const double m = *M;
+    const int gt = v > m;
+    const double e = v == m ? 1.0 : scan_exp(-fabs(v - m));
+    *rescale = gt ? e : 1.0;
+    *S = gt ? *S * e + 1.0 : *S + e;
+    *M = gt ? v : m;
+    return gt ? 1.0 : e;
 }
 #define LSE_OUT(M, S) ((M) + scan_log(S))
 #else
@@ -75,8 +72,8 @@ SCAN_INLINE void KN(lse_fwd_panel_)(PANEL_ARGS)
     const char *x = PANEL_BASE(0);
     char *y = PANEL_BASE(1);
     const int64_t lx = LANE(0), ly = LANE(1);
-    double M[SCAN_PANEL];
-    LSE_SUM_T S[SCAN_PANEL];
+    STATE(double, M, 0);
+    STATE(LSE_SUM_T, S, 1);
     for (int64_t l = 0; l < w; l++) {
         M[l] = -INFINITY;
         S[l] = LSE_ZERO;
@@ -114,8 +111,9 @@ SCAN_INLINE void KN(lse_jvp_panel_)(PANEL_ARGS)
     const char *x = PANEL_BASE(0), *t = PANEL_BASE(1);
     char *y = PANEL_BASE(2), *yd = PANEL_BASE(3);
     const int64_t lx = LANE(0), lt = LANE(1), ly = LANE(2), lyd = LANE(3);
-    double M[SCAN_PANEL];
-    LSE_SUM_T S[SCAN_PANEL], U[SCAN_PANEL];
+    STATE(double, M, 0);
+    STATE(LSE_SUM_T, S, 1);
+    STATE(LSE_SUM_T, U, 2);
     for (int64_t l = 0; l < w; l++) {
         M[l] = -INFINITY;
         S[l] = LSE_ZERO;
@@ -166,11 +164,11 @@ SCAN_INLINE void KN(lse_vjp_panel_)(PANEL_ARGS)
 {
     const int64_t lx = LANE(0), ly = LANE(1), lg = LANE(2), lxb = LANE(3);
     const int64_t n = b->n, shift = incl ? 0 : 1, last = n - 1 - shift;
-    LSE_SUM_T Q[SCAN_PANEL];
-    KN(lse_val_) ynext[SCAN_PANEL];
+    STATE(LSE_SUM_T, Q, 0);
+    STATE(KN(lse_val_), ynext, 1);
 #if !LSE_COMPLEX
-    double count[SCAN_PANEL]; /* entries equal to +inf in x[0..i] */
-    double cnext[SCAN_PANEL]; /* entries equal to y_{i+1} among x[0..i+1] */
+    STATE(double, count, 2); /* entries equal to +inf in x[0..i] */
+    STATE(double, cnext, 3); /* entries equal to y_{i+1} among x[0..i+1] */
 #endif
     if (n == 0)
         return;

@@ -18,8 +18,8 @@
         char *y = PANEL_BASE(1);                                                                \
         char *ix = b->ptr[2] ? PANEL_BASE(2) : NULL;                                            \
         const int64_t lx = LANE(0), ly = LANE(1), li = LANE(2);                                 \
-        MV val[SCAN_PANEL];                                                                     \
-        int64_t own[SCAN_PANEL];                                                                \
+        STATE(MV, val, 0); \
+        STATE(int64_t, own, 1); \
         int64_t pos = b->index_first;                                                           \
         for (int64_t l = 0; l < w; l++) {                                                       \
             val[l] = START;                                                                     \
@@ -56,8 +56,8 @@
         const char *x = PANEL_BASE(0), *t = PANEL_BASE(1);                                      \
         char *y = PANEL_BASE(2), *yd = PANEL_BASE(3);                                           \
         const int64_t lx = LANE(0), lt = LANE(1), ly = LANE(2), lyd = LANE(3);                  \
-        MV val[SCAN_PANEL];                                                                     \
-        A tv[SCAN_PANEL];                                                                       \
+        STATE(MV, val, 0); \
+        STATE(A, tv, 1); \
         for (int64_t l = 0; l < w; l++) {                                                       \
             val[l] = START;                                                                     \
             tv[l] = ZERO;                                                                       \
@@ -91,9 +91,9 @@
         char *xb = PANEL_BASE(3);                                                               \
         char *const xb0 = xb;                                                                   \
         const int64_t lx = LANE(0), lg = LANE(2), lxb = LANE(3), sxb = b->step[3];              \
-        MV val[SCAN_PANEL];                                                                     \
-        A acc[SCAN_PANEL];                                                                      \
-        int64_t own[SCAN_PANEL];                                                                \
+        STATE(MV, val, 0); \
+        STATE(A, acc, 2); \
+        STATE(int64_t, own, 1); \
         for (int64_t l = 0; l < w; l++) {                                                       \
             val[l] = START;                                                                     \
             acc[l] = ZERO;                                                                      \

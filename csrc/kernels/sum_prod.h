@@ -15,7 +15,7 @@ SCAN_INLINE void KN(sum_fwd_panel_)(PANEL_ARGS)
     const char *x = PANEL_BASE(0);
     char *y = PANEL_BASE(1);
     const int64_t lx = LANE(0), ly = LANE(1);
-    A acc[SCAN_PANEL];
+    STATE(A, acc, 0);
     for (int64_t l = 0; l < w; l++)
         acc[l] = ZERO;
     for (int64_t r = 0; r < b->n; r++) {
@@ -56,7 +56,7 @@ SCAN_INLINE void KN(prod_fwd_panel_)(PANEL_ARGS)
     const char *x = PANEL_BASE(0);
     char *y = PANEL_BASE(1);
     const int64_t lx = LANE(0), ly = LANE(1);
-    A acc[SCAN_PANEL];
+    STATE(A, acc, 0);
     for (int64_t l = 0; l < w; l++)
         acc[l] = ONE;
     for (int64_t r = 0; r < b->n; r++) {
@@ -78,7 +78,8 @@ SCAN_INLINE void KN(prod_jvp_panel_)(PANEL_ARGS)
     const char *x = PANEL_BASE(0), *t = PANEL_BASE(1);
     char *y = PANEL_BASE(2), *yd = PANEL_BASE(3);
     const int64_t lx = LANE(0), lt = LANE(1), ly = LANE(2), lyd = LANE(3);
-    A P[SCAN_PANEL], D[SCAN_PANEL];
+    STATE(A, P, 0);
+    STATE(A, D, 1);
     for (int64_t l = 0; l < w; l++) {
         P[l] = ONE;
         D[l] = ZERO;
@@ -108,7 +109,9 @@ SCAN_INLINE void KN(prod_vjp_panel_)(PANEL_ARGS)
 {
     const int64_t lx = LANE(0), lg = LANE(2), lxb = LANE(3);
     const int64_t n = b->n;
-    A S[SCAN_PANEL], xnext[SCAN_PANEL], gnext[SCAN_PANEL];
+    STATE(A, S, 0);
+    STATE(A, xnext, 1);
+    STATE(A, gnext, 2);
     {
         const char *x = PANEL_BASE(0);
         char *xb = PANEL_BASE(3);

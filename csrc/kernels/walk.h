@@ -17,6 +17,16 @@
 
 #include "common.h"
 
+/* slot i of the per-line state in the block's scratch: SCAN_PANEL entries
+ * of a type of at most 16 bytes */
+#define SLOT(type, i) ((type *)(void *)(b->scratch + (size_t)(i) * SCAN_PANEL * 16))
+/* Declares per-line state `name`: in scratch for a panel, in a local array
+ * for a single line (m == 1), which the compiler keeps in registers so the
+ * carry never round-trips through memory. */
+#define STATE(type, name, i) \
+    type name##_line_[1] = {0}; \
+    type *const name = line ? name##_line_ : SLOT(type, i)
+
 /* byte stride between lines of operand k inside a panel */
 #define LANE(k) (contig ? (int64_t)sizeof_op[k] : b->lane[k])
 /* operand k's pointer for line l0 of the panel, at the block's first row */
@@ -39,21 +49,27 @@ SCAN_INLINE int lanes_are_contiguous(const scan_block *b, int nops, const int64_
     {                                                                              \
         static const int64_t size_[NOPS] = {__VA_ARGS__};                          \
         const int contig_ = lanes_are_contiguous(b, NOPS, size_);                  \
+        if (b->m == 1) {                                                           \
+            if (b->inclusive) PANEL(b, 0, 1, 1, 0, size_, 1);                      \
+            else PANEL(b, 0, 1, 0, 0, size_, 1);                                   \
+            return;                                                                \
+        }                                                                          \
         for (int64_t l0 = 0; l0 < b->m; l0 += SCAN_PANEL) {                        \
             int64_t w = b->m - l0 < SCAN_PANEL ? b->m - l0 : SCAN_PANEL;           \
             if (contig_) {                                                         \
-                if (b->inclusive) PANEL(b, l0, w, 1, 1, size_);                    \
-                else PANEL(b, l0, w, 0, 1, size_);                                 \
+                if (b->inclusive) PANEL(b, l0, w, 1, 1, size_, 0);                    \
+                else PANEL(b, l0, w, 0, 1, size_, 0);                                 \
             } else {                                                               \
-                if (b->inclusive) PANEL(b, l0, w, 1, 0, size_);                    \
-                else PANEL(b, l0, w, 0, 0, size_);                                 \
+                if (b->inclusive) PANEL(b, l0, w, 1, 0, size_, 0);                    \
+                else PANEL(b, l0, w, 0, 0, size_, 0);                                 \
             }                                                                      \
         }                                                                          \
     }
 
 /* the parameter list every panel function takes */
-#define PANEL_ARGS \
-    const scan_block *b, int64_t l0, int64_t w, const int incl, const int contig, const int64_t *sizeof_op
+#define PANEL_ARGS                                                                              \
+    const scan_block *b, int64_t l0, int64_t w, const int incl, const int contig,              \
+        const int64_t *sizeof_op, const int line
 
 /* A copy of block b with the scan direction reversed, for kernels that are
  * the same scan run the other way (the VJP of a sum). */

@@ -13,33 +13,39 @@
  * to y (DESIGN §3.5).
  */
 
+/* libm's scalar exp/log beat the polynomials on a single line; the
+ * polynomials win where they vectorise across lanes.  `line` is a
+ * compile-time constant in every caller. */
+#define VEXP(x) (line ? exp(x) : scan_exp(x))
+#define VLOG(x) (line ? log(x) : scan_log(x))
+
 #if !LSE_COMPLEX
 typedef double KN(lse_val_);
 
 /* One step of the recurrence for the real case: returns the weight e of the
  * new element on the scale of the updated M; *rescale is what the old sums
  * are multiplied by. */
-SCAN_INLINE double KN(lse_step_)(double v, double *M, double *S, double *rescale)
+SCAN_INLINE double KN(lse_step_)(double v, double *M, double *S, double *rescale, const int line)
 {
     /* written as selects so the row-streaming loops vectorise */
     const double m = *M;
     const int gt = v > m;
-    const double e = v == m ? 1.0 : scan_exp(-fabs(v - m));
+    const double e = v == m ? 1.0 : VEXP(-fabs(v - m));
     *rescale = gt ? e : 1.0;
     *S = gt ? *S * e + 1.0 : *S + e;
     *M = gt ? v : m;
     return gt ? 1.0 : e;
 }
-#define LSE_OUT(M, S) ((M) + scan_log(S))
+#define LSE_OUT(M, S) ((M) + VLOG(S))
 #else
 typedef cdouble KN(lse_val_);
 
-SCAN_INLINE cdouble KN(lse_step_)(cdouble v, double *M, cdouble *S, double *rescale)
+SCAN_INLINE cdouble KN(lse_step_)(cdouble v, double *M, cdouble *S, double *rescale, const int line)
 {
     const double vr = creal(v);
     const cdouble phase = cis(cimag(v));
     if (vr > *M) {
-        double e = scan_exp(*M - vr);
+        double e = VEXP(*M - vr);
         *rescale = e;
         *S = *S * e + phase;
         *M = vr;
@@ -51,7 +57,7 @@ SCAN_INLINE cdouble KN(lse_step_)(cdouble v, double *M, cdouble *S, double *resc
         return phase;
     }
     {
-        cdouble e = scan_exp(vr - *M) * phase;
+        cdouble e = VEXP(vr - *M) * phase;
         *S += e;
         return e;
     }
@@ -84,7 +90,7 @@ SCAN_INLINE void KN(lse_fwd_panel_)(PANEL_ARGS)
             double rescale;
             if (!incl)
                 LST(y + l * ly, LSE_OUT(M[l], S[l]));
-            KN(lse_step_)(v, &M[l], &S[l], &rescale);
+            KN(lse_step_)(v, &M[l], &S[l], &rescale, line);
             if (incl)
                 LST(y + l * ly, LSE_OUT(M[l], S[l]));
         }
@@ -128,7 +134,7 @@ SCAN_INLINE void KN(lse_jvp_panel_)(PANEL_ARGS)
                 LST(y + l * ly, LSE_OUT(M[l], S[l]));
                 LST(yd + l * lyd, r == 0 ? LSE_ZERO : LSE_DIV(U[l], S[l]));
             }
-            KN(lse_val_) e = KN(lse_step_)(v, &M[l], &S[l], &rescale);
+            KN(lse_val_) e = KN(lse_step_)(v, &M[l], &S[l], &rescale, line);
             U[l] = U[l] * rescale + LSE_MUL(e, tv);
             if (incl) {
                 LST(y + l * ly, LSE_OUT(M[l], S[l]));
@@ -148,11 +154,11 @@ DEFINE_PANEL_KERNEL(KN(lse_jvp_), KN(lse_jvp_panel_), 4, sizeof(T), sizeof(T), s
  * weight follows the §3.5 limit: c_a / c_b where c counts the prefix entries
  * equal to b (the caller passes them). */
 #if !LSE_COMPLEX
-SCAN_INLINE double KN(lse_weight_)(double a, double bb, double ca, double cb)
+SCAN_INLINE double KN(lse_weight_)(double a, double bb, double ca, double cb, const int line)
 {
     if (bb == INFINITY || bb == -INFINITY)
         return a == bb ? ca / cb : 0.0;
-    return scan_exp(a - bb);
+    return VEXP(a - bb);
 }
 #endif
 
@@ -209,8 +215,8 @@ SCAN_INLINE void KN(lse_vjp_panel_)(PANEL_ARGS)
                 if (r == last)
                     Q[l] = gv;
                 else
-                    Q[l] = gv + KN(lse_weight_)(yv, ynext[l], c_here, cnext[l]) * Q[l];
-                LST(xb + l * lxb, KN(lse_weight_)(xv, yv, 1.0, c_here) * Q[l]);
+                    Q[l] = gv + KN(lse_weight_)(yv, ynext[l], c_here, cnext[l], line) * Q[l];
+                LST(xb + l * lxb, KN(lse_weight_)(xv, yv, 1.0, c_here, line) * Q[l]);
                 cnext[l] = c_here;
                 if (xv == INFINITY)
                     count[l] -= 1.0;
@@ -218,11 +224,11 @@ SCAN_INLINE void KN(lse_vjp_panel_)(PANEL_ARGS)
                 if (r == last)
                     Q[l] = gv;
                 else
-                    Q[l] = gv + LSE_CONJMUL(scan_exp(creal(yv) - creal(ynext[l])) *
+                    Q[l] = gv + LSE_CONJMUL(VEXP(creal(yv) - creal(ynext[l])) *
                                                 cis(cimag(yv) - cimag(ynext[l])),
                                             Q[l]);
                 LST(xb + l * lxb,
-                    LSE_CONJMUL(scan_exp(creal(xv) - creal(yv)) * cis(cimag(xv) - cimag(yv)),
+                    LSE_CONJMUL(VEXP(creal(xv) - creal(yv)) * cis(cimag(xv) - cimag(yv)),
                                 Q[l]));
 #endif
                 ynext[l] = yv;
@@ -242,5 +248,7 @@ DEFINE_PANEL_KERNEL(KN(lse_vjp_), KN(lse_vjp_panel_), 4, sizeof(T), sizeof(T), s
 #endif
 
 #undef LSE_OUT
+#undef VEXP
+#undef VLOG
 #undef LSE_SUM_T
 #undef LSE_ZERO

@@ -63,6 +63,10 @@ def vjp(op: Any, x: Any, **kwargs: Any) -> Tuple[np.ndarray, Callable[[Any], np.
     y = spec.fn(xp, **kw)
 
     def pullback(g: Any) -> np.ndarray:
+        g = np.asarray(g)
+        if g.shape != np.shape(y):
+            raise ValueError(f"vjp of {spec.name}: the cotangent g must have the output's shape "
+                             f"{np.shape(y)}; got {g.shape}")
         return _back_to(spec.vjp_rule(xp, y, g, kw), in_dtype)
 
     return y, pullback

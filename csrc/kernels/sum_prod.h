@@ -9,27 +9,32 @@
  *             S = g + conj(x_next)*S backwards, x_bar = conj(E)*S
  */
 
-/* ---- sum: forward ---- */
-SCAN_INLINE void KN(sum_fwd_panel_)(PANEL_ARGS)
-{
-    const char *x = PANEL_BASE(0);
-    char *y = PANEL_BASE(1);
-    const int64_t lx = LANE(0), ly = LANE(1);
-    STATE(A, acc, 0);
-    for (int64_t l = 0; l < w; l++)
-        acc[l] = ZERO;
-    for (int64_t r = 0; r < b->n; r++) {
-        for (int64_t l = 0; l < w; l++) {
-            A v = LD(x + l * lx); /* read before writing: y may be x */
-            A next = ADD(acc[l], v);
-            ST(y + l * ly, incl ? next : acc[l]);
-            acc[l] = next;
-        }
-        x += b->step[0];
-        y += b->step[1];
-    }
-}
-DEFINE_PANEL_KERNEL(KN(sum_fwd_), KN(sum_fwd_panel_), 2, sizeof(T), sizeof(T))
+/* ---- forward: one accumulating scan, instantiated for + and * ---- */
+#define DEFINE_ACCUMULATE(NAME, IDENTITY, COMBINE)                                      \
+    SCAN_INLINE void KN(NAME##_fwd_panel_)(PANEL_ARGS)                                  \
+    {                                                                                   \
+        const char *x = PANEL_BASE(0);                                                  \
+        char *y = PANEL_BASE(1);                                                        \
+        const int64_t lx = LANE(0), ly = LANE(1);                                       \
+        STATE(A, acc, 0);                                                               \
+        for (int64_t l = 0; l < w; l++)                                                 \
+            acc[l] = IDENTITY;                                                          \
+        for (int64_t r = 0; r < b->n; r++) {                                            \
+            for (int64_t l = 0; l < w; l++) {                                           \
+                A v = LD(x + l * lx); /* read before writing: y may be x */             \
+                A next = COMBINE(acc[l], v);                                            \
+                ST(y + l * ly, incl ? next : acc[l]);                                   \
+                acc[l] = next;                                                          \
+            }                                                                           \
+            x += b->step[0];                                                            \
+            y += b->step[1];                                                            \
+        }                                                                               \
+    }                                                                                   \
+    DEFINE_PANEL_KERNEL(KN(NAME##_fwd_), KN(NAME##_fwd_panel_), 2, sizeof(T), sizeof(T))
+
+DEFINE_ACCUMULATE(sum, ZERO, ADD)
+DEFINE_ACCUMULATE(prod, ONE, MUL)
+#undef DEFINE_ACCUMULATE
 
 #if HAS_DERIV
 /* JVP operands: x, t, y, y_dot: two independent sums. */
@@ -50,27 +55,7 @@ static void KN(sum_vjp_)(const scan_block *b)
 }
 #endif
 
-/* ---- prod: forward ---- */
-SCAN_INLINE void KN(prod_fwd_panel_)(PANEL_ARGS)
-{
-    const char *x = PANEL_BASE(0);
-    char *y = PANEL_BASE(1);
-    const int64_t lx = LANE(0), ly = LANE(1);
-    STATE(A, acc, 0);
-    for (int64_t l = 0; l < w; l++)
-        acc[l] = ONE;
-    for (int64_t r = 0; r < b->n; r++) {
-        for (int64_t l = 0; l < w; l++) {
-            A v = LD(x + l * lx);
-            A next = MUL(acc[l], v);
-            ST(y + l * ly, incl ? next : acc[l]);
-            acc[l] = next;
-        }
-        x += b->step[0];
-        y += b->step[1];
-    }
-}
-DEFINE_PANEL_KERNEL(KN(prod_fwd_), KN(prod_fwd_panel_), 2, sizeof(T), sizeof(T))
+/* ---- prod: derivatives ---- */
 
 #if HAS_DERIV
 SCAN_INLINE void KN(prod_jvp_panel_)(PANEL_ARGS)

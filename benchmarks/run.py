@@ -1,0 +1,181 @@
+"""scanad benchmark runner.
+
+    python benchmarks/run.py [--quick] [--threads N] [--ops cumsum,cummax]
+                             [--out benchmarks/results.md] [--plot benchmarks/results.png]
+
+Every scan, its VJP (the pullback alone) and JVP, float32 and float64, on the
+issue's shapes; NumPy and torch (same thread count) beside it; each time also as
+a ratio to ``np.copyto`` of the same array measured in the same run.  scanad
+writes into a preallocated ``out=`` like the copy does.  Medians of >= 5 runs
+after a warm-up.  Timings are reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from typing import Callable, List, Optional
+
+import numpy as np
+
+import scanad as sa
+from scanad._registry import SCANS
+
+try:
+    import torch
+except ImportError:  # torch is optional here
+    torch = None
+
+NUMPY_OPS = {
+    "cumsum": lambda x, a: np.cumsum(x, axis=a),
+    "cumprod": lambda x, a: np.cumprod(x, axis=a),
+    "cummax": lambda x, a: np.maximum.accumulate(x, axis=a),
+    "cummin": lambda x, a: np.minimum.accumulate(x, axis=a),
+    "logcumsumexp": lambda x, a: np.logaddexp.accumulate(x, axis=a),
+}
+
+
+def median_time(fn: Callable[[], object], repeat: int = 5) -> float:
+    """Median wall time of fn over `repeat` runs after one warm-up."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def torch_call(name: str, x: np.ndarray, axis: int) -> Optional[Callable[[], object]]:
+    if torch is None:
+        return None
+    t = torch.from_numpy(x)
+    fn = getattr(torch, name)
+    return lambda: fn(t, axis)
+
+
+def fmt(t: Optional[float], ref: float) -> str:
+    return "n/a" if t is None else f"{t * 1e3:.2f} ({t / ref:.1f}x)"
+
+
+def op_table(ops: List[str], cases: list, repeat: int) -> List[str]:
+    rows = ["| op | dtype | shape, axis | copy ms | scanad out= | scanad alloc | VJP (x fwd) "
+            "| JVP (x fwd) | NumPy | torch |", "|" + "---|" * 10]
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        for shape, axis in cases:
+            x = rng.standard_normal(shape).astype(dtype)
+            dst = np.empty_like(x)
+            t_copy = median_time(lambda: np.copyto(dst, x), repeat)
+            for name in ops:
+                fn = sa.OPS[name].fn
+                t_out = median_time(lambda: fn(x, axis=axis, out=dst), repeat)
+                t_new = median_time(lambda: fn(x, axis=axis), repeat)
+                y, pullback = sa.vjp(fn, x, axis=axis)
+                g = np.ones_like(y)
+                t_vjp = median_time(lambda: pullback(g), repeat)
+                t_jvp = median_time(lambda: sa.jvp(fn, x, g, axis=axis), repeat)
+                t_np = median_time(lambda: NUMPY_OPS[name](x, axis), repeat)
+                tc = torch_call(name, x, axis)
+                t_torch = None if tc is None else median_time(tc, repeat)
+                rows.append(
+                    f"| {name} | {np.dtype(dtype).name} | {shape}, {axis} | {t_copy * 1e3:.2f} "
+                    f"| {fmt(t_out, t_copy)} | {fmt(t_new, t_copy)} "
+                    f"| {t_vjp * 1e3:.2f} ({t_vjp / t_out:.1f}x) "
+                    f"| {t_jvp * 1e3:.2f} ({t_jvp / t_out:.1f}x) "
+                    f"| {fmt(t_np, t_copy)} | {fmt(t_torch, t_copy)} |")
+                print(rows[-1], flush=True)
+    return rows
+
+
+def chunk_table(repeat: int, quick: bool) -> List[str]:
+    rows = ["| chunk op | shape | copy ms | scanad | NumPy pad+reshape | torch reshape |",
+            "|---|---|---|---|---|---|"]
+    rng = np.random.default_rng(1)
+    shapes = [(8, 1024, 16)] if quick else [(8, 4096, 16), (8, 4096, 16, 64)]
+    C = 64
+    for shape in shapes:
+        g = rng.standard_normal(shape).astype(np.float32)
+        dst = np.empty_like(g)
+        t_copy = median_time(lambda: np.copyto(dst, g), repeat)
+        B, T = shape[:2]
+        tail = shape[2:]
+
+        def np_local() -> np.ndarray:  # ejKernel style: pad, reshape, cumsum
+            pad = (-T) % C
+            gp = np.pad(g, [(0, 0), (0, pad)] + [(0, 0)] * len(tail))
+            r = np.cumsum(gp.reshape((B, (T + pad) // C, C) + tail), axis=2)
+            return r.reshape((B, T + pad) + tail)[:, :T]
+
+        def torch_local() -> object:
+            t = torch.from_numpy(g)
+            return torch.cumsum(t.reshape((B, T // C, C) + tail), dim=2).reshape(shape)
+
+        cases = [
+            ("local dense", lambda: sa.chunk_local_cumsum(g, C), np_local,
+             torch_local if torch is not None else None),
+            ("global dense", lambda: sa.chunk_global_cumsum(g), lambda: np.cumsum(g, axis=1),
+             (lambda: torch.cumsum(torch.from_numpy(g), 1)) if torch is not None else None),
+        ]
+        packed = g.reshape((1, B * T) + tail)
+        cu = np.concatenate([[0], np.sort(rng.choice(np.arange(1, B * T), B - 1,
+                                                     replace=False)), [B * T]])
+        cases.append(("local varlen", lambda: sa.chunk_local_cumsum(packed, C, cu_seqlens=cu),
+                      None, None))
+        cases.append(("global varlen", lambda: sa.chunk_global_cumsum(packed, cu_seqlens=cu),
+                      None, None))
+        for label, f_sa, f_np, f_t in cases:
+            t_sa = median_time(f_sa, repeat)
+            t_np = None if f_np is None else median_time(f_np, repeat)
+            t_t = None if f_t is None else median_time(f_t, repeat)
+            rows.append(f"| {label} | {shape} | {t_copy * 1e3:.2f} | {fmt(t_sa, t_copy)} "
+                        f"| {fmt(t_np, t_copy)} | {fmt(t_t, t_copy)} |")
+            print(rows[-1], flush=True)
+    return rows
+
+
+def thread_line(repeat: int, quick: bool) -> str:
+    x = np.random.default_rng(2).standard_normal((64, 2**14 if quick else 2**18))
+    x = x.astype(np.float32)
+    n = sa.get_num_threads()
+    sa.set_num_threads(1)
+    t1 = median_time(lambda: sa.logcumsumexp(x, axis=1), repeat)
+    sa.set_num_threads(2)
+    t2 = median_time(lambda: sa.logcumsumexp(x, axis=1), repeat)
+    sa.set_num_threads(n)
+    return (f"logcumsumexp float32 {x.shape} axis 1: 1 thread {t1 * 1e3:.1f} ms, "
+            f"2 threads {t2 * 1e3:.1f} ms, speed-up {t1 / t2:.2f}x")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small shapes, for a smoke test")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--ops", default=",".join(SCANS))
+    p.add_argument("--out", default="benchmarks/results.md")
+    args = p.parse_args(argv)
+    sa.set_num_threads(args.threads)
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+    ops = [o for o in args.ops.split(",") if o]
+    repeat = 5
+    if args.quick:
+        cases = [((1 << 18,), 0), ((512, 512), 0), ((512, 512), 1)]
+    else:
+        cases = [((1 << 24,), 0), ((4096, 4096), 0), ((4096, 4096), 1), ((256, 256, 256), 1)]
+    head = (f"scanad {sa.__version__} {sa.build_info()['isa']}, NumPy {np.__version__}, "
+            f"torch {getattr(torch, '__version__', 'n/a')}, {args.threads} thread(s), "
+            f"{platform.processor() or platform.machine()}")
+    print(head)
+    lines = [head, ""] + op_table(ops, cases, repeat) + [""] + chunk_table(repeat, args.quick)
+    lines += ["", thread_line(repeat, args.quick)]
+    print(lines[-1])
+    with open(args.out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 from typing import Callable, List, Optional
 
 import numpy as np
 
 import scanad as sa
+from scanad.__main__ import _median_time as median_time
 from scanad._registry import SCANS
 
 try:
@@ -34,17 +34,6 @@ NUMPY_OPS = {
     "cummin": lambda x, a: np.minimum.accumulate(x, axis=a),
     "logcumsumexp": lambda x, a: np.logaddexp.accumulate(x, axis=a),
 }
-
-
-def median_time(fn: Callable[[], object], repeat: int = 5) -> float:
-    """Median wall time of fn over `repeat` runs after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def torch_call(name: str, x: np.ndarray, axis: int) -> Optional[Callable[[], object]]:

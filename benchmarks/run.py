@@ -19,6 +19,7 @@ from typing import Callable, List, Optional
 import numpy as np
 
 import scanad as sa
+from scanad.__main__ import NUMPY_OPS
 from scanad.__main__ import _median_time as median_time
 from scanad._registry import SCANS
 
@@ -26,15 +27,6 @@ try:
     import torch
 except ImportError:  # torch is optional here
     torch = None
-
-NUMPY_OPS = {
-    "cumsum": lambda x, a: np.cumsum(x, axis=a),
-    "cumprod": lambda x, a: np.cumprod(x, axis=a),
-    "cummax": lambda x, a: np.maximum.accumulate(x, axis=a),
-    "cummin": lambda x, a: np.minimum.accumulate(x, axis=a),
-    "logcumsumexp": lambda x, a: np.logaddexp.accumulate(x, axis=a),
-}
-
 
 def torch_call(name: str, x: np.ndarray, axis: int) -> Optional[Callable[[], object]]:
     if torch is None:

@@ -394,8 +394,6 @@ static PyArrayObject *new_like(PyArrayObject *x, int typenum)
     return (PyArrayObject *)PyArray_NewLikeArray(x, NPY_KEEPORDER, PyArray_DescrFromType(typenum), 0);
 }
 
-static int num_threads_for_call(void) { return scan_get_num_threads(); }
-
 /* Runs one kernel with the GIL released. */
 static int run(scan_kernel k, PyArrayObject *const *ops, int nops, int lane_operand, int axis, int reverse,
                int inclusive, const segments_t *seg)
@@ -426,7 +424,7 @@ static int run(scan_kernel k, PyArrayObject *const *ops, int nops, int lane_oper
     p.chunk_size = seg->chunk_size;
     p.lane_operand = lane_operand;
     {
-        const int nthreads = num_threads_for_call();
+        const int nthreads = scan_get_num_threads();
         Py_BEGIN_ALLOW_THREADS
         rc = scan_execute(k, &p, nthreads);
         Py_END_ALLOW_THREADS
@@ -638,12 +636,7 @@ static PyObject *py_jvp(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     if (normalize_axis(OPS[op].name, args[3], &x, &axis) < 0)
         goto done;
-    if (PyArray_NDIM(t) != PyArray_NDIM(x)) { /* flattened with x */
-        PyArrayObject *flat = (PyArrayObject *)PyArray_Ravel(t, NPY_CORDER);
-        if (flat == NULL)
-            goto done;
-        Py_SETREF(t, flat);
-    } else if (args[3] == Py_None) {
+    if (args[3] == Py_None || PyArray_NDIM(t) != PyArray_NDIM(x)) { /* flattened with x */
         PyArrayObject *flat = (PyArrayObject *)PyArray_Ravel(t, NPY_CORDER);
         if (flat == NULL)
             goto done;

@@ -14,6 +14,15 @@ import numpy as np
 
 import scanad as sa
 
+# NumPy's closest equivalent of each scan, for timing comparisons
+NUMPY_OPS = {
+    "cumsum": lambda x, a: np.cumsum(x, axis=a),
+    "cumprod": lambda x, a: np.cumprod(x, axis=a),
+    "cummax": lambda x, a: np.maximum.accumulate(x, axis=a),
+    "cummin": lambda x, a: np.minimum.accumulate(x, axis=a),
+    "logcumsumexp": lambda x, a: np.logaddexp.accumulate(x, axis=a),
+}
+
 
 def _self_check(rng: np.random.Generator) -> List[str]:
     """Every scan, flag and a few dtypes on random data against the reference;
@@ -58,13 +67,6 @@ def _timing_table(n: int = 1 << 22) -> str:
     """scanad vs NumPy on float32 arrays, as times and ratios to np.copyto."""
     rng = np.random.default_rng(0)
     cases = [("1-D", (n,), 0), ("axis 0", (2048, n // 2048), 0), ("axis 1", (2048, n // 2048), 1)]
-    numpy_ops = {
-        "cumsum": lambda x, a: np.cumsum(x, axis=a),
-        "cumprod": lambda x, a: np.cumprod(x, axis=a),
-        "cummax": lambda x, a: np.maximum.accumulate(x, axis=a),
-        "cummin": lambda x, a: np.minimum.accumulate(x, axis=a),
-        "logcumsumexp": lambda x, a: np.logaddexp.accumulate(x, axis=a),
-    }
     rows = ["| op | case | copy ms | scanad out= ms (x copy) | NumPy ms (x copy) |",
             "|---|---|---|---|---|"]
     for label, shape, axis in cases:
@@ -72,7 +74,7 @@ def _timing_table(n: int = 1 << 22) -> str:
         dst = np.empty_like(x)
         t_copy = _median_time(lambda dst=dst, x=x: np.copyto(dst, x))
         for name in sa._registry.SCANS:
-            fn, ref = sa.OPS[name].fn, numpy_ops[name]
+            fn, ref = sa.OPS[name].fn, NUMPY_OPS[name]
             t_sa = _median_time(lambda fn=fn, x=x, axis=axis, out=dst: fn(x, axis=axis, out=out))
             t_np = _median_time(lambda ref=ref, x=x, axis=axis: ref(x, axis))
             rows.append(f"| {name} | {label} {shape} | {t_copy * 1e3:.2f} | "

@@ -11,6 +11,7 @@
 
 #include "../scan.h"
 #include "vmath.h"
+#include "simd.h"
 
 #if defined(__GNUC__)
 #define SCAN_INLINE static inline __attribute__((always_inline))

@@ -13,11 +13,13 @@
  * to y (DESIGN §3.5).
  */
 
-/* libm's scalar exp/log beat the polynomials on a single line; the
- * polynomials win where they vectorise across lanes.  `line` is a
- * compile-time constant in every caller. */
-#define VEXP(x) (line ? exp(x) : scan_exp(x))
-#define VLOG(x) (line ? log(x) : scan_log(x))
+/* float64 results need the full-degree exp; float16/32 results (and
+ * complex64) get one accurate to 6e-9, far below their ulp.  Only the complex
+ * kernels and the real derivative kernels on single lines still use libm,
+ * whose scalar calls beat the polynomials when nothing vectorises. */
+#define LSE_PRECISE (sizeof(T) == 8 * (1 + LSE_COMPLEX))
+#define VEXP(x) (line ? exp(x) : lse_exp(x, LSE_PRECISE))
+#define VLOG(x) (line ? log(x) : lse_log(x, LSE_PRECISE))
 
 #if !LSE_COMPLEX
 typedef double KN(lse_val_);
@@ -98,7 +100,105 @@ SCAN_INLINE void KN(lse_fwd_panel_)(PANEL_ARGS)
         y += b->step[1];
     }
 }
-DEFINE_PANEL_KERNEL(KN(lse_fwd_), KN(lse_fwd_panel_), 2, sizeof(T), sizeof(T))
+DEFINE_PANEL_KERNEL(KN(lse_fwd_panel_kernel_), KN(lse_fwd_panel_), 2, sizeof(T), sizeof(T))
+
+#if !LSE_COMPLEX
+/* A single line in tiles of LSE_TILE, each in four passes so that the
+ * exponentials and logarithms vectorise along the line:
+ *   1. the running max before and after each element (a cheap scalar chain),
+ *   2. one exp per element: the rescale a_i and the new weight e_i of the
+ *      step S_i = a_i S_{i-1} + e_i (exactly lse_step_'s cases),
+ *   3. that affine recurrence as an in-register log-step scan (simd.h), and
+ *      for the JVP the same one for U_i = a_i U_{i-1} + e_i t_i,
+ *   4. y_i = M_i + log(S_i), y_dot_i = U_i / S_i.
+ * Operands: x, y (forward) or x, t, y, y_dot (JVP).  The tile buffers live
+ * on the stack (9 x 2 KiB). */
+#define LSE_TILE 256
+/* contiguous loads and stores get their own loops: those convert float32
+ * <-> float64 in vectors */
+#define LSE_TILE_LOAD(dst, p, step, cnt)                         \
+    do {                                                          \
+        if ((step) == (int64_t)sizeof(T))                         \
+            for (int64_t i_ = 0; i_ < (cnt); i_++)                \
+                (dst)[i_] = LLD((p) + i_ * (int64_t)sizeof(T));   \
+        else                                                      \
+            for (int64_t i_ = 0; i_ < (cnt); i_++)                \
+                (dst)[i_] = LLD((p) + i_ * (step));               \
+    } while (0)
+#define LSE_TILE_STORE(p, step, src, cnt)                         \
+    do {                                                          \
+        if ((step) == (int64_t)sizeof(T))                         \
+            for (int64_t i_ = 0; i_ < (cnt); i_++)                \
+                LST((p) + i_ * (int64_t)sizeof(T), (src)[i_]);    \
+        else                                                      \
+            for (int64_t i_ = 0; i_ < (cnt); i_++)                \
+                LST((p) + i_ * (step), (src)[i_]);                \
+    } while (0)
+
+SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp)
+{
+    const char *x = b->ptr[0], *t = jvp ? b->ptr[1] : NULL;
+    char *y = b->ptr[jvp ? 2 : 1], *yd = jvp ? b->ptr[3] : NULL;
+    const int64_t sx = b->step[0], st = jvp ? b->step[1] : 0;
+    const int64_t sy = b->step[jvp ? 2 : 1], syd = jvp ? b->step[3] : 0;
+    const int incl = b->inclusive;
+    _Alignas(32) double xs[LSE_TILE], pm[LSE_TILE + 1], av[LSE_TILE], ev[LSE_TILE],
+        sv[LSE_TILE + 1], out[LSE_TILE], ts[LSE_TILE], uv[LSE_TILE + 1];
+    double M = -INFINITY, S = 0.0, U = 0.0;
+    for (int64_t t0 = 0; t0 < b->n; t0 += LSE_TILE) {
+        const int64_t cnt = b->n - t0 < LSE_TILE ? b->n - t0 : LSE_TILE;
+        LSE_TILE_LOAD(xs, x, sx, cnt);
+        pm[0] = M;
+        for (int64_t i = 0; i < cnt; i++) {
+            M = xs[i] > M ? xs[i] : M;
+            pm[i + 1] = M;
+        }
+        for (int64_t i = 0; i < cnt; i++) {
+            const double v = xs[i], m = pm[i];
+            const int gt = v > m;
+            const double e = lse_exp(v == m ? 0.0 : -fabs(v - m), LSE_PRECISE);
+            av[i] = gt ? e : 1.0;
+            ev[i] = gt ? 1.0 : e;
+        }
+        sv[0] = S;
+        S = affine_scan(av, ev, sv + 1, cnt, S);
+        for (int64_t i = 0; i < cnt; i++)
+            out[i] = pm[i + incl] + lse_log(sv[i + incl], LSE_PRECISE);
+        LSE_TILE_STORE(y, sy, out, cnt);
+        if (jvp) {
+            LSE_TILE_LOAD(ts, t, st, cnt);
+            for (int64_t i = 0; i < cnt; i++)
+                ts[i] *= ev[i];
+            uv[0] = U;
+            U = affine_scan(av, ts, uv + 1, cnt, U);
+            for (int64_t i = 0; i < cnt; i++)
+                out[i] = uv[i + incl] / sv[i + incl];
+            if (!incl && t0 == 0)
+                out[0] = 0.0; /* the exclusive first output has no inputs */
+            LSE_TILE_STORE(yd, syd, out, cnt);
+            t += cnt * st;
+            yd += cnt * syd;
+        }
+        x += cnt * sx;
+        y += cnt * sy;
+    }
+}
+#undef LSE_TILE_LOAD
+#undef LSE_TILE_STORE
+
+static void KN(lse_fwd_)(const scan_block *b)
+{
+    if (b->m == 1)
+        KN(lse_line_)(b, 0);
+    else
+        KN(lse_fwd_panel_kernel_)(b);
+}
+#else
+static void KN(lse_fwd_)(const scan_block *b)
+{
+    KN(lse_fwd_panel_kernel_)(b);
+}
+#endif
 
 #if HAS_DERIV
 #if LSE_COMPLEX
@@ -147,8 +247,19 @@ SCAN_INLINE void KN(lse_jvp_panel_)(PANEL_ARGS)
         yd += b->step[3];
     }
 }
-DEFINE_PANEL_KERNEL(KN(lse_jvp_), KN(lse_jvp_panel_), 4, sizeof(T), sizeof(T), sizeof(T),
-                    sizeof(T))
+DEFINE_PANEL_KERNEL(KN(lse_jvp_panel_kernel_), KN(lse_jvp_panel_), 4, sizeof(T), sizeof(T),
+                    sizeof(T), sizeof(T))
+
+static void KN(lse_jvp_)(const scan_block *b)
+{
+#if !LSE_COMPLEX
+    if (b->m == 1) {
+        KN(lse_line_)(b, 1);
+        return;
+    }
+#endif
+    KN(lse_jvp_panel_kernel_)(b);
+}
 
 /* Weight exp(a - b) of DESIGN §4 for the VJP.  For a real infinite b the
  * weight follows the §3.5 limit: c_a / c_b where c counts the prefix entries
@@ -248,6 +359,7 @@ DEFINE_PANEL_KERNEL(KN(lse_vjp_), KN(lse_vjp_panel_), 4, sizeof(T), sizeof(T), s
 #endif
 
 #undef LSE_OUT
+#undef LSE_PRECISE
 #undef VEXP
 #undef VLOG
 #undef LSE_SUM_T

@@ -25,6 +25,14 @@ static inline uint64_t vm_bits(double d)
     return u;
 }
 
+/* a*b + c, fused where the ISA variant has FMA (GCC defines __FMA__ after
+ * the target pragma of isa_avx2.c / isa_avx512.c) */
+#if defined(__FMA__)
+#define VM_FMA(a, b, c) __builtin_fma((a), (b), (c))
+#else
+#define VM_FMA(a, b, c) ((a) * (b) + (c))
+#endif
+
 /* Integer <-> double conversions through the 2^52 + 2^51 "magic" constant:
  * int64 <-> double has no AVX2 instruction, and these vectorise anywhere. */
 #define VM_MAGIC 6755399441055744.0
@@ -91,6 +99,68 @@ static inline double scan_log(double x)
     y = x < 0.0 ? NAN : y;
     y = x == x ? y : x;
     return y;
+}
+
+/* exp and log restricted to what logcumsumexp feeds them, which is most of
+ * its time: exp of x <= 0 up to rounding (x - max, y_i - y_{i+1}), log of a
+ * running sum S that is 0 or >= 1.  Results below 2^-1022 flush to 0 (they
+ * are added to S >= 1 or scale a term that is), so no subnormal steps, no
+ * division in exp (a Taylor polynomial on |r| <= ln2/2), and fewer selects.
+ * `precise` (a compile-time constant) picks the degree: full for float64
+ * results (error < 3 ulp of a double), shorter for float32 results (< 1e-8,
+ * well under a float32 ulp); S itself is always summed in double. */
+static inline double lse_exp(double x, const int precise)
+{
+    const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+    /* no clamping: outside [-708, 709] the bit tricks below give garbage
+     * (never undefined behaviour), which the selects at the end replace */
+    const double k = (x * 1.44269504088896338700e+00 + VM_MAGIC) - VM_MAGIC;
+    const double r = (x - k * ln2_hi) - k * ln2_lo;
+    /* Estrin's scheme: in a row-streaming loop the polynomial's dependency
+     * chain, not its operation count, is what bounds the speed */
+    const double r2 = r * r, r4 = r2 * r2;
+    double p;
+    if (precise) {
+        const double r8 = r4 * r4;
+        const double s0 = VM_FMA(VM_FMA(1.0 / 6, r, 1.0 / 2), r2, r + 1.0);
+        const double s1 = VM_FMA(VM_FMA(1.0 / 5040, r, 1.0 / 720), r2, VM_FMA(1.0 / 120, r, 1.0 / 24));
+        const double s2 = VM_FMA(VM_FMA(1.0 / 39916800, r, 1.0 / 3628800), r2,
+                                 VM_FMA(1.0 / 362880, r, 1.0 / 40320));
+        p = VM_FMA(VM_FMA(1.0 / 479001600, r4, s2), r8, VM_FMA(s1, r4, s0));
+    } else {
+        const double s0 = VM_FMA(VM_FMA(1.0 / 6, r, 1.0 / 2), r2, r + 1.0);
+        const double s1 = VM_FMA(VM_FMA(1.0 / 5040, r, 1.0 / 720), r2, VM_FMA(1.0 / 120, r, 1.0 / 24));
+        p = VM_FMA(s1, r4, s0);
+    }
+    double y = p * vm_pow2(k);
+    y = x < -708.0 ? 0.0 : y;
+    y = x > 709.0 ? INFINITY : y;
+    return x == x ? y : x;
+}
+
+/* log of S in {0} U [1, inf] U {NaN}: fdlibm's e_log.c without the
+ * subnormal and negative cases. */
+static inline double lse_log(double x, const int precise)
+{
+    const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+    const double Lg1 = 6.666666666666735130e-01, Lg2 = 3.999999999940941908e-01,
+                 Lg3 = 2.857142874366239149e-01, Lg4 = 2.222219843214978396e-01,
+                 Lg5 = 1.818357216161805012e-01, Lg6 = 1.531383769920937332e-01,
+                 Lg7 = 1.479819860511658591e-01;
+    const uint64_t u = vm_bits(x);
+    const uint64_t hx = (u >> 32) + (0x3ff00000u - 0x3fe6a09eu);
+    const double e = (vm_from_bits(0x4330000000000000u | (hx >> 20)) - 4503599627370496.0) - 1023.0;
+    const double f = vm_from_bits((((hx & 0x000fffffu) + 0x3fe6a09eu) << 32) | (u & 0xffffffffu)) - 1.0;
+    const double hfsq = 0.5 * f * f;
+    const double s = f / (2.0 + f);
+    const double z = s * s, w = z * z;
+    /* float32 results: the first four terms leave an error below 1e-9 */
+    const double R = precise ? z * (Lg1 + w * (Lg3 + w * (Lg5 + w * Lg7))) + w * (Lg2 + w * (Lg4 + w * Lg6))
+                             : z * (Lg1 + w * Lg3) + w * (Lg2 + w * Lg4);
+    double y = e * ln2_hi - ((hfsq - (s * (hfsq + R) + e * ln2_lo)) - f);
+    y = x == INFINITY ? x : y;
+    y = x == 0.0 ? -INFINITY : y;
+    return x == x ? y : x;
 }
 
 #endif

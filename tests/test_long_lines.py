@@ -1,0 +1,120 @@
+"""Long single lines: the path where a scan runs along one contiguous line.
+
+The other tests use short axes, where every kernel walks element by element.
+Lines longer than a tile (256 elements) take the tiled, vectorised line
+kernels, which reassociate the work; these tests cross that path against the
+NumPy reference and against the row-streaming panel path (the same data as a
+column of a two-column array), forward and in both derivative modes, with
+infinities, NaN and ties placed in later tiles, both directions, both
+inclusive choices, contiguous and strided.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+
+import scanad as sa
+from scanad import _reference as ref
+from scanad._registry import SCANS
+
+LENGTHS = [255, 256, 257, 1000, 3001]
+
+
+def _line(rng: np.random.Generator, n: int, dtype: str, special: str) -> np.ndarray:
+    x = rng.standard_normal(n) * 3
+    if special == "ties":
+        x = np.round(x)
+    elif special == "inf":
+        x[rng.integers(0, n, 3)] = -np.inf
+        x[n // 2 + rng.integers(0, n - n // 2, 2)] = np.inf
+    elif special == "neginf_prefix":
+        x[: n // 2] = -np.inf
+    elif special == "nan":
+        x[n // 2 + 7 if n > 300 else n - 1] = np.nan
+    return x.astype(dtype)
+
+
+def _strided(x: np.ndarray, layout: str) -> np.ndarray:
+    if layout == "contiguous":
+        return x
+    wide = np.zeros(2 * x.size, x.dtype)
+    wide[::2] = x
+    return wide[::2]
+
+
+def _tolerance(dtype: np.dtype, n: int) -> tuple:
+    # Both paths accumulate in double and round once per output; the line
+    # kernels reassociate (log-step within vectors, tiles of 256), which moves
+    # the double partial results by at most ~n/16 double ulp here, far below a
+    # float32 ulp and a few float64 ulp times log2(n) for float64.
+    eps = float(np.finfo(dtype).eps)
+    if dtype == np.float32:
+        return 4 * eps, 4 * eps
+    return 16 * eps * np.log2(n), 16 * eps * np.log2(n)
+
+
+def _close(got: np.ndarray, want: np.ndarray, dtype: np.dtype, n: int) -> None:
+    rtol, atol = _tolerance(dtype, n)
+    finite = want[np.isfinite(want)]
+    scale = max(1.0, float(np.max(np.abs(finite), initial=0.0)))
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol * scale, equal_nan=True)
+
+
+def _column(fn, x: np.ndarray, **kw):
+    """The same scan through the panel path: x as column 0 of (n, 2)."""
+    return fn(np.stack([x, x[::-1]], axis=1), axis=0, **kw)
+
+
+@pytest.mark.parametrize("special", ["none", "ties", "inf", "neginf_prefix", "nan"])
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", SCANS)
+def test_long_line_forward(name: str, dtype: str, layout: str, special: str) -> None:
+    rng = np.random.default_rng(zlib.crc32(f"{name}{dtype}{layout}{special}".encode()))
+    fn = sa.OPS[name].fn
+    for n in LENGTHS:
+        x = _strided(_line(rng, n, dtype, special), layout)
+        for reverse in (False, True):
+            for inclusive in (False, True):
+                kw = dict(reverse=reverse, inclusive=inclusive)
+                got = fn(x, **kw)
+                want = getattr(ref, name)(x, **kw)
+                if name in ("cummax", "cummin"):
+                    assert np.array_equal(got, want, equal_nan=True), (name, n, kw)
+                    gi = fn(x, return_indices=True, **kw)[1]
+                    wi = getattr(ref, name)(x, return_indices=True, **kw)[1]
+                    assert np.array_equal(gi, wi), (name, n, kw)
+                else:
+                    _close(got, want, np.dtype(dtype), n)
+                col = _column(fn, x, **kw)[:, 0]
+                if name in ("cummax", "cummin"):
+                    assert np.array_equal(got, col, equal_nan=True)
+                else:
+                    _close(got, col, np.dtype(dtype), n)
+
+
+@pytest.mark.parametrize("special", ["none", "ties", "inf", "neginf_prefix", "nan"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", SCANS)
+def test_long_line_derivatives_match_the_panel_path(name: str, dtype: str, special: str) -> None:
+    rng = np.random.default_rng(zlib.crc32(f"{name}{dtype}{special}d".encode()))
+    fn = sa.OPS[name].fn
+    for n in LENGTHS:
+        x = _line(rng, n, dtype, special)
+        t = rng.standard_normal(n).astype(dtype)
+        g = rng.standard_normal(n).astype(dtype)
+        for reverse in (False, True):
+            for inclusive in (False, True):
+                kw = dict(reverse=reverse, inclusive=inclusive)
+                y, ydot = sa.jvp(fn, x, t, **kw)
+                x2 = np.stack([x, x[::-1]], axis=1)
+                t2 = np.stack([t, t[::-1]], axis=1)
+                g2 = np.stack([g, g[::-1]], axis=1)
+                y2, ydot2 = sa.jvp(fn, x2, t2, axis=0, **kw)
+                _close(ydot, ydot2[:, 0], np.dtype(dtype), n)
+                _, pullback = sa.vjp(fn, x, **kw)
+                _, pullback2 = sa.vjp(fn, x2, axis=0, **kw)
+                _close(pullback(g), pullback2(g2)[:, 0], np.dtype(dtype), n)

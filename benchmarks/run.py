@@ -41,8 +41,8 @@ def fmt(t: Optional[float], ref: float) -> str:
 
 
 def op_table(ops: List[str], cases: list, repeat: int) -> List[str]:
-    rows = ["| op | dtype | shape, axis | copy ms | scanad out= | scanad alloc | VJP (x fwd) "
-            "| JVP (x fwd) | NumPy | torch |", "|" + "---|" * 10]
+    rows = ["| op | dtype | shape, axis | copy ms | scanad out= | scanad alloc | VJP (x alloc fwd) "
+            "| JVP (x alloc fwd) | NumPy | torch |", "|" + "---|" * 10]
     rng = np.random.default_rng(0)
     for dtype in (np.float32, np.float64):
         for shape, axis in cases:
@@ -63,16 +63,17 @@ def op_table(ops: List[str], cases: list, repeat: int) -> List[str]:
                 rows.append(
                     f"| {name} | {np.dtype(dtype).name} | {shape}, {axis} | {t_copy * 1e3:.2f} "
                     f"| {fmt(t_out, t_copy)} | {fmt(t_new, t_copy)} "
-                    f"| {t_vjp * 1e3:.2f} ({t_vjp / t_out:.1f}x) "
-                    f"| {t_jvp * 1e3:.2f} ({t_jvp / t_out:.1f}x) "
+                    f"| {t_vjp * 1e3:.2f} ({t_vjp / t_new:.1f}x) "
+                    f"| {t_jvp * 1e3:.2f} ({t_jvp / t_new:.1f}x) "
                     f"| {fmt(t_np, t_copy)} | {fmt(t_torch, t_copy)} |")
                 print(rows[-1], flush=True)
     return rows
 
 
 def chunk_table(repeat: int, quick: bool) -> List[str]:
-    rows = ["| chunk op | shape | copy ms | scanad | NumPy pad+reshape | torch reshape |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| chunk op | shape | copyto ms | scanad out= (x copyto) | copy() ms "
+            "| scanad alloc (x copy()) | NumPy pad+reshape | torch reshape |",
+            "|" + "---|" * 8]
     rng = np.random.default_rng(1)
     shapes = [(8, 1024, 16)] if quick else [(8, 4096, 16), (8, 4096, 16, 64)]
     C = 64
@@ -80,6 +81,7 @@ def chunk_table(repeat: int, quick: bool) -> List[str]:
         g = rng.standard_normal(shape).astype(np.float32)
         dst = np.empty_like(g)
         t_copy = median_time(lambda: np.copyto(dst, g), repeat)
+        t_alloc = median_time(lambda: g.copy(), repeat)
         B, T = shape[:2]
         tail = shape[2:]
 
@@ -93,26 +95,82 @@ def chunk_table(repeat: int, quick: bool) -> List[str]:
             t = torch.from_numpy(g)
             return torch.cumsum(t.reshape((B, T // C, C) + tail), dim=2).reshape(shape)
 
-        cases = [
-            ("local dense", lambda: sa.chunk_local_cumsum(g, C), np_local,
-             torch_local if torch is not None else None),
-            ("global dense", lambda: sa.chunk_global_cumsum(g), lambda: np.cumsum(g, axis=1),
-             (lambda: torch.cumsum(torch.from_numpy(g), 1)) if torch is not None else None),
-        ]
         packed = g.reshape((1, B * T) + tail)
+        pdst = dst.reshape(packed.shape)
         cu = np.concatenate([[0], np.sort(rng.choice(np.arange(1, B * T), B - 1,
                                                      replace=False)), [B * T]])
-        cases.append(("local varlen", lambda: sa.chunk_local_cumsum(packed, C, cu_seqlens=cu),
-                      None, None))
-        cases.append(("global varlen", lambda: sa.chunk_global_cumsum(packed, cu_seqlens=cu),
-                      None, None))
-        for label, f_sa, f_np, f_t in cases:
-            t_sa = median_time(f_sa, repeat)
+        cases = [
+            ("local dense", lambda **k: sa.chunk_local_cumsum(g, C, **k), dst, np_local,
+             torch_local if torch is not None else None),
+            ("global dense", lambda **k: sa.chunk_global_cumsum(g, **k), dst,
+             lambda: np.cumsum(g, axis=1),
+             (lambda: torch.cumsum(torch.from_numpy(g), 1)) if torch is not None else None),
+            ("local varlen", lambda **k: sa.chunk_local_cumsum(packed, C, cu_seqlens=cu, **k),
+             pdst, None, None),
+            ("global varlen", lambda **k: sa.chunk_global_cumsum(packed, cu_seqlens=cu, **k),
+             pdst, None, None),
+        ]
+        for label, f_sa, out, f_np, f_t in cases:
+            t_out = median_time(lambda: f_sa(out=out), repeat)
+            t_new = median_time(f_sa, repeat)
             t_np = None if f_np is None else median_time(f_np, repeat)
             t_t = None if f_t is None else median_time(f_t, repeat)
-            rows.append(f"| {label} | {shape} | {t_copy * 1e3:.2f} | {fmt(t_sa, t_copy)} "
+            rows.append(f"| {label} | {shape} | {t_copy * 1e3:.2f} | {fmt(t_out, t_copy)} "
+                        f"| {t_alloc * 1e3:.2f} | {fmt(t_new, t_alloc)} "
                         f"| {fmt(t_np, t_copy)} | {fmt(t_t, t_copy)} |")
             print(rows[-1], flush=True)
+    return rows
+
+
+def size_sweep(ops: List[str], repeat: int, quick: bool, plot: Optional[str]) -> List[str]:
+    """ns per element against size, float32 1-D, for each op, NumPy and torch."""
+    exps = list(range(10, 21, 2)) if quick else list(range(10, 27, 2))
+    rows = ["| op | " + " | ".join(f"2^{e}" for e in exps) + " |",
+            "|" + "---|" * (len(exps) + 1)]
+    rng = np.random.default_rng(3)
+    curves = {}
+    for name in ["copy"] + ops:
+        for impl in (("copy",) if name == "copy" else ("scanad", "NumPy", "torch")):
+            ns = []
+            for e in exps:
+                x = rng.standard_normal(1 << e).astype(np.float32)
+                dst = np.empty_like(x)
+                if impl == "copy":
+                    f = lambda: np.copyto(dst, x)  # noqa: E731
+                elif impl == "scanad":
+                    f = lambda: sa.OPS[name].fn(x, out=dst)  # noqa: E731
+                elif impl == "NumPy":
+                    f = lambda: NUMPY_OPS[name](x, 0)  # noqa: E731
+                else:
+                    f = torch_call(name, x, 0)
+                ns.append(None if f is None else median_time(f, repeat) / x.size * 1e9)
+            label = name if impl == "copy" else f"{name} ({impl})"
+            curves[label] = ns
+            rows.append(f"| {label} | " + " | ".join("n/a" if v is None else f"{v:.2f}"
+                                                      for v in ns) + " |")
+            print(rows[-1], flush=True)
+    if plot:
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            print("matplotlib is not installed: no plot")
+            return rows
+        fig, axes = plt.subplots(1, len(ops), figsize=(4 * len(ops), 3.5), sharey=True,
+                                 squeeze=False)
+        for ax, name in zip(axes[0], ops):
+            for label, ns in curves.items():
+                if label == "copy" or label.startswith(name + " "):
+                    pts = [(1 << e, v) for e, v in zip(exps, ns) if v is not None]
+                    ax.loglog(*zip(*pts), marker="o", label=label)
+            ax.set_title(f"{name}, float32 1-D")
+            ax.set_xlabel("elements")
+            ax.legend(fontsize=7)
+        axes[0][0].set_ylabel("ns per element")
+        fig.tight_layout()
+        fig.savefig(plot, dpi=100)
+        print(f"plot written to {plot}")
     return rows
 
 
@@ -135,6 +193,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--ops", default=",".join(SCANS))
     p.add_argument("--out", default="benchmarks/results.md")
+    p.add_argument("--plot", default="benchmarks/results.png",
+                   help="PNG of the size sweep (needs matplotlib; '' for none)")
     args = p.parse_args(argv)
     sa.set_num_threads(args.threads)
     if torch is not None:
@@ -150,6 +210,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             f"{platform.processor() or platform.machine()}")
     print(head)
     lines = [head, ""] + op_table(ops, cases, repeat) + [""] + chunk_table(repeat, args.quick)
+    lines += ["", "ns per element, float32 1-D:", ""]
+    lines += size_sweep(ops, repeat, args.quick, args.plot)
     lines += ["", thread_line(repeat, args.quick)]
     print(lines[-1])
     with open(args.out, "w") as f:

@@ -47,18 +47,30 @@ def _prepare(name: str, arg: str, g: Any, cu_seqlens: Any, head_first: bool
 
 
 def _accumulate(name: str, g: np.ndarray, axis: int, reverse: bool, scale: Optional[float],
-                cu_seqlens: Any, chunk_size: Optional[int], output_dtype: Any) -> np.ndarray:
+                cu_seqlens: Any, chunk_size: Optional[int], output_dtype: Any,
+                out: Optional[np.ndarray]) -> np.ndarray:
     out_dtype = g.dtype if output_dtype is None else np.dtype(output_dtype)
     if out_dtype.type not in _FLOATS:
         raise TypeError(f"{name}: output_dtype must be float16, float32 or float64; "
                         f"got {out_dtype}")
+    if out is not None:
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"{name}: out must be a numpy.ndarray; got {type(out).__name__}")
+        if out.shape != g.shape or out.dtype != out_dtype:
+            raise ValueError(f"{name}: out must have shape {g.shape} and dtype {out_dtype}; "
+                             f"got shape {out.shape} and dtype {out.dtype}")
     # float16 sums accumulate (at least) in float32; the result is rounded
     # to output_dtype only after the scale, as fla does.
     acc = np.promote_types(np.promote_types(g.dtype, out_dtype), np.float32)
-    y = _C.scan(SUM, g, axis, reverse, True, acc, None, cu_seqlens, chunk_size, False)
+    direct = out if out is not None and acc == out_dtype else None
+    y = _C.scan(SUM, g, axis, reverse, True, acc, direct, cu_seqlens, chunk_size, False)
     if scale is not None:
         np.multiply(y, scale, out=y, casting="unsafe")
-    return y.astype(out_dtype, copy=False)
+    if out is None:
+        return y.astype(out_dtype, copy=False)
+    if direct is None:
+        np.copyto(out, y, casting="unsafe")
+    return out
 
 
 def chunk_local_cumsum(
@@ -69,6 +81,7 @@ def chunk_local_cumsum(
     cu_seqlens: Any = None,
     head_first: bool = False,
     output_dtype: Any = None,
+    out: Optional[np.ndarray] = None,
     **kwargs: Any,
 ) -> np.ndarray:
     """Cumulative sum of ``g`` along time within chunks of ``chunk_size``.
@@ -76,7 +89,8 @@ def chunk_local_cumsum(
     Chunk boundaries count from each sequence start (``cu_seqlens``);
     ``reverse=True`` is a true suffix sum within each chunk; ``scale`` (alias
     ``softmax_scale``) multiplies the sums; the result has ``output_dtype``
-    (default: g's dtype).
+    (default: g's dtype).  ``out=`` (an extension of fla's signature) takes a
+    preallocated result of g's shape and the output dtype; ``out=g`` works.
 
     >>> import numpy as np, scanad as sa
     >>> g = np.ones((1, 6, 1), np.float32)
@@ -93,7 +107,7 @@ def chunk_local_cumsum(
         raise ValueError(f"chunk_local_cumsum: chunk_size must be a positive integer; "
                          f"got {chunk_size}")
     return _accumulate("chunk_local_cumsum", g, axis, reverse, scale, cu_seqlens, chunk_size,
-                       output_dtype)
+                       output_dtype, out)
 
 
 def chunk_global_cumsum(
@@ -103,9 +117,12 @@ def chunk_global_cumsum(
     scale: Optional[float] = None,
     head_first: bool = False,
     output_dtype: Any = None,
+    out: Optional[np.ndarray] = None,
     **kwargs: Any,
 ) -> np.ndarray:
     """Cumulative sum of ``s`` along time over each whole sequence.
+
+    Arguments as :func:`chunk_local_cumsum`, without the chunks.
 
     >>> import numpy as np, scanad as sa
     >>> s = np.ones((1, 5, 1))
@@ -115,4 +132,4 @@ def chunk_global_cumsum(
     scale = _resolve_scale("chunk_global_cumsum", scale, kwargs)
     s, axis = _prepare("chunk_global_cumsum", "s", s, cu_seqlens, head_first)
     return _accumulate("chunk_global_cumsum", s, axis, reverse, scale, cu_seqlens, None,
-                       output_dtype)
+                       output_dtype, out)

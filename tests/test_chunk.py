@@ -692,3 +692,29 @@ def test_cross_check_ejkernel():
                                want_l, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(sa.chunk_global_cumsum(g, cu_seqlens=cu), want_g,
                                rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("fn", ["chunk_local_cumsum", "chunk_global_cumsum"])
+@pytest.mark.parametrize("dtype, output_dtype", [("float32", None), ("float16", None),
+                                                 ("float16", "float32"), ("float64", "float32")])
+def test_chunk_out_matches_the_allocating_call(fn, dtype, output_dtype):
+    rng = np.random.default_rng(7)
+    g = rng.standard_normal((1, 100, 3, 5)).astype(dtype)
+    cu = np.array([0, 30, 30, 100])
+    f = getattr(sa, fn)
+    args = (g, 16) if fn == "chunk_local_cumsum" else (g,)
+    want = f(*args, reverse=True, cu_seqlens=cu, scale=0.5, output_dtype=output_dtype)
+    out = np.full(g.shape, np.nan, want.dtype)
+    got = f(*args, reverse=True, cu_seqlens=cu, scale=0.5, output_dtype=output_dtype, out=out)
+    assert got is out
+    np.testing.assert_array_equal(out, want)
+    if output_dtype is None:  # in place
+        inplace = g.copy()
+        f(*((inplace,) + args[1:]), reverse=True, cu_seqlens=cu, scale=0.5, out=inplace)
+        np.testing.assert_array_equal(inplace, want)
+    with pytest.raises(ValueError, match="out must have shape"):
+        f(*args, out=np.empty(g.shape[:-1], want.dtype), output_dtype=output_dtype)
+    with pytest.raises(ValueError, match="out must have shape"):
+        f(*args, out=np.empty(g.shape, np.complex128), output_dtype=output_dtype)
+    with pytest.raises(TypeError, match="out must be a numpy.ndarray"):
+        f(*args, out=[0.0], output_dtype=output_dtype)

@@ -118,3 +118,26 @@ def test_long_line_derivatives_match_the_panel_path(name: str, dtype: str, speci
                 _, pullback = sa.vjp(fn, x, **kw)
                 _, pullback2 = sa.vjp(fn, x2, axis=0, **kw)
                 _close(pullback(g), pullback2(g2)[:, 0], np.dtype(dtype), n)
+
+
+@pytest.mark.parametrize("lanes", [4, 8, 12, 16])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_narrow_panels(lanes: int, dtype: str) -> None:
+    # 4, 8 and 16 contiguous lanes keep the cumsum state in registers (the
+    # heads of a [B, T, H] gate tensor); 12 takes the general panel.
+    rng = np.random.default_rng(lanes)
+    x = (rng.standard_normal((3, 300, lanes)) * 3).astype(dtype)
+    for reverse in (False, True):
+        for inclusive in (False, True):
+            kw = dict(reverse=reverse, inclusive=inclusive)
+            want = ref.cumsum(x, axis=1, **kw)
+            _close(sa.cumsum(x, axis=1, **kw), want, np.dtype(dtype), 300)
+            _close(sa.cumsum(x, axis=1, chunk_size=7, **kw),
+                   ref.cumsum(x, axis=1, chunk_size=7, **kw), np.dtype(dtype), 7)
+            inplace = x.copy()
+            assert sa.cumsum(inplace, axis=1, out=inplace, **kw) is inplace
+            _close(inplace, want, np.dtype(dtype), 300)
+            g = rng.standard_normal(x.shape).astype(dtype)
+            _, pullback = sa.vjp(sa.cumsum, x, axis=1, **kw)
+            _close(pullback(g), ref.cumsum(g, axis=1, reverse=not reverse, inclusive=inclusive),
+                   np.dtype(dtype), 300)

@@ -29,6 +29,20 @@ typedef int64_t v4i __attribute__((vector_size(32)));
 #define V4_LOAD(dst, p) memcpy(&(dst), (p), sizeof(v4d))
 #define V4_STORE(p, v) memcpy((p), &(v), sizeof(v4d))
 
+/* four floats to and from four doubles (exact; the store rounds to nearest) */
+typedef float v4f __attribute__((vector_size(16)));
+static inline void narrow_load_f32(v4d *dst, const char *p)
+{
+    v4f f;
+    memcpy(&f, p, sizeof f);
+    *dst = __builtin_convertvector(f, v4d);
+}
+static inline void narrow_store_f32(char *p, const v4d *v)
+{
+    const v4f f = __builtin_convertvector(*v, v4f);
+    memcpy(p, &f, sizeof f);
+}
+
 /* out[i] = S_i for the affine recurrence S_i = a_i S_{i-1} + e_i, S_{-1} = S;
  * returns the last S.  Within a vector the maps (a, e) compose in two steps;
  * a_i are in [0, 1] and e_i in [0, 1] here, so the reassociation costs a few

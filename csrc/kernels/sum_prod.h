@@ -30,11 +30,66 @@
             y += b->step[1];                                                            \
         }                                                                               \
     }                                                                                   \
-    DEFINE_PANEL_KERNEL(KN(NAME##_fwd_), KN(NAME##_fwd_panel_), 2, sizeof(T), sizeof(T))
+    DEFINE_PANEL_KERNEL(KN(NAME##_fwd_panels_), KN(NAME##_fwd_panel_), 2, sizeof(T), sizeof(T))
 
 DEFINE_ACCUMULATE(sum, ZERO, ADD)
 DEFINE_ACCUMULATE(prod, ONE, MUL)
 #undef DEFINE_ACCUMULATE
+
+#if defined(NARROW_LOAD)
+/* Panels of 4, 8 or 16 contiguous lanes (the heads of a [B, T, H] gate
+ * tensor): with the state in memory, each row waits for the previous row's
+ * store to be forwarded, and at 16 lanes that, not bandwidth, is the limit.
+ * Here the state is nv vectors in registers and a row is nv vector adds. */
+SCAN_INLINE void KN(sum_narrow_rows_)(const scan_block *b, const int nv, const int incl)
+{
+    v4d acc[4] = {{0.0, 0.0, 0.0, 0.0}, {0.0, 0.0, 0.0, 0.0}, {0.0, 0.0, 0.0, 0.0},
+                  {0.0, 0.0, 0.0, 0.0}};
+    const char *x = b->ptr[0];
+    char *y = b->ptr[1];
+    for (int64_t r = 0; r < b->n; r++) {
+        v4d v[4];
+        for (int j = 0; j < nv; j++) /* the whole row is read before any of it is written */
+            NARROW_LOAD(v[j], x + 4 * j * (int64_t)sizeof(T));
+        for (int j = 0; j < nv; j++) {
+            const v4d next = acc[j] + v[j], out = incl ? next : acc[j];
+            NARROW_STORE(y + 4 * j * (int64_t)sizeof(T), out);
+            acc[j] = next;
+        }
+        x += b->step[0];
+        y += b->step[1];
+    }
+}
+
+static void KN(sum_fwd_)(const scan_block *b)
+{
+    if ((b->m == 4 || b->m == 8 || b->m == 16) && b->lane[0] == (int64_t)sizeof(T) &&
+        b->lane[1] == (int64_t)sizeof(T)) {
+        const int nv = (int)(b->m / 4);
+        if (b->inclusive) {
+            if (nv == 1) KN(sum_narrow_rows_)(b, 1, 1);
+            else if (nv == 2) KN(sum_narrow_rows_)(b, 2, 1);
+            else KN(sum_narrow_rows_)(b, 4, 1);
+        } else {
+            if (nv == 1) KN(sum_narrow_rows_)(b, 1, 0);
+            else if (nv == 2) KN(sum_narrow_rows_)(b, 2, 0);
+            else KN(sum_narrow_rows_)(b, 4, 0);
+        }
+        return;
+    }
+    KN(sum_fwd_panels_)(b);
+}
+#else
+static void KN(sum_fwd_)(const scan_block *b)
+{
+    KN(sum_fwd_panels_)(b);
+}
+#endif
+
+static void KN(prod_fwd_)(const scan_block *b)
+{
+    KN(prod_fwd_panels_)(b);
+}
 
 #if HAS_DERIV
 /* JVP operands: x, t, y, y_dot: two independent sums. */

@@ -166,6 +166,8 @@
 #include "sum_prod.h"
 #include "max_min.h"
 #include "logsumexp.h"
+#undef NARROW_LOAD
+#undef NARROW_STORE
 #undef SFX
 #undef T
 #undef A
@@ -192,6 +194,8 @@
 #define MST(p, v) (*(float *)(p) = (v))
 #define LLD(p) LD(p)
 #define LST(p, v) ST(p, v)
+#define NARROW_LOAD(dst, p) narrow_load_f32(&(dst), (p))
+#define NARROW_STORE(p, v) narrow_store_f32((p), &(v))
 #include "sum_prod.h"
 #include "max_min.h"
 #include "logsumexp.h"
@@ -202,7 +206,11 @@
 #undef MV
 #undef MLD
 #undef MST
+#undef NARROW_LOAD
+#undef NARROW_STORE
 
+#define NARROW_LOAD(dst, p) V4_LOAD(dst, p)
+#define NARROW_STORE(p, v) V4_STORE(p, v)
 #define SFX f64
 #define T double
 #define LD(p) (*(const double *)(p))
@@ -213,6 +221,8 @@
 #include "sum_prod.h"
 #include "max_min.h"
 #include "logsumexp.h"
+#undef NARROW_LOAD
+#undef NARROW_STORE
 #undef SFX
 #undef T
 #undef A

@@ -43,64 +43,6 @@ static inline double vm_pow2(double k)
     return vm_from_bits(vm_bits(k + (1023.0 + VM_MAGIC)) << 52);
 }
 
-static inline double scan_exp(double x)
-{
-    const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
-    const double inv_ln2 = 1.44269504088896338700e+00;
-    const double P1 = 1.66666666666666019037e-01, P2 = -2.77777777770155933842e-03,
-                 P3 = 6.61375632143793436117e-05, P4 = -1.65339022054652515390e-06,
-                 P5 = 4.13813679705723846039e-08;
-    /* clamp so the integer parts stay sane; the selects at the end fix the
-     * overflow, underflow and NaN results */
-    double xc = x > 709.8 ? 709.8 : x;
-    xc = xc < -745.2 ? -745.2 : xc;
-    xc = xc == xc ? xc : 0.0;
-    const double k = (xc * inv_ln2 + VM_MAGIC) - VM_MAGIC; /* round to nearest */
-    const double hi = xc - k * ln2_hi, lo = k * ln2_lo, r = hi - lo;
-    const double t = r * r;
-    const double c = r - t * (P1 + t * (P2 + t * (P3 + t * (P4 + t * P5))));
-    const double er = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi);
-    /* scale in two steps so subnormal results come out right */
-    const double k1 = k < -1000.0 ? -1000.0 : k > 1000.0 ? 1000.0 : k;
-    const double k2 = k - k1;
-    double y = er * vm_pow2(k1) * vm_pow2(k2);
-    y = x > 7.09782712893383973096e+02 ? INFINITY : y;
-    y = x < -7.45133219101941108420e+02 ? 0.0 : y;
-    y = x == x ? y : x;
-    return y;
-}
-
-static inline double scan_log(double x)
-{
-    const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
-    const double Lg1 = 6.666666666666735130e-01, Lg2 = 3.999999999940941908e-01,
-                 Lg3 = 2.857142874366239149e-01, Lg4 = 2.222219843214978396e-01,
-                 Lg5 = 1.818357216161805012e-01, Lg6 = 1.531383769920937332e-01,
-                 Lg7 = 1.479819860511658591e-01;
-    /* subnormals: scale up by 2^54 first */
-    const int sub = x < 2.2250738585072014e-308;
-    const double xs = sub ? x * 18014398509481984.0 : x;
-    const uint64_t u = vm_bits(xs);
-    /* split xs = 2^e * m with m in [sqrt(2)/2, sqrt(2)) */
-    const uint64_t hx = (u >> 32) + (0x3ff00000u - 0x3fe6a09eu);
-    const double e = (vm_from_bits(0x4330000000000000u | (hx >> 20)) - 4503599627370496.0) - 1023.0 -
-                     (sub ? 54.0 : 0.0);
-    const uint64_t mbits = (((hx & 0x000fffffu) + 0x3fe6a09eu) << 32) | (u & 0xffffffffu);
-    const double f = vm_from_bits(mbits) - 1.0;
-    const double hfsq = 0.5 * f * f;
-    const double s = f / (2.0 + f);
-    const double z = s * s, w = z * z;
-    const double t1 = w * (Lg2 + w * (Lg4 + w * Lg6));
-    const double t2 = z * (Lg1 + w * (Lg3 + w * (Lg5 + w * Lg7)));
-    const double R = t2 + t1;
-    double y = e * ln2_hi - ((hfsq - (s * (hfsq + R) + e * ln2_lo)) - f);
-    y = x == INFINITY ? x : y;
-    y = x == 0.0 ? -INFINITY : y;
-    y = x < 0.0 ? NAN : y;
-    y = x == x ? y : x;
-    return y;
-}
-
 /* exp and log restricted to what logcumsumexp feeds them, which is most of
  * its time: exp of x <= 0 up to rounding (x - max, y_i - y_{i+1}), log of a
  * running sum S that is 0 or >= 1.  Results below 2^-1022 flush to 0 (they

@@ -1,9 +1,9 @@
 /* vmath.h: exp and log in plain C that the compiler can vectorise.
  *
  * libm's exp/log are calls, which stop the row-streaming loops from
- * vectorising; these are fdlibm's algorithms (e_exp.c, e_log.c: < 1 ulp)
- * written without branches, specials handled by selects, so a loop over
- * lanes becomes SIMD code in each ISA variant.  The tests compare
+ * vectorising; these (a Taylor exp, fdlibm's e_log.c) are written without
+ * branches, specials handled by selects, so a loop over lanes or a tile
+ * becomes SIMD code in each ISA variant.  The tests compare
  * logcumsumexp with a long double / float64 reference. */
 #ifndef SCANAD_VMATH_H
 #define SCANAD_VMATH_H

@@ -210,9 +210,22 @@ def test_float32_accumulates_in_float64() -> None:
     assert abs(float(sa.cumsum(x)[-1]) - want) <= 1e-6 * want
 
 
-def test_small_float64_matches_numpy_exactly() -> None:
-    x = np.random.default_rng(3).standard_normal(16)
-    assert np.array_equal(sa.cumsum(x), np.cumsum(x))  # same order of additions
+@pytest.mark.parametrize("reverse", [False, True])
+def test_float64_cumsum_error_is_within_the_recursive_bound(reverse: bool) -> None:
+    # Long lines are summed eight at a time (a log-step scan within vectors),
+    # not in NumPy's order, so results may differ from np.cumsum in the last
+    # bits; the error must stay within the classical bound for summing in
+    # order, |y_i - exact_i| <= (i + 1) eps sum_{j<=i} |x_j|.  The reference
+    # is summed in long double (11 more bits).
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(4099) * 10.0 ** rng.integers(-3, 4, 4099)
+    got = sa.cumsum(x, reverse=reverse)
+    xs = x[::-1] if reverse else x
+    exact = np.cumsum(xs.astype(np.longdouble))
+    bound = np.arange(1, x.size + 1) * np.finfo(np.float64).eps * np.cumsum(np.abs(xs))
+    err = np.abs((got[::-1] if reverse else got) - exact).astype(np.float64)
+    assert np.all(err <= bound)
+    assert np.array_equal(sa.cumsum(x[:5]), np.cumsum(x[:5]))  # short lines add in order
 
 
 @pytest.mark.parametrize("call, exc, match", [

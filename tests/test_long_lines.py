@@ -87,13 +87,31 @@ def test_long_line_forward(name: str, dtype: str, layout: str, special: str) -> 
                     gi = fn(x, return_indices=True, **kw)[1]
                     wi = getattr(ref, name)(x, return_indices=True, **kw)[1]
                     assert np.array_equal(gi, wi), (name, n, kw)
-                else:
-                    _close(got, want, np.dtype(dtype), n)
-                col = _column(fn, x, **kw)[:, 0]
-                if name in ("cummax", "cummin"):
+                    col = _column(fn, x, **kw)[:, 0]
                     assert np.array_equal(got, col, equal_nan=True)
-                else:
-                    _close(got, col, np.dtype(dtype), n)
+                    continue
+                col = _column(fn, x, **kw)[:, 0]
+                if name == "cumprod" and dtype == "float64":
+                    # The line kernel multiplies groups of elements before
+                    # the running product, so where the product leaves the
+                    # float64 range and comes back (x ~ 3 N(0,1) overflows
+                    # near element 1500 and a factor 0.01 brings it back) it
+                    # keeps the representable value a one-at-a-time product
+                    # loses to an intermediate inf.  Where the one-at-a-time
+                    # product (the panel path, strided lines) did not
+                    # overflow, all three agree; elsewhere a result is that
+                    # inf or the product in long double, whose range holds it.
+                    with np.errstate(over="ignore"):  # inf where the product is
+                        exact = ref.cumprod(x.astype(np.longdouble), **kw).astype(dtype)
+                    kept = np.isfinite(col) | ~np.isfinite(exact)
+                    _close(got[kept], exact[kept], np.dtype(dtype), n)
+                    _close(got[kept], col[kept], np.dtype(dtype), n)
+                    lost = ~kept & np.isfinite(got)
+                    _close(got[lost], exact[lost], np.dtype(dtype), n)
+                    assert np.all(np.isinf(got[~kept & ~lost]))
+                    continue
+                _close(got, want, np.dtype(dtype), n)
+                _close(got, col, np.dtype(dtype), n)
 
 
 @pytest.mark.parametrize("special", ["none", "ties", "inf", "neginf_prefix", "nan"])

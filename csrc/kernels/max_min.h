@@ -11,7 +11,25 @@
 #define MM_TAKES_MAX(v, cur) ((v) >= (cur) || M_ISNAN(v))
 #define MM_TAKES_MIN(v, cur) ((v) <= (cur) || M_ISNAN(v))
 
-#define DEFINE_MAXMIN(OPNAME, TAKES, START)                                                     \
+#if defined(NARROW_LOAD)
+/* single contiguous lines: the log-step kernels of line.h */
+#define MM_LINE(IS_MAX, NOPS, PAYLOAD, ...)                                                    \
+    do {                                                                                        \
+        static const int64_t size_[NOPS] = {__VA_ARGS__};                                       \
+        const int dir_ = KN(line_direction_)(b, NOPS, size_);                                  \
+        if (dir_) {                                                                             \
+            if ((PAYLOAD) == LINE_NONE) LINE_CALL(KN(extreme_line_), b, dir_, IS_MAX, LINE_NONE); \
+            else if ((PAYLOAD) == LINE_INDEX)                                                   \
+                LINE_CALL(KN(extreme_line_), b, dir_, IS_MAX, LINE_INDEX);                     \
+            else LINE_CALL(KN(extreme_line_), b, dir_, IS_MAX, LINE_TANGENT);                   \
+            return;                                                                             \
+        }                                                                                       \
+    } while (0)
+#else
+#define MM_LINE(IS_MAX, NOPS, PAYLOAD, ...) (void)0
+#endif
+
+#define DEFINE_MAXMIN(OPNAME, IS_MAX, TAKES, START)                                                     \
     SCAN_INLINE void KN(OPNAME##_fwd_panel_)(PANEL_ARGS)                                        \
     {                                                                                           \
         const char *x = PANEL_BASE(0);                                                          \
@@ -44,13 +62,21 @@
             pos += b->index_step;                                                               \
         }                                                                                       \
     }                                                                                           \
-    DEFINE_PANEL_KERNEL(KN(OPNAME##_fwd_), KN(OPNAME##_fwd_panel_), 3, sizeof(T), sizeof(T),    \
-                        sizeof(int64_t))                                                        \
-    MAXMIN_DERIVS(OPNAME, TAKES, START)
+    DEFINE_PANEL_KERNEL(KN(OPNAME##_fwd_panels_), KN(OPNAME##_fwd_panel_), 3, sizeof(T),        \
+                        sizeof(T), sizeof(int64_t))                                             \
+    static void KN(OPNAME##_fwd_)(const scan_block *b)                                          \
+    {                                                                                           \
+        if (b->ptr[2])                                                                          \
+            MM_LINE(IS_MAX, 3, LINE_INDEX, sizeof(T), sizeof(T), sizeof(int64_t));              \
+        else                                                                                    \
+            MM_LINE(IS_MAX, 2, LINE_NONE, sizeof(T), sizeof(T));                                \
+        KN(OPNAME##_fwd_panels_)(b);                                                            \
+    }                                                                                           \
+    MAXMIN_DERIVS(OPNAME, IS_MAX, TAKES, START)
 
 #if HAS_DERIV
 /* JVP operands x, t, y, y_dot; VJP operands x, y, g, x_bar. */
-#define MAXMIN_DERIVS(OPNAME, TAKES, START)                                                     \
+#define MAXMIN_DERIVS(OPNAME, IS_MAX, TAKES, START)                                             \
     SCAN_INLINE void KN(OPNAME##_jvp_panel_)(PANEL_ARGS)                                        \
     {                                                                                           \
         const char *x = PANEL_BASE(0), *t = PANEL_BASE(1);                                      \
@@ -79,8 +105,13 @@
             yd += b->step[3];                                                                   \
         }                                                                                       \
     }                                                                                           \
-    DEFINE_PANEL_KERNEL(KN(OPNAME##_jvp_), KN(OPNAME##_jvp_panel_), 4, sizeof(T), sizeof(T),    \
-                        sizeof(T), sizeof(T))                                                   \
+    DEFINE_PANEL_KERNEL(KN(OPNAME##_jvp_panels_), KN(OPNAME##_jvp_panel_), 4, sizeof(T),        \
+                        sizeof(T), sizeof(T), sizeof(T))                                        \
+    static void KN(OPNAME##_jvp_)(const scan_block *b)                                          \
+    {                                                                                           \
+        MM_LINE(IS_MAX, 4, LINE_TANGENT, sizeof(T), sizeof(T), sizeof(T), sizeof(T));           \
+        KN(OPNAME##_jvp_panels_)(b);                                                            \
+    }                                                                                           \
                                                                                                 \
     /* Owners come in contiguous runs, so one forward pass suffices: every                      \
      * x_bar is zeroed as it is passed and an owner's sum is written when its                   \
@@ -127,13 +158,14 @@
     DEFINE_PANEL_KERNEL(KN(OPNAME##_vjp_), KN(OPNAME##_vjp_panel_), 4, sizeof(T), sizeof(T),    \
                         sizeof(T), sizeof(T))
 #else
-#define MAXMIN_DERIVS(OPNAME, TAKES, START)
+#define MAXMIN_DERIVS(OPNAME, IS_MAX, TAKES, START)
 #endif
 
-DEFINE_MAXMIN(max, MM_TAKES_MAX, M_LOWEST)
-DEFINE_MAXMIN(min, MM_TAKES_MIN, M_HIGHEST)
+DEFINE_MAXMIN(max, 1, MM_TAKES_MAX, M_LOWEST)
+DEFINE_MAXMIN(min, 0, MM_TAKES_MIN, M_HIGHEST)
 
 #undef MAXMIN_DERIVS
+#undef MM_LINE
 #undef DEFINE_MAXMIN
 #undef MM_TAKES_MAX
 #undef MM_TAKES_MIN

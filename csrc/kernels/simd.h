@@ -19,10 +19,15 @@ typedef int64_t v4i __attribute__((vector_size(32)));
 #if defined(__clang__)
 #define V4_SHIFT1(v, fill) __builtin_shufflevector(v, fill, 4, 0, 1, 2)
 #define V4_SHIFT2(v, fill) __builtin_shufflevector(v, fill, 4, 5, 0, 1)
+#define V4_REVERSE(v) __builtin_shufflevector(v, v, 3, 2, 1, 0)
 #else
 #define V4_SHIFT1(v, fill) __builtin_shuffle(v, fill, (v4i){4, 0, 1, 2})
 #define V4_SHIFT2(v, fill) __builtin_shuffle(v, fill, (v4i){4, 5, 0, 1})
+#define V4_REVERSE(v) __builtin_shuffle(v, (v4i){3, 2, 1, 0})
 #endif
+/* every lane = s (adding s to a zero vector would turn -0.0 into +0.0) */
+#define V4_SPLAT(s) ((v4d){(s), (s), (s), (s)})
+#define V4I_SPLAT(s) ((v4i){(s), (s), (s), (s)})
 
 /* unaligned loads and stores; macros, since a function returning a 32-byte
  * vector has an ABI that differs between the baseline and AVX variants */

@@ -63,6 +63,12 @@ SCAN_INLINE void KN(sum_narrow_rows_)(const scan_block *b, const int nv, const i
 
 static void KN(sum_fwd_)(const scan_block *b)
 {
+    static const int64_t size_[2] = {sizeof(T), sizeof(T)};
+    const int dir = KN(line_direction_)(b, 2, size_);
+    if (dir) {
+        LINE_CALL(KN(accumulate_line_), b, dir, 0);
+        return;
+    }
     if ((b->m == 4 || b->m == 8 || b->m == 16) && b->lane[0] == (int64_t)sizeof(T) &&
         b->lane[1] == (int64_t)sizeof(T)) {
         const int nv = (int)(b->m / 4);
@@ -88,6 +94,14 @@ static void KN(sum_fwd_)(const scan_block *b)
 
 static void KN(prod_fwd_)(const scan_block *b)
 {
+#if defined(NARROW_LOAD)
+    static const int64_t size_[2] = {sizeof(T), sizeof(T)};
+    const int dir = KN(line_direction_)(b, 2, size_);
+    if (dir) {
+        LINE_CALL(KN(accumulate_line_), b, dir, 1);
+        return;
+    }
+#endif
     KN(prod_fwd_panels_)(b);
 }
 

@@ -10,6 +10,7 @@
  */
 #include "common.h"
 #include "walk.h"
+#include "simd.h"
 
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
@@ -163,6 +164,7 @@
 #define MST(p, v) ST(p, v)
 #define LLD(p) ((double)LD(p))
 #define LST(p, v) ST(p, (float)(v))
+#include "line.h"
 #include "sum_prod.h"
 #include "max_min.h"
 #include "logsumexp.h"
@@ -196,6 +198,7 @@
 #define LST(p, v) ST(p, v)
 #define NARROW_LOAD(dst, p) narrow_load_f32(&(dst), (p))
 #define NARROW_STORE(p, v) narrow_store_f32((p), &(v))
+#include "line.h"
 #include "sum_prod.h"
 #include "max_min.h"
 #include "logsumexp.h"
@@ -218,6 +221,7 @@
 #define MV double
 #define MLD(p) LD(p)
 #define MST(p, v) ST(p, v)
+#include "line.h"
 #include "sum_prod.h"
 #include "max_min.h"
 #include "logsumexp.h"

@@ -235,3 +235,138 @@ SCAN_INLINE void KN(extreme_line_)(const scan_block *b, const int is_max, const 
 #undef LINE_LOAD_I
 #undef LINE_STORE_I
 #endif
+
+#if defined(NARROW_LOAD) && HAS_DERIV
+/* ---- cumprod derivatives on one line, in tiles ----
+ * Both are affine recurrences, scanned with simd.h's affine_scan:
+ *   JVP  D_i = x_i D_{i-1} + P_{i-1} t_i   (P itself: a = x, e = 0)
+ *   VJP  S_i = g_i + x_{i+1} S_{i+1}, backwards, x_bar_i = E_i S_i with E
+ *        the exclusive prefix product (accumulate_line_ leaves it in x_bar).
+ * affine_scan composes up to eight factors before meeting the carry, which
+ * changes nothing while the factors are finite and below 2^100 (no product
+ * of eight can overflow); a tile holding an infinite, NaN or huge x is
+ * walked one element at a time, so zeros and infinities give exactly the
+ * panel kernel's results. */
+#define PROD_TILE 256
+#define PROD_TAME(v) (fabs(v) <= 0x1p100)
+/* dst[i] = operand at p + i * step, as double; the two unit steps get their
+ * own loops, which vectorise */
+#define PROD_TILE_LOAD(dst, p, step, cnt)                               \
+    do {                                                                \
+        if ((step) == (int64_t)sizeof(T))                               \
+            for (int64_t i_ = 0; i_ < (cnt); i_++)                      \
+                (dst)[i_] = (double)LD((p) + i_ * (int64_t)sizeof(T));  \
+        else                                                            \
+            for (int64_t i_ = 0; i_ < (cnt); i_++)                      \
+                (dst)[i_] = (double)LD((p) - i_ * (int64_t)sizeof(T));  \
+    } while (0)
+#define PROD_TILE_STORE(p, step, src, cnt)                              \
+    do {                                                                \
+        if ((step) == (int64_t)sizeof(T))                               \
+            for (int64_t i_ = 0; i_ < (cnt); i_++)                      \
+                ST((p) + i_ * (int64_t)sizeof(T), (src)[i_]);           \
+        else                                                            \
+            for (int64_t i_ = 0; i_ < (cnt); i_++)                      \
+                ST((p) - i_ * (int64_t)sizeof(T), (src)[i_]);           \
+    } while (0)
+
+/* the affine scan of a tile, or the same recurrence one element at a time
+ * when a factor, a weight or the carry is outside the tame range */
+SCAN_INLINE double KN(prod_affine_)(const double *a, const double *e, double *out, int64_t cnt,
+                                    double S, int tame)
+{
+    if (tame && isfinite(S))
+        return affine_scan(a, e, out, cnt, S);
+    for (int64_t i = 0; i < cnt; i++) {
+        S = a[i] * S + e[i];
+        out[i] = S;
+    }
+    return S;
+}
+
+/* operands x, t, y, y_dot, all at +-1 element per step */
+SCAN_INLINE void KN(prod_jvp_line_)(const scan_block *b)
+{
+    const char *x = b->ptr[0], *t = b->ptr[1];
+    char *y = b->ptr[2], *yd = b->ptr[3];
+    const int64_t sx = b->step[0], st = b->step[1], sy = b->step[2], syd = b->step[3];
+    const int incl = b->inclusive;
+    _Alignas(32) double xs[PROD_TILE], zero[PROD_TILE], pv[PROD_TILE + 1], ev[PROD_TILE],
+        dv[PROD_TILE + 1];
+    memset(zero, 0, sizeof zero);
+    double P = 1.0, D = 0.0;
+    for (int64_t t0 = 0; t0 < b->n; t0 += PROD_TILE) {
+        const int64_t cnt = b->n - t0 < PROD_TILE ? b->n - t0 : PROD_TILE;
+        int tame = 1, finite = 1;
+        PROD_TILE_LOAD(xs, x, sx, cnt);
+        PROD_TILE_LOAD(ev, t, st, cnt);
+        for (int64_t i = 0; i < cnt; i++)
+            tame &= PROD_TAME(xs[i]);
+        pv[0] = P;
+        dv[0] = D;
+        P = KN(prod_affine_)(xs, zero, pv + 1, cnt, P, tame);
+        for (int64_t i = 0; i < cnt; i++) {
+            ev[i] *= pv[i];
+            finite &= isfinite(ev[i]);
+        }
+        D = KN(prod_affine_)(xs, ev, dv + 1, cnt, D, tame & finite);
+        PROD_TILE_STORE(y, sy, pv + incl, cnt);
+        PROD_TILE_STORE(yd, syd, dv + incl, cnt);
+        x += cnt * sx;
+        t += cnt * st;
+        y += cnt * sy;
+        yd += cnt * syd;
+    }
+}
+
+/* operands x, y, g, x_bar; dir as line_direction_ gave it */
+SCAN_INLINE void KN(prod_vjp_line_)(const scan_block *b, const int dir)
+{
+    const int64_t n = b->n;
+    const int incl = b->inclusive;
+    {
+        scan_block e = block_pick(b, 0, 3, -1);
+        e.inclusive = 0;
+        LINE_CALL(KN(accumulate_line_), (&e), dir, 1);
+    }
+    /* Walked from the end in tiles; inside a tile k = 0 is the last element
+     * and the arrays hold x_{i+1}, g_i (exclusive: g_{i+1}) and E_i at
+     * i = stop - 1 - k.  Past the end S is 0, so the factor there is 1. */
+    const int64_t sx = b->step[0], sg = b->step[2], sxb = b->step[3];
+    const int64_t shift = incl ? 0 : 1;
+    _Alignas(32) double av[PROD_TILE + 1], ev[PROD_TILE + 1], sv[PROD_TILE], xb[PROD_TILE];
+    double S = 0.0;
+    for (int64_t stop = n; stop > 0; stop -= PROD_TILE) {
+        const int64_t cnt = stop < PROD_TILE ? stop : PROD_TILE;
+        const int64_t last = stop - 1;
+        int tame = 1;
+        if (stop == n) { /* the elements past the end */
+            av[0] = 1.0;
+            PROD_TILE_LOAD(av + 1, b->ptr[0] + last * sx, -sx, cnt - 1);
+            if (incl) {
+                PROD_TILE_LOAD(ev, b->ptr[2] + last * sg, -sg, cnt);
+            } else {
+                ev[0] = 0.0;
+                PROD_TILE_LOAD(ev + 1, b->ptr[2] + last * sg, -sg, cnt - 1);
+            }
+        } else {
+            PROD_TILE_LOAD(av, b->ptr[0] + stop * sx, -sx, cnt);
+            PROD_TILE_LOAD(ev, b->ptr[2] + (last + shift) * sg, -sg, cnt);
+        }
+        for (int64_t k = 0; k < cnt; k++)
+            tame &= PROD_TAME(av[k]) & (isfinite(ev[k]) != 0);
+        S = KN(prod_affine_)(av, ev, sv, cnt, S, tame);
+        char *xb_last = b->ptr[3] + last * sxb;
+        PROD_TILE_LOAD(xb, xb_last, -sxb, cnt);
+        for (int64_t k = 0; k < cnt; k++)
+            xb[k] *= sv[k];
+        PROD_TILE_STORE(xb_last, -sxb, xb, cnt);
+    }
+    if (!incl) /* no output depends on the last x (and E there may be inf) */
+        ST(b->ptr[3] + (n - 1) * sxb, 0.0);
+}
+#undef PROD_TILE_LOAD
+#undef PROD_TILE_STORE
+#undef PROD_TILE
+#undef PROD_TAME
+#endif

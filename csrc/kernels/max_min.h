@@ -77,25 +77,27 @@
 #if HAS_DERIV
 /* JVP operands x, t, y, y_dot; VJP operands x, y, g, x_bar. */
 #define MAXMIN_DERIVS(OPNAME, IS_MAX, TAKES, START)                                             \
+    /* the tangent is only gathered, never combined: it moves as raw T, so      \
+     * the loop is one width (float32 lanes do not widen to double) */          \
     SCAN_INLINE void KN(OPNAME##_jvp_panel_)(PANEL_ARGS)                                        \
     {                                                                                           \
         const char *x = PANEL_BASE(0), *t = PANEL_BASE(1);                                      \
         char *y = PANEL_BASE(2), *yd = PANEL_BASE(3);                                           \
         const int64_t lx = LANE(0), lt = LANE(1), ly = LANE(2), lyd = LANE(3);                  \
         STATE(MV, val, 0); \
-        STATE(A, tv, 1); \
+        STATE(T, tv, 1); \
         for (int64_t l = 0; l < w; l++) {                                                       \
             val[l] = START;                                                                     \
-            tv[l] = ZERO;                                                                       \
+            ST(&tv[l], ZERO);                                                                   \
         }                                                                                       \
         for (int64_t r = 0; r < b->n; r++) {                                                    \
             for (int64_t l = 0; l < w; l++) {                                                   \
                 MV v = MLD(x + l * lx);                                                         \
                 int take = TAKES(v, val[l]);                                                    \
                 MV nv = take ? v : val[l];                                                      \
-                A nt = take ? LD(t + l * lt) : tv[l];                                           \
+                T nt = take ? *(const T *)(t + l * lt) : tv[l];                                 \
                 MST(y + l * ly, incl ? nv : val[l]);                                            \
-                ST(yd + l * lyd, incl ? nt : tv[l]);                                            \
+                *(T *)(yd + l * lyd) = incl ? nt : tv[l];                                       \
                 val[l] = nv;                                                                    \
                 tv[l] = nt;                                                                     \
             }                                                                                   \

@@ -154,8 +154,21 @@ SCAN_INLINE void KN(prod_jvp_panel_)(PANEL_ARGS)
         yd += b->step[3];
     }
 }
-DEFINE_PANEL_KERNEL(KN(prod_jvp_), KN(prod_jvp_panel_), 4, sizeof(T), sizeof(T), sizeof(T),
-                    sizeof(T))
+DEFINE_PANEL_KERNEL(KN(prod_jvp_panels_), KN(prod_jvp_panel_), 4, sizeof(T), sizeof(T),
+                    sizeof(T), sizeof(T))
+
+static const int64_t KN(prod_deriv_sizes_)[4] = {sizeof(T), sizeof(T), sizeof(T), sizeof(T)};
+
+static void KN(prod_jvp_)(const scan_block *b)
+{
+#if defined(NARROW_LOAD)
+    if (KN(line_direction_)(b, 4, KN(prod_deriv_sizes_))) {
+        KN(prod_jvp_line_)(b);
+        return;
+    }
+#endif
+    KN(prod_jvp_panels_)(b);
+}
 
 /* Two passes, no division: the first leaves the exclusive prefix product E
  * in x_bar, the second walks backwards with S and multiplies. */
@@ -209,6 +222,18 @@ SCAN_INLINE void KN(prod_vjp_panel_)(PANEL_ARGS)
         }
     }
 }
-DEFINE_PANEL_KERNEL(KN(prod_vjp_), KN(prod_vjp_panel_), 4, sizeof(T), sizeof(T), sizeof(T),
-                    sizeof(T))
+DEFINE_PANEL_KERNEL(KN(prod_vjp_panels_), KN(prod_vjp_panel_), 4, sizeof(T), sizeof(T),
+                    sizeof(T), sizeof(T))
+
+static void KN(prod_vjp_)(const scan_block *b)
+{
+#if defined(NARROW_LOAD)
+    const int dir = KN(line_direction_)(b, 4, KN(prod_deriv_sizes_));
+    if (dir) {
+        KN(prod_vjp_line_)(b, dir);
+        return;
+    }
+#endif
+    KN(prod_vjp_panels_)(b);
+}
 #endif

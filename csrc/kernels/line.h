@@ -31,6 +31,17 @@
             else f(b, __VA_ARGS__, 0, 1);                                \
         }                                                                \
     } while (0)
+/* the same for f(b, incl, back) */
+#define LINE_CALL0(f, b, dir)                                            \
+    do {                                                                 \
+        if ((b)->inclusive) {                                            \
+            if ((dir) > 0) f(b, 1, 0);                                   \
+            else f(b, 1, 1);                                             \
+        } else {                                                         \
+            if ((dir) > 0) f(b, 0, 0);                                   \
+            else f(b, 0, 1);                                             \
+        }                                                                \
+    } while (0)
 #endif
 
 #if defined(NARROW_LOAD)
@@ -230,143 +241,153 @@ SCAN_INLINE void KN(extreme_line_)(const scan_block *b, const int is_max, const 
 #undef LINE_SELECT
 #undef LINE_ABSORB
 #undef LINE_COMBINE
+
+#if HAS_DERIV
+/* ---- cumprod derivatives on one line ----
+ * Both are affine recurrences S_k = a_k S_{k-1} + e_k, scanned like the
+ * forward: within a vector the maps (a, e) compose in two shift steps, and
+ * the local products of a are shared with the product scan itself.
+ *   JVP  D_i = x_i D_{i-1} + P_{i-1} t_i, alongside P_i = x_i P_{i-1}
+ *   VJP  S_i = g_i + x_{i+1} S_{i+1} backwards, x_bar_i = E_i S_i, with E
+ *        the exclusive prefix product (accumulate_line_ leaves it in x_bar).
+ * Composing eight factors before they meet the carry changes nothing but
+ * rounding while no intermediate can overflow: a group runs vectorised only
+ * when |x| <= 2^32 and the carries, tangents and cotangents are <= 2^200
+ * (NaN fails the test); otherwise one element takes the panel kernel's
+ * step, so zeros, infinities and overflow give exactly its results. */
+#define PROD_X_TAME 0x1p32
+#define PROD_TAME 0x1p200
+#define V4_WITHIN(v, bound) ((v4i)((v) <= V4_SPLAT(bound)) & (v4i)((v) >= V4_SPLAT(-(bound))))
+#define V4_ALL(m) (((m)[0] & (m)[1] & (m)[2] & (m)[3]) != 0)
+
+/* operands x, t, y, y_dot */
+SCAN_INLINE void KN(prod_jvp_line_)(const scan_block *b, const int incl, const int back)
+{
+    const int64_t n = b->n, sz = back ? -(int64_t)sizeof(T) : (int64_t)sizeof(T);
+    const v4d one = V4_SPLAT(1.0), zero = V4_SPLAT(0.0);
+    const char *x = b->ptr[0], *t = b->ptr[1];
+    char *y = b->ptr[2], *yd = b->ptr[3];
+    /* the carries stay splat vectors; the group's own terms are computed
+     * as if P = 1 and D = 0 (D is linear in P's weights), so the chain
+     * from one group to the next is a multiply and a multiply-add */
+    v4d P = one, D = zero;
+    for (int64_t i = 0; i < n;) {
+        if (i + 8 <= n && fabs(P[0]) <= PROD_TAME && fabs(D[0]) <= PROD_TAME) {
+            v4d a, a2, e, e2;
+            LINE_LOAD(a, x, back);
+            LINE_LOAD(a2, x + 4 * sz, back);
+            LINE_LOAD(e, t, back);
+            LINE_LOAD(e2, t + 4 * sz, back);
+            const v4i tame = V4_WITHIN(a, PROD_X_TAME) & V4_WITHIN(a2, PROD_X_TAME) &
+                             V4_WITHIN(e, PROD_TAME) & V4_WITHIN(e2, PROD_TAME);
+            if (V4_ALL(tame)) {
+                /* local prefix products: after one step, after two */
+                const v4d A1 = a * V4_SHIFT1(a, one), B1 = a2 * V4_SHIFT1(a2, one);
+                const v4d A2 = A1 * V4_SHIFT2(A1, one), B2 = B1 * V4_SHIFT2(B1, one);
+                const v4d whole2 = B2 * A2[3]; /* second vector from the group start */
+                e *= V4_SHIFT1(A2, one);
+                e2 *= V4_SHIFT1(whole2, V4_SPLAT(A2[3]));
+                e = a * V4_SHIFT1(e, zero) + e;
+                e2 = a2 * V4_SHIFT1(e2, zero) + e2;
+                e = A1 * V4_SHIFT2(e, zero) + e;
+                e2 = B1 * V4_SHIFT2(e2, zero) + e2;
+                e2 = B2 * e[3] + e2;
+                v4d Pa = A2 * P, Pb = whole2 * P;
+                v4d Da = A2 * D + P * e, Db = whole2 * D + P * e2;
+                const v4d nP = V4_SPLAT(Pb[3]), nD = V4_SPLAT(Db[3]);
+                if (!incl) {
+                    Pb = V4_SHIFT1(Pb, V4_SPLAT(Pa[3]));
+                    Db = V4_SHIFT1(Db, V4_SPLAT(Da[3]));
+                    Pa = V4_SHIFT1(Pa, P);
+                    Da = V4_SHIFT1(Da, D);
+                }
+                LINE_STORE(y, Pa, back);
+                LINE_STORE(y + 4 * sz, Pb, back);
+                LINE_STORE(yd, Da, back);
+                LINE_STORE(yd + 4 * sz, Db, back);
+                P = nP;
+                D = nD;
+                i += 8, x += 8 * sz, t += 8 * sz, y += 8 * sz, yd += 8 * sz;
+                continue;
+            }
+        }
+        const double v = (double)LD(x), tv = (double)LD(t);
+        const double nP = P[0] * v, nD = D[0] * v + P[0] * tv;
+        ST(y, incl ? nP : P[0]);
+        ST(yd, incl ? nD : D[0]);
+        P = V4_SPLAT(nP);
+        D = V4_SPLAT(nD);
+        i++, x += sz, t += sz, y += sz, yd += sz;
+    }
+}
+
+/* operands x, y, g, x_bar */
+SCAN_INLINE void KN(prod_vjp_line_)(const scan_block *b, const int incl, const int back)
+{
+    const int64_t n = b->n, sz = back ? -(int64_t)sizeof(T) : (int64_t)sizeof(T);
+    const v4d one = V4_SPLAT(1.0), zero = V4_SPLAT(0.0);
+    {
+        scan_block e = block_pick(b, 0, 3, -1);
+        e.inclusive = 0;
+        if (back) KN(accumulate_line_)(&e, 1, 0, 1);
+        else KN(accumulate_line_)(&e, 1, 0, 0);
+    }
+    /* walking backwards from element i: x_{i+1} and g_i (exclusive:
+     * g_{i+1}) are the factor and the weight, past the end 1 and 0 */
+    const int64_t gshift = incl ? 0 : 1;
+    v4d S = zero; /* a splat vector, as in the JVP */
+    for (int64_t i = n - 1; i >= 0;) {
+        const char *xn = i + 1 < n ? b->ptr[0] + (i + 1) * sz : NULL;
+        const char *g = i + gshift < n ? b->ptr[2] + (i + gshift) * sz : NULL;
+        char *xb = b->ptr[3] + i * sz;
+        if (i - 7 >= 0 && i + 1 < n && fabs(S[0]) <= PROD_TAME) {
+            v4d a, a2, e, e2;
+            LINE_LOAD(a, xn, !back);
+            LINE_LOAD(a2, xn - 4 * sz, !back);
+            LINE_LOAD(e, g, !back);
+            LINE_LOAD(e2, g - 4 * sz, !back);
+            const v4i tame = V4_WITHIN(a, PROD_X_TAME) & V4_WITHIN(a2, PROD_X_TAME) &
+                             V4_WITHIN(e, PROD_TAME) & V4_WITHIN(e2, PROD_TAME);
+            if (V4_ALL(tame)) {
+                const v4d A1 = a * V4_SHIFT1(a, one), B1 = a2 * V4_SHIFT1(a2, one);
+                const v4d A2 = A1 * V4_SHIFT2(A1, one), B2 = B1 * V4_SHIFT2(B1, one);
+                e = a * V4_SHIFT1(e, zero) + e;
+                e2 = a2 * V4_SHIFT1(e2, zero) + e2;
+                e = A1 * V4_SHIFT2(e, zero) + e;
+                e2 = B1 * V4_SHIFT2(e2, zero) + e2;
+                e2 = B2 * e[3] + e2;
+                const v4d whole2 = B2 * A2[3];
+                const v4d Sa = A2 * S + e, Sb = whole2 * S + e2;
+                v4d Ea, Eb;
+                LINE_LOAD(Ea, xb, !back);
+                LINE_LOAD(Eb, xb - 4 * sz, !back);
+                Ea *= Sa;
+                Eb *= Sb;
+                LINE_STORE(xb, Ea, !back);
+                LINE_STORE(xb - 4 * sz, Eb, !back);
+                S = V4_SPLAT(whole2[3]) * S + V4_SPLAT(e2[3]);
+                i -= 8;
+                continue;
+            }
+        }
+        const double v = xn ? (double)LD(xn) : 1.0;
+        const double gv = g ? (double)LD(g) : 0.0;
+        const double s1 = gv + v * S[0];
+        ST(xb, (double)LD(xb) * s1);
+        S = V4_SPLAT(s1);
+        i--;
+    }
+    if (!incl) /* no output depends on the last x (and E there may be inf) */
+        ST(b->ptr[3] + (n - 1) * sz, 0.0);
+}
+#undef PROD_X_TAME
+#undef PROD_TAME
+#undef V4_WITHIN
+#undef V4_ALL
+#endif
+
 #undef LINE_LOAD
 #undef LINE_STORE
 #undef LINE_LOAD_I
 #undef LINE_STORE_I
-#endif
-
-#if defined(NARROW_LOAD) && HAS_DERIV
-/* ---- cumprod derivatives on one line, in tiles ----
- * Both are affine recurrences, scanned with simd.h's affine_scan:
- *   JVP  D_i = x_i D_{i-1} + P_{i-1} t_i   (P itself: a = x, e = 0)
- *   VJP  S_i = g_i + x_{i+1} S_{i+1}, backwards, x_bar_i = E_i S_i with E
- *        the exclusive prefix product (accumulate_line_ leaves it in x_bar).
- * affine_scan composes up to eight factors before meeting the carry, which
- * changes nothing while the factors are finite and below 2^100 (no product
- * of eight can overflow); a tile holding an infinite, NaN or huge x is
- * walked one element at a time, so zeros and infinities give exactly the
- * panel kernel's results. */
-#define PROD_TILE 256
-#define PROD_TAME(v) (fabs(v) <= 0x1p100)
-/* dst[i] = operand at p + i * step, as double; the two unit steps get their
- * own loops, which vectorise */
-#define PROD_TILE_LOAD(dst, p, step, cnt)                               \
-    do {                                                                \
-        if ((step) == (int64_t)sizeof(T))                               \
-            for (int64_t i_ = 0; i_ < (cnt); i_++)                      \
-                (dst)[i_] = (double)LD((p) + i_ * (int64_t)sizeof(T));  \
-        else                                                            \
-            for (int64_t i_ = 0; i_ < (cnt); i_++)                      \
-                (dst)[i_] = (double)LD((p) - i_ * (int64_t)sizeof(T));  \
-    } while (0)
-#define PROD_TILE_STORE(p, step, src, cnt)                              \
-    do {                                                                \
-        if ((step) == (int64_t)sizeof(T))                               \
-            for (int64_t i_ = 0; i_ < (cnt); i_++)                      \
-                ST((p) + i_ * (int64_t)sizeof(T), (src)[i_]);           \
-        else                                                            \
-            for (int64_t i_ = 0; i_ < (cnt); i_++)                      \
-                ST((p) - i_ * (int64_t)sizeof(T), (src)[i_]);           \
-    } while (0)
-
-/* the affine scan of a tile, or the same recurrence one element at a time
- * when a factor, a weight or the carry is outside the tame range */
-SCAN_INLINE double KN(prod_affine_)(const double *a, const double *e, double *out, int64_t cnt,
-                                    double S, int tame)
-{
-    if (tame && isfinite(S))
-        return affine_scan(a, e, out, cnt, S);
-    for (int64_t i = 0; i < cnt; i++) {
-        S = a[i] * S + e[i];
-        out[i] = S;
-    }
-    return S;
-}
-
-/* operands x, t, y, y_dot, all at +-1 element per step */
-SCAN_INLINE void KN(prod_jvp_line_)(const scan_block *b)
-{
-    const char *x = b->ptr[0], *t = b->ptr[1];
-    char *y = b->ptr[2], *yd = b->ptr[3];
-    const int64_t sx = b->step[0], st = b->step[1], sy = b->step[2], syd = b->step[3];
-    const int incl = b->inclusive;
-    _Alignas(32) double xs[PROD_TILE], zero[PROD_TILE], pv[PROD_TILE + 1], ev[PROD_TILE],
-        dv[PROD_TILE + 1];
-    memset(zero, 0, sizeof zero);
-    double P = 1.0, D = 0.0;
-    for (int64_t t0 = 0; t0 < b->n; t0 += PROD_TILE) {
-        const int64_t cnt = b->n - t0 < PROD_TILE ? b->n - t0 : PROD_TILE;
-        int tame = 1, finite = 1;
-        PROD_TILE_LOAD(xs, x, sx, cnt);
-        PROD_TILE_LOAD(ev, t, st, cnt);
-        for (int64_t i = 0; i < cnt; i++)
-            tame &= PROD_TAME(xs[i]);
-        pv[0] = P;
-        dv[0] = D;
-        P = KN(prod_affine_)(xs, zero, pv + 1, cnt, P, tame);
-        for (int64_t i = 0; i < cnt; i++) {
-            ev[i] *= pv[i];
-            finite &= isfinite(ev[i]);
-        }
-        D = KN(prod_affine_)(xs, ev, dv + 1, cnt, D, tame & finite);
-        PROD_TILE_STORE(y, sy, pv + incl, cnt);
-        PROD_TILE_STORE(yd, syd, dv + incl, cnt);
-        x += cnt * sx;
-        t += cnt * st;
-        y += cnt * sy;
-        yd += cnt * syd;
-    }
-}
-
-/* operands x, y, g, x_bar; dir as line_direction_ gave it */
-SCAN_INLINE void KN(prod_vjp_line_)(const scan_block *b, const int dir)
-{
-    const int64_t n = b->n;
-    const int incl = b->inclusive;
-    {
-        scan_block e = block_pick(b, 0, 3, -1);
-        e.inclusive = 0;
-        LINE_CALL(KN(accumulate_line_), (&e), dir, 1);
-    }
-    /* Walked from the end in tiles; inside a tile k = 0 is the last element
-     * and the arrays hold x_{i+1}, g_i (exclusive: g_{i+1}) and E_i at
-     * i = stop - 1 - k.  Past the end S is 0, so the factor there is 1. */
-    const int64_t sx = b->step[0], sg = b->step[2], sxb = b->step[3];
-    const int64_t shift = incl ? 0 : 1;
-    _Alignas(32) double av[PROD_TILE + 1], ev[PROD_TILE + 1], sv[PROD_TILE], xb[PROD_TILE];
-    double S = 0.0;
-    for (int64_t stop = n; stop > 0; stop -= PROD_TILE) {
-        const int64_t cnt = stop < PROD_TILE ? stop : PROD_TILE;
-        const int64_t last = stop - 1;
-        int tame = 1;
-        if (stop == n) { /* the elements past the end */
-            av[0] = 1.0;
-            PROD_TILE_LOAD(av + 1, b->ptr[0] + last * sx, -sx, cnt - 1);
-            if (incl) {
-                PROD_TILE_LOAD(ev, b->ptr[2] + last * sg, -sg, cnt);
-            } else {
-                ev[0] = 0.0;
-                PROD_TILE_LOAD(ev + 1, b->ptr[2] + last * sg, -sg, cnt - 1);
-            }
-        } else {
-            PROD_TILE_LOAD(av, b->ptr[0] + stop * sx, -sx, cnt);
-            PROD_TILE_LOAD(ev, b->ptr[2] + (last + shift) * sg, -sg, cnt);
-        }
-        for (int64_t k = 0; k < cnt; k++)
-            tame &= PROD_TAME(av[k]) & (isfinite(ev[k]) != 0);
-        S = KN(prod_affine_)(av, ev, sv, cnt, S, tame);
-        char *xb_last = b->ptr[3] + last * sxb;
-        PROD_TILE_LOAD(xb, xb_last, -sxb, cnt);
-        for (int64_t k = 0; k < cnt; k++)
-            xb[k] *= sv[k];
-        PROD_TILE_STORE(xb_last, -sxb, xb, cnt);
-    }
-    if (!incl) /* no output depends on the last x (and E there may be inf) */
-        ST(b->ptr[3] + (n - 1) * sxb, 0.0);
-}
-#undef PROD_TILE_LOAD
-#undef PROD_TILE_STORE
-#undef PROD_TILE
-#undef PROD_TAME
 #endif

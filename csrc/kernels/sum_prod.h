@@ -162,8 +162,9 @@ static const int64_t KN(prod_deriv_sizes_)[4] = {sizeof(T), sizeof(T), sizeof(T)
 static void KN(prod_jvp_)(const scan_block *b)
 {
 #if defined(NARROW_LOAD)
-    if (KN(line_direction_)(b, 4, KN(prod_deriv_sizes_))) {
-        KN(prod_jvp_line_)(b);
+    const int dir = KN(line_direction_)(b, 4, KN(prod_deriv_sizes_));
+    if (dir) {
+        LINE_CALL0(KN(prod_jvp_line_), b, dir);
         return;
     }
 #endif
@@ -230,7 +231,7 @@ static void KN(prod_vjp_)(const scan_block *b)
 #if defined(NARROW_LOAD)
     const int dir = KN(line_direction_)(b, 4, KN(prod_deriv_sizes_));
     if (dir) {
-        KN(prod_vjp_line_)(b, dir);
+        LINE_CALL0(KN(prod_vjp_line_), b, dir);
         return;
     }
 #endif

@@ -133,8 +133,7 @@ SCAN_INLINE void KN(accumulate_line_)(const scan_block *b, const int prod, const
  * the tie and signed-zero choices and the NaN rule exactly.  Each lane
  * carries a 64-bit payload with its value: the owner's index (forward with
  * indices) or the owner's tangent, as bits (JVP). */
-#define LINE_TAKES(is_max, r, l) \
-    ((v4i)((is_max) ? (r) >= (l) : (r) <= (l)) | (v4i)((r) != (r)))
+#define LINE_TAKES(is_max, r, l) ((v4i)((is_max) ? (r) >= (l) : (r) <= (l)))
 #define LINE_SELECT(m, a, c) (((a) & (m)) | ((c) & ~(m)))
 /* (v, p) = combine((lv, lp), (v, p)) */
 #define LINE_ABSORB(is_max, v, p, lv, lp)                               \
@@ -157,14 +156,22 @@ SCAN_INLINE void KN(extreme_line_)(const scan_block *b, const int is_max, const 
     /* no owner yet: index -1, tangent +0.0 */
     v4d sv = startv;
     v4i sp = V4I_SPLAT(mode == LINE_INDEX ? -1 : 0);
-    v4i pos = (v4i){0, 1, 2, 3} * b->index_step + b->index_first;
+    const v4i lanes = (v4i){0, 1, 2, 3} * b->index_step;
     const int64_t pos_step = 4 * b->index_step;
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8, x += 8 * sz, y += 8 * sz) {
+    while (i < n) {
         v4d a, c;
-        v4i pa = pos, pc = pos + pos_step;
+        if (i + 8 > n)
+            goto one_element;
         LINE_LOAD(a, x, back);
         LINE_LOAD(c, x + 4 * sz, back);
+        /* a group holding a NaN takes the scalar step: without one, "takes
+         * over" is a plain compare (a NaN carry still wins, as r >= NaN is
+         * false) */
+        const v4i nan = (v4i)(a != a) | (v4i)(c != c);
+        if (nan[0] | nan[1] | nan[2] | nan[3])
+            goto one_element;
+        v4i pa = lanes + (b->index_first + i * b->index_step), pc = pa + pos_step;
         if (mode == LINE_TANGENT) {
             v4d ta, tc;
             LINE_LOAD(ta, t, back);
@@ -173,7 +180,6 @@ SCAN_INLINE void KN(extreme_line_)(const scan_block *b, const int is_max, const 
             pc = (v4i)tc;
             t += 8 * sz;
         }
-        pos += 2 * pos_step;
         /* the shifted-in lanes hold the identity (start), which never wins,
          * so their payload does not matter */
         LINE_ABSORB(is_max, a, pa, V4_SHIFT1(a, startv), V4_SHIFT1(pa, pa));
@@ -207,11 +213,11 @@ SCAN_INLINE void KN(extreme_line_)(const scan_block *b, const int is_max, const 
         }
         if (po)
             po += 8 * psz;
-    }
-    double Sv = sv[0];
-    int64_t Sp = sp[0];
-    for (; i < n; i++, x += sz, y += sz) {
-        const double v = (double)MLD(x);
+        i += 8, x += 8 * sz, y += 8 * sz;
+        continue;
+    one_element:;
+        const double Sv = sv[0], v = (double)MLD(x);
+        const int64_t Sp = sp[0];
         const int take = (is_max ? v >= Sv : v <= Sv) || v != v;
         int64_t p = b->index_first + i * b->index_step;
         if (mode == LINE_TANGENT) {
@@ -232,8 +238,9 @@ SCAN_INLINE void KN(extreme_line_)(const scan_block *b, const int is_max, const 
         }
         if (po)
             po += psz;
-        Sv = nv;
-        Sp = np;
+        sv = V4_SPLAT(nv);
+        sp = V4I_SPLAT(np);
+        i++, x += sz, y += sz;
     }
 }
 

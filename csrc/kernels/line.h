@@ -1,7 +1,9 @@
 /* line.h: cumsum, cumprod, cummax and cummin along one contiguous line
  * (m == 1, every operand at +-1 element per step) as in-register log-step
  * scans, for the dtypes whose rows load as four doubles (float32, float64:
- * NARROW_LOAD / NARROW_STORE defined).
+ * NARROW_LOAD / NARROW_STORE defined): the forwards, the cummax/cummin JVP
+ * (a payload of the forward) and the cumprod JVP and VJP (affine scans).
+ * The cumsum derivatives are cumsums and take the forward kernel.
  *
  * The scalar panel walk is one dependency chain through the carry: an add
  * (or multiply, or compare-and-select) per element, 4-8 cycles each, which

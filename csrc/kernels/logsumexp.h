@@ -183,8 +183,6 @@ SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp)
         y += cnt * sy;
     }
 }
-#undef LSE_TILE_LOAD
-#undef LSE_TILE_STORE
 
 static void KN(lse_fwd_)(const scan_block *b)
 {
@@ -351,8 +349,85 @@ SCAN_INLINE void KN(lse_vjp_panel_)(PANEL_ARGS)
         }
     }
 }
-DEFINE_PANEL_KERNEL(KN(lse_vjp_), KN(lse_vjp_panel_), 4, sizeof(T), sizeof(T), sizeof(T),
-                    sizeof(T))
+DEFINE_PANEL_KERNEL(KN(lse_vjp_panels_), KN(lse_vjp_panel_), 4, sizeof(T), sizeof(T),
+                    sizeof(T), sizeof(T))
+
+#if !LSE_COMPLEX
+/* The same walk for a single real line, in tiles of LSE_TILE from the end
+ * (inside a tile k = 0 is the latest element): the weights
+ * a_k = exp(y_i - y_{i+1}) and w_k = exp(x_i - y_i) are vectorised exps and
+ * Q_i = g_i + a_k Q_{i+1} is simd.h's affine scan (a_k <= 1).  A tile where
+ * some y, or the y after it, is infinite or NaN takes the panel's step
+ * (libm exp, the +-inf counts of DESIGN §3.5); +-inf y only occur in a
+ * -inf prefix and a +inf suffix, so the counts do not change in the others.
+ * Weights below 2^-1022 come out 0 instead of subnormal. */
+SCAN_INLINE void KN(lse_vjp_line_)(const scan_block *b)
+{
+    const int line = 1; /* VEXP is libm in the fallback */
+    const int64_t n = b->n, shift = b->inclusive ? 0 : 1, last = n - 1 - shift;
+    const int64_t sx = b->step[0], sy = b->step[1], sg = b->step[2], sxb = b->step[3];
+    if (n == 0)
+        return;
+    if (shift) /* no output depends on the last x */
+        LST(b->ptr[3] + (n - 1) * sxb, 0.0);
+    if (last < 0)
+        return;
+    double count = 0.0; /* entries equal to +inf in x[0..i] */
+    if (LLD(b->ptr[1] + (last + shift) * sy) == INFINITY)
+        for (int64_t r = 0; r <= last; r++)
+            count += LLD(b->ptr[0] + r * sx) == INFINITY;
+    _Alignas(32) double xs[LSE_TILE], ys[LSE_TILE], gs[LSE_TILE], av[LSE_TILE], qv[LSE_TILE];
+    double Q = 0.0, ynext = 0.0, cnext = 0.0;
+    for (int64_t stop = last + 1; stop > 0; stop -= LSE_TILE) {
+        const int64_t cnt = stop < LSE_TILE ? stop : LSE_TILE, top = stop - 1;
+        LSE_TILE_LOAD(xs, b->ptr[0] + top * sx, -sx, cnt);
+        LSE_TILE_LOAD(ys, b->ptr[1] + (top + shift) * sy, -sy, cnt);
+        LSE_TILE_LOAD(gs, b->ptr[2] + (top + shift) * sg, -sg, cnt);
+        int finite = top == last || isfinite(ynext);
+        for (int64_t k = 0; k < cnt; k++)
+            finite &= isfinite(ys[k]) != 0;
+        if (finite) {
+            av[0] = top == last ? 0.0 : lse_exp(ys[0] - ynext, LSE_PRECISE);
+            for (int64_t k = 1; k < cnt; k++)
+                av[k] = lse_exp(ys[k] - ys[k - 1], LSE_PRECISE);
+            Q = affine_scan(av, gs, qv, cnt, Q);
+            for (int64_t k = 0; k < cnt; k++)
+                xs[k] = lse_exp(xs[k] - ys[k], LSE_PRECISE) * qv[k];
+            cnext = count;
+        } else {
+            for (int64_t k = 0; k < cnt; k++) {
+                const int64_t r = top - k;
+                const double xv = xs[k], yv = ys[k];
+                /* entries equal to y_i among x[0..i], as in the panel */
+                const double c_here = yv == -INFINITY ? (double)(r + 1) : count;
+                const double yn = k ? ys[k - 1] : ynext;
+                Q = r == last ? gs[k] : gs[k] + KN(lse_weight_)(yv, yn, c_here, cnext, line) * Q;
+                xs[k] = KN(lse_weight_)(xv, yv, 1.0, c_here, line) * Q;
+                cnext = c_here;
+                if (xv == INFINITY)
+                    count -= 1.0;
+            }
+        }
+        ynext = ys[cnt - 1];
+        LSE_TILE_STORE(b->ptr[3] + top * sxb, -sxb, xs, cnt);
+    }
+}
+
+static void KN(lse_vjp_)(const scan_block *b)
+{
+    if (b->m == 1)
+        KN(lse_vjp_line_)(b);
+    else
+        KN(lse_vjp_panels_)(b);
+}
+#else
+static void KN(lse_vjp_)(const scan_block *b)
+{
+    KN(lse_vjp_panels_)(b);
+}
+#endif
+#undef LSE_TILE_LOAD
+#undef LSE_TILE_STORE
 #undef LSE_DIV
 #undef LSE_MUL
 #undef LSE_CONJMUL

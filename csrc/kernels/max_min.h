@@ -157,8 +157,52 @@
             if (own[l] >= 0)                                                                    \
                 ST(xb0 + own[l] * sxb + l * lxb, acc[l]);                                       \
     }                                                                                           \
-    DEFINE_PANEL_KERNEL(KN(OPNAME##_vjp_), KN(OPNAME##_vjp_panel_), 4, sizeof(T), sizeof(T),    \
-                        sizeof(T), sizeof(T))
+    DEFINE_PANEL_KERNEL(KN(OPNAME##_vjp_panels_), KN(OPNAME##_vjp_panel_), 4, sizeof(T),        \
+                        sizeof(T), sizeof(T), sizeof(T))                                        \
+                                                                                                \
+    /* One line: the run's sum is the latency chain (one add per element),              \
+     * so it is split over four accumulators by position mod 4, added up              \
+     * when the run ends. */                                                            \
+    SCAN_INLINE void KN(OPNAME##_vjp_line_)(const scan_block *b, const int incl)                \
+    {                                                                                           \
+        const char *x = b->ptr[0], *g = b->ptr[2];                                              \
+        char *xb = b->ptr[3];                                                                   \
+        char *const xb0 = xb;                                                                   \
+        const int64_t sx = b->step[0], sg = b->step[2], sxb = b->step[3];                      \
+        MV val = START;                                                                         \
+        A acc[4] = {ZERO, ZERO, ZERO, ZERO};                                                    \
+        int64_t own = -1;                                                                       \
+        for (int64_t r = 0; r < b->n; r++) {                                                    \
+            const MV v = MLD(x);                                                                \
+            const A gv = LD(g);                                                                 \
+            ST(xb, ZERO);                                                                       \
+            if (!incl) /* exclusive: g[r] belongs to the owner before x[r] */                   \
+                acc[r & 3] = ADD(acc[r & 3], gv);                                               \
+            if (TAKES(v, val)) {                                                                \
+                if (own >= 0)                                                                   \
+                    ST(xb0 + own * sxb, ADD(ADD(acc[0], acc[1]), ADD(acc[2], acc[3])));         \
+                own = r;                                                                        \
+                acc[0] = acc[1] = acc[2] = acc[3] = ZERO;                                       \
+                val = v;                                                                        \
+            }                                                                                   \
+            if (incl)                                                                           \
+                acc[r & 3] = ADD(acc[r & 3], gv);                                               \
+            x += sx;                                                                            \
+            g += sg;                                                                            \
+            xb += sxb;                                                                          \
+        }                                                                                       \
+        if (own >= 0)                                                                           \
+            ST(xb0 + own * sxb, ADD(ADD(acc[0], acc[1]), ADD(acc[2], acc[3])));                 \
+    }                                                                                           \
+    static void KN(OPNAME##_vjp_)(const scan_block *b)                                          \
+    {                                                                                           \
+        if (b->m == 1) {                                                                        \
+            if (b->inclusive) KN(OPNAME##_vjp_line_)(b, 1);                                     \
+            else KN(OPNAME##_vjp_line_)(b, 0);                                                  \
+        } else {                                                                                \
+            KN(OPNAME##_vjp_panels_)(b);                                                        \
+        }                                                                                       \
+    }
 #else
 #define MAXMIN_DERIVS(OPNAME, IS_MAX, TAKES, START)
 #endif

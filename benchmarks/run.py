@@ -174,17 +174,35 @@ def size_sweep(ops: List[str], repeat: int, quick: bool, plot: Optional[str]) ->
     return rows
 
 
-def thread_line(repeat: int, quick: bool) -> str:
+def thread_lines(repeat: int, quick: bool) -> List[str]:
+    """1 vs 2 kernel threads: lines split between threads (logcumsumexp of 64
+    rows) and one long line scanned in pieces from carries (the others)."""
+    n = sa.get_num_threads()
+    out = []
+
+    def both(fn: Callable[[], object]) -> tuple:
+        sa.set_num_threads(1)
+        t1 = median_time(fn, repeat)
+        sa.set_num_threads(2)
+        t2 = median_time(fn, repeat)
+        return t1, t2
+
     x = np.random.default_rng(2).standard_normal((64, 2**14 if quick else 2**18))
     x = x.astype(np.float32)
-    n = sa.get_num_threads()
-    sa.set_num_threads(1)
-    t1 = median_time(lambda: sa.logcumsumexp(x, axis=1), repeat)
-    sa.set_num_threads(2)
-    t2 = median_time(lambda: sa.logcumsumexp(x, axis=1), repeat)
+    t1, t2 = both(lambda: sa.logcumsumexp(x, axis=1))
+    out.append(f"- logcumsumexp float32 {x.shape} axis 1: 1 thread {t1 * 1e3:.1f} ms, "
+               f"2 threads {t2 * 1e3:.1f} ms, speed-up {t1 / t2:.2f}x")
+    for dtype in ("float32", "float64"):
+        line = np.random.default_rng(3).standard_normal(2**19 if quick else 2**24).astype(dtype)
+        res = np.empty_like(line)
+        for name in ("cumsum", "cumprod", "cummax", "cummin"):
+            fn = getattr(sa, name)
+            t1, t2 = both(lambda: fn(line, out=res))
+            out.append(f"- {name} {dtype} {line.shape} (one line, out=): "
+                       f"1 thread {t1 * 1e3:.1f} ms, 2 threads {t2 * 1e3:.1f} ms, "
+                       f"speed-up {t1 / t2:.2f}x")
     sa.set_num_threads(n)
-    return (f"logcumsumexp float32 {x.shape} axis 1: 1 thread {t1 * 1e3:.1f} ms, "
-            f"2 threads {t2 * 1e3:.1f} ms, speed-up {t1 / t2:.2f}x")
+    return out
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -212,8 +230,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     lines = [head, ""] + op_table(ops, cases, repeat) + [""] + chunk_table(repeat, args.quick)
     lines += ["", "ns per element, float32 1-D:", ""]
     lines += size_sweep(ops, repeat, args.quick, args.plot)
-    lines += ["", thread_line(repeat, args.quick)]
-    print(lines[-1])
+    threads = thread_lines(repeat, args.quick)
+    lines += [""] + threads
+    print("\n".join(threads))
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")
     print(f"written to {args.out}")

@@ -55,10 +55,11 @@ static void sort_dims(dim_t *dims, int nd, int k)
     }
 }
 
-/* Runs the kernel on one piece [start, stop) of the axis for lanes
+/* The block for one piece [start, stop) of the axis and lanes
  * [lane0, lane0 + width) at the given base pointers. */
-static void run_piece(const plan_t *pl, char *const base[SCAN_MAX_OPERANDS], int64_t start,
-                      int64_t stop, int64_t lane0, int64_t width, char *scratch)
+static scan_block make_block(const plan_t *pl, char *const base[SCAN_MAX_OPERANDS],
+                             int64_t start, int64_t stop, int64_t lane0, int64_t width,
+                             char *scratch)
 {
     const scan_problem *p = pl->p;
     scan_block b;
@@ -69,6 +70,7 @@ static void run_piece(const plan_t *pl, char *const base[SCAN_MAX_OPERANDS], int
     b.index_first = first;
     b.index_step = p->reverse ? -1 : 1;
     b.scratch = scratch;
+    b.carry = NULL;
     for (int k = 0; k < SCAN_MAX_OPERANDS; k++) {
         if (k < p->noperands && base[k] != NULL) {
             b.ptr[k] = base[k] + first * pl->axis_stride[k] + lane0 * pl->lane_stride[k];
@@ -80,7 +82,89 @@ static void run_piece(const plan_t *pl, char *const base[SCAN_MAX_OPERANDS], int
             b.lane[k] = 0;
         }
     }
+    return b;
+}
+
+static void run_piece(const plan_t *pl, char *const base[SCAN_MAX_OPERANDS], int64_t start,
+                      int64_t stop, int64_t lane0, int64_t width, char *scratch)
+{
+    const scan_block b = make_block(pl, base, start, stop, lane0, width, scratch);
     pl->kernel(&b);
+}
+
+/* ---- one long line split between threads (a blocked two-pass scan) ----
+ * Piece j holds scan positions [j L, (j + 1) L).  Pass 1 takes the totals of
+ * all pieces but the last in parallel, a serial loop turns them into each
+ * piece's carry, and pass 2 scans every piece from its carry in parallel. */
+#define SCAN_SPLIT_MIN_ELEMENTS (1 << 18)
+#define SCAN_MAX_PIECES 64
+
+typedef struct {
+    const plan_t *pl;
+    int64_t n, piece_len;
+    scan_carry total[SCAN_MAX_PIECES], carry[SCAN_MAX_PIECES];
+    int supported[SCAN_MAX_PIECES];
+} split_t;
+
+static scan_block piece_block(const split_t *sp, int64_t j)
+{
+    const plan_t *pl = sp->pl;
+    char *base[SCAN_MAX_OPERANDS];
+    for (int k = 0; k < SCAN_MAX_OPERANDS; k++)
+        base[k] = k < pl->p->noperands ? pl->p->data[k] : NULL;
+    const int64_t s0 = j * sp->piece_len;
+    const int64_t s1 = sp->n - s0 <= sp->piece_len ? sp->n : s0 + sp->piece_len;
+    /* scan positions to axis positions */
+    const int64_t start = pl->p->reverse ? sp->n - s1 : s0;
+    const int64_t stop = pl->p->reverse ? sp->n - s0 : s1;
+    return make_block(pl, base, start, stop, 0, 1, NULL);
+}
+
+static void split_totals(void *ctx, int64_t begin, int64_t end)
+{
+    split_t *sp = (split_t *)ctx;
+    for (int64_t j = begin; j < end; j++) {
+        const scan_block b = piece_block(sp, j);
+        sp->supported[j] = sp->pl->p->split->reduce(&b, &sp->total[j]);
+    }
+}
+
+static void split_scans(void *ctx, int64_t begin, int64_t end)
+{
+    split_t *sp = (split_t *)ctx;
+    for (int64_t j = begin; j < end; j++) {
+        scan_block b = piece_block(sp, j);
+        b.carry = j > 0 ? &sp->carry[j] : NULL;
+        sp->pl->kernel(&b);
+    }
+}
+
+/* Returns 1 if the line was scanned in pieces, 0 if the caller should run it
+ * whole (the kernel cannot start from a carry for this layout, or no memory). */
+static int run_split(const plan_t *pl, int nthreads)
+{
+    const int64_t n = pl->p->shape[pl->p->axis];
+    const int64_t pieces = nthreads < SCAN_MAX_PIECES ? nthreads : SCAN_MAX_PIECES;
+    split_t *sp = (split_t *)calloc(1, sizeof(split_t));
+    if (sp == NULL)
+        return 0;
+    sp->pl = pl;
+    sp->n = n;
+    sp->piece_len = (n + pieces - 1) / pieces;
+    scan_parallel_for(split_totals, sp, pieces - 1, nthreads);
+    int ok = 1;
+    for (int64_t j = 0; j + 1 < pieces; j++)
+        ok &= sp->supported[j];
+    if (ok) {
+        sp->carry[1] = sp->total[0];
+        for (int64_t j = 1; j + 1 < pieces; j++) {
+            sp->carry[j + 1] = sp->carry[j];
+            pl->p->split->combine(&sp->carry[j + 1], &sp->total[j]);
+        }
+        scan_parallel_for(split_scans, sp, pieces, nthreads);
+    }
+    free(sp);
+    return ok;
 }
 
 /* Work item = (outer position, lane group, segment). */
@@ -211,6 +295,12 @@ int scan_execute(scan_kernel kernel, const scan_problem *p, int nthreads)
         int64_t items = pl->lane_groups * pl->nseg;
         for (int d = 0; d < pl->nouter; d++)
             items *= pl->outer[d].shape;
+        if (items == 1 && nthreads > 1 && pl->m == 1 && p->chunk_size == 0 && p->split != NULL &&
+            p->split->reduce != NULL && p->shape[p->axis] >= SCAN_SPLIT_MIN_ELEMENTS &&
+            run_split(pl, nthreads)) {
+            free(pl);
+            return 0;
+        }
         if (items < 2)
             nthreads = 1;
         if (nthreads > 1)

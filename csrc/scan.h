@@ -67,14 +67,36 @@ typedef struct {
     int64_t index_first;
     int64_t index_step;
     char *scratch; /* SCAN_SCRATCH_BYTES, 64-byte aligned, this thread's own */
+    /* NULL, or the state to start from: a later piece of one long line
+     * split between threads (only kernels with a scan_split read it) */
+    const struct scan_carry *carry;
 } scan_block;
 
 typedef void (*scan_kernel)(const scan_block *b);
+
+/* The running state between pieces of one long line that the driver splits
+ * between threads (a blocked two-pass scan: totals of the pieces in
+ * parallel, a serial prefix of the totals, the pieces scanned in parallel
+ * from their carries).  v: the running sum, product or extreme value
+ * (accumulated in double, as the kernels do); i: the owner's index. */
+typedef struct scan_carry {
+    double v;
+    int64_t i;
+} scan_carry;
+
+typedef struct {
+    /* the total of block b's single line; 0 if b's layout is not one whose
+     * forward kernel starts from a carry (then the line is not split) */
+    int (*reduce)(const scan_block *b, scan_carry *total);
+    /* *acc = *acc followed by *next */
+    void (*combine)(scan_carry *acc, const scan_carry *next);
+} scan_split;
 
 /* Kernels per (op, dtype, mode); NULL where the op is undefined for that dtype. */
 typedef struct {
     const char *isa;
     scan_kernel k[SCAN_NUM_OPS][SCAN_NUM_DTYPES][SCAN_NUM_MODES];
+    scan_split split[SCAN_NUM_OPS][SCAN_NUM_DTYPES]; /* forward only; zero: none */
 } scan_table;
 
 extern const scan_table scan_table_baseline;
@@ -104,6 +126,7 @@ typedef struct {
     int64_t nseg;
     int64_t chunk_size;                    /* 0: no chunking */
     int lane_operand;                      /* operand whose layout decides the lanes */
+    const scan_split *split;               /* NULL: a line is never split */
 } scan_problem;
 
 /* driver.c: run kernel k over the whole problem with up to nthreads threads.

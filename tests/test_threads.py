@@ -1,8 +1,11 @@
 """Threads: the kernels' pool, Python threads calling at once, and fork.
 
 Results must not depend on the number of kernel threads or on other Python
-threads running kernels at the same time: every comparison here is bit for
-bit (the work split never changes the order of any line's arithmetic).
+threads running kernels at the same time: the comparisons are bit for bit,
+since splitting lines or lanes between threads never changes the order of a
+line's arithmetic.  The one exception is a single line of >= 2**18 elements,
+which is scanned in pieces from carries: cummax/cummin stay exact, sums and
+products are reassociated at the piece boundaries (test at the end).
 """
 
 from __future__ import annotations
@@ -153,3 +156,66 @@ def test_set_num_threads_validates() -> None:
         sa.set_num_threads(0)
     with pytest.raises(TypeError, match="n must be a positive integer"):
         sa.set_num_threads(2.5)
+
+
+def _scan_order(a: np.ndarray, reverse: bool) -> np.ndarray:
+    return a[::-1] if reverse else a
+
+
+@pytest.mark.parametrize("special", ["none", "nan_early", "nan_late"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", ["cumsum", "cumprod", "cummax", "cummin"])
+def test_one_long_line_split_between_threads(name: str, dtype: str, special: str,
+                                             restore_threads) -> None:
+    # Two threads scan one line as two pieces: the first piece's total, then
+    # both pieces from their carries.  The second piece starts at n // 2 in
+    # scan order; ties of the extreme value and NaN sit on both sides of it.
+    n = 2**19 + 37
+    rng = np.random.default_rng(len(name) * 7 + len(special) + (dtype == "float32"))
+    x = rng.standard_normal(n)
+    if name == "cumprod":
+        x = np.exp(x * 1e-3)  # the product stays in range over the whole line
+    if name in ("cummax", "cummin"):
+        x = np.round(x * 4)
+        peak = 40.0 if name == "cummax" else -40.0
+        x[[n // 2 - 5, n // 2 + 5, n - n // 2 - 5, n - n // 2 + 5]] = peak
+    if special == "nan_early":
+        x[n // 4] = np.nan
+    elif special == "nan_late":
+        x[3 * n // 4] = np.nan
+    x = x.astype(dtype)
+    fn = sa.OPS[name].fn
+    extra = {"return_indices": True} if name in ("cummax", "cummin") else {}
+    for v in (x, x[::-1]):  # the second walks memory backwards
+        for reverse in (False, True):
+            for inclusive in (False, True):
+                kw = dict(reverse=reverse, inclusive=inclusive, **extra)
+                sa.set_num_threads(1)
+                one = fn(v, **kw)
+                sa.set_num_threads(2)
+                two = fn(v, **kw)
+                if extra:
+                    assert np.array_equal(one[0], two[0], equal_nan=True), kw
+                    assert np.array_equal(one[1], two[1]), kw
+                    continue
+                # Both are sums in double of the same terms in other orders:
+                # each within the bound for summing in order, (i+1) eps
+                # sum |x_j| (products: relative), so they differ by at most
+                # twice that; float32 adds one rounding of the double result.
+                eps = np.finfo(np.float64).eps
+                rounding = np.finfo(np.float32).eps if dtype == "float32" else 0.0
+                steps = np.arange(1, n + 1, dtype=np.float64)
+                if name == "cumsum":
+                    scale = np.nancumsum(np.abs(_scan_order(v, reverse).astype(np.float64)))
+                else:
+                    scale = np.abs(_scan_order(one, reverse).astype(np.float64))
+                tol = (2 * steps * eps + rounding) * scale
+                diff = np.abs(_scan_order(one, reverse).astype(np.float64)
+                              - _scan_order(two, reverse).astype(np.float64))
+                nan = np.isnan(_scan_order(one, reverse))
+                assert np.array_equal(nan, np.isnan(_scan_order(two, reverse))), kw
+                assert np.all(diff[~nan] <= tol[~nan]), kw
+                if name == "cumsum" and dtype == "float64" and special == "none":
+                    # the pieces reassociate the sum, so identical bits would
+                    # mean the line was not split and the path above untested
+                    assert not np.array_equal(one, two), kw

@@ -44,6 +44,21 @@
             else f(b, 0, 1);                                             \
         }                                                                \
     } while (0)
+
+/* combining the totals of consecutive pieces (scan_split.combine) */
+static void line_combine_sum(scan_carry *acc, const scan_carry *next) { acc->v += next->v; }
+static void line_combine_prod(scan_carry *acc, const scan_carry *next) { acc->v *= next->v; }
+/* the later piece's owner takes over on >= / <= or NaN, as in the scan */
+static void line_combine_max(scan_carry *acc, const scan_carry *next)
+{
+    if (next->v >= acc->v || next->v != next->v)
+        *acc = *next;
+}
+static void line_combine_min(scan_carry *acc, const scan_carry *next)
+{
+    if (next->v <= acc->v || next->v != next->v)
+        *acc = *next;
+}
 #endif
 
 #if defined(NARROW_LOAD)
@@ -99,7 +114,7 @@ SCAN_INLINE void KN(accumulate_line_)(const scan_block *b, const int prod, const
     const v4d id = prod ? (v4d){1.0, 1.0, 1.0, 1.0} : (v4d){0.0, 0.0, 0.0, 0.0};
     const char *x = b->ptr[0];
     char *y = b->ptr[1];
-    double S = prod ? 1.0 : 0.0;
+    double S = b->carry ? b->carry->v : prod ? 1.0 : 0.0;
     int64_t i = 0;
     for (; i + 8 <= n; i += 8, x += 8 * sz, y += 8 * sz) {
         v4d a, c;
@@ -158,6 +173,10 @@ SCAN_INLINE void KN(extreme_line_)(const scan_block *b, const int is_max, const 
     /* no owner yet: index -1, tangent +0.0 */
     v4d sv = startv;
     v4i sp = V4I_SPLAT(mode == LINE_INDEX ? -1 : 0);
+    if (b->carry) { /* a later piece of a line split between threads */
+        sv = V4_SPLAT(b->carry->v);
+        sp = V4I_SPLAT(b->carry->i);
+    }
     const v4i lanes = (v4i){0, 1, 2, 3} * b->index_step;
     const int64_t pos_step = 4 * b->index_step;
     int64_t i = 0;
@@ -247,9 +266,107 @@ SCAN_INLINE void KN(extreme_line_)(const scan_block *b, const int is_max, const 
 }
 
 #undef LINE_TAKES
-#undef LINE_SELECT
 #undef LINE_ABSORB
-#undef LINE_COMBINE
+
+/* ---- totals of a piece, for a line split between threads ----
+ * Sums and products: the line's elements in memory order, two vectors of
+ * partial results.  cummax/cummin: the owner is the last maximum of the
+ * total preorder with NaN on top, i.e. the largest (value, scan position)
+ * pair, so each lane keeps its own and the four are merged at the end. */
+static int KN(sum_reduce_)(const scan_block *b, scan_carry *total);
+static int KN(prod_reduce_)(const scan_block *b, scan_carry *total);
+SCAN_INLINE int KN(accumulate_reduce_)(const scan_block *b, scan_carry *total, const int prod)
+{
+    static const int64_t size_[2] = {sizeof(T), sizeof(T)};
+    const int dir = KN(line_direction_)(b, 2, size_);
+    if (!dir)
+        return 0;
+    const int64_t n = b->n;
+    const char *x = dir > 0 ? b->ptr[0] : b->ptr[0] - (n - 1) * (int64_t)sizeof(T);
+    v4d a = prod ? V4_SPLAT(1.0) : V4_SPLAT(0.0), c = a;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v4d u, w;
+        NARROW_LOAD(u, x + i * (int64_t)sizeof(T));
+        NARROW_LOAD(w, x + (i + 4) * (int64_t)sizeof(T));
+        a = LINE_COMBINE(prod, a, u);
+        c = LINE_COMBINE(prod, c, w);
+    }
+    a = LINE_COMBINE(prod, a, c);
+    double t = LINE_COMBINE(prod, LINE_COMBINE(prod, a[0], a[1]), LINE_COMBINE(prod, a[2], a[3]));
+    for (; i < n; i++)
+        t = LINE_COMBINE(prod, t, (double)LD(x + i * (int64_t)sizeof(T)));
+    total->v = t;
+    total->i = 0;
+    return 1;
+}
+static int KN(sum_reduce_)(const scan_block *b, scan_carry *total)
+{
+    return KN(accumulate_reduce_)(b, total, 0);
+}
+static int KN(prod_reduce_)(const scan_block *b, scan_carry *total)
+{
+    return KN(accumulate_reduce_)(b, total, 1);
+}
+
+/* (v, p) beats (bv, bp) in the preorder, positions in scan order */
+SCAN_INLINE int KN(extreme_beats_)(const int is_max, double v, int64_t p, double bv, int64_t bp)
+{
+    if (v != v || bv != bv)
+        return v != v && (bv == bv || p > bp);
+    if (v == bv)
+        return p > bp;
+    return is_max ? v > bv : v < bv;
+}
+
+SCAN_INLINE int KN(extreme_reduce_)(const scan_block *b, scan_carry *total, const int is_max,
+                                   const int back)
+{
+    const int64_t n = b->n, sz = back ? -(int64_t)sizeof(T) : (int64_t)sizeof(T);
+    const double start = is_max ? -INFINITY : INFINITY;
+    const char *x = b->ptr[0];
+    v4d best = V4_SPLAT(start);
+    v4i where = V4I_SPLAT(-1), pos = {0, 1, 2, 3};
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4, x += 4 * sz, pos += 4) {
+        v4d v;
+        LINE_LOAD(v, x, back);
+        /* per lane, positions only grow: the scan's own rule */
+        const v4i take = (v4i)(is_max ? v >= best : v <= best) | (v4i)(v != v);
+        best = (v4d)LINE_SELECT(take, (v4i)v, (v4i)best);
+        where = LINE_SELECT(take, pos, where);
+    }
+    double bv = start;
+    int64_t bp = -1;
+    for (int l = 0; l < 4; l++)
+        if (where[l] >= 0 && (bp < 0 || KN(extreme_beats_)(is_max, best[l], where[l], bv, bp))) {
+            bv = best[l];
+            bp = where[l];
+        }
+    for (; i < n; i++, x += sz) {
+        const double v = (double)MLD(x);
+        if ((is_max ? v >= bv : v <= bv) || v != v) {
+            bv = v;
+            bp = i;
+        }
+    }
+    total->v = bv;
+    total->i = b->index_first + bp * b->index_step;
+    return 1;
+}
+#define DEFINE_EXTREME_REDUCE(OPNAME, IS_MAX)                                      \
+    static int KN(OPNAME##_reduce_)(const scan_block *b, scan_carry *total)       \
+    {                                                                              \
+        static const int64_t size3_[3] = {sizeof(T), sizeof(T), sizeof(int64_t)}; \
+        const int dir = KN(line_direction_)(b, b->ptr[2] ? 3 : 2, size3_);        \
+        if (!dir)                                                                  \
+            return 0;                                                              \
+        return dir > 0 ? KN(extreme_reduce_)(b, total, IS_MAX, 0)                 \
+                       : KN(extreme_reduce_)(b, total, IS_MAX, 1);                 \
+    }
+DEFINE_EXTREME_REDUCE(max, 1)
+DEFINE_EXTREME_REDUCE(min, 0)
+#undef DEFINE_EXTREME_REDUCE
 
 #if HAS_DERIV
 /* ---- cumprod derivatives on one line ----
@@ -395,6 +512,8 @@ SCAN_INLINE void KN(prod_vjp_line_)(const scan_block *b, const int incl, const i
 #undef V4_ALL
 #endif
 
+#undef LINE_SELECT
+#undef LINE_COMBINE
 #undef LINE_LOAD
 #undef LINE_STORE
 #undef LINE_LOAD_I

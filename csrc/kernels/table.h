@@ -313,4 +313,15 @@ const scan_table SCAN_TABLE_NAME = {
                             ROWD(lse, f16), ROWD(lse, f32), ROWD(lse, f64), ROWD(lse, c64),
                             ROWD(lse, c128)},
     },
+    /* one long line split between threads: the line kernels of line.h */
+    {
+        [SCAN_SUM] = {[DT_F32] = {sum_reduce_f32, line_combine_sum},
+                      [DT_F64] = {sum_reduce_f64, line_combine_sum}},
+        [SCAN_PROD] = {[DT_F32] = {prod_reduce_f32, line_combine_prod},
+                       [DT_F64] = {prod_reduce_f64, line_combine_prod}},
+        [SCAN_MAX] = {[DT_F32] = {max_reduce_f32, line_combine_max},
+                      [DT_F64] = {max_reduce_f64, line_combine_max}},
+        [SCAN_MIN] = {[DT_F32] = {min_reduce_f32, line_combine_min},
+                      [DT_F64] = {min_reduce_f64, line_combine_min}},
+    },
 };

@@ -63,6 +63,12 @@ def set_num_threads(n: int) -> None:
     """Set how many threads the kernels may use (default: ``SCANAD_NUM_THREADS``
     or the number of CPUs).
 
+    Independent lines and lanes are split between threads without changing
+    any result.  A single float32/float64 line of at least 2**18 elements
+    (cumsum, cumprod, cummax, cummin) is scanned in pieces, one per thread,
+    from carries: cummax/cummin are unchanged, sums and products are
+    reassociated at the piece boundaries (last-bit differences).
+
     >>> import scanad as sa
     >>> sa.set_num_threads(1); sa.get_num_threads()
     1

@@ -273,8 +273,6 @@ SCAN_INLINE void KN(extreme_line_)(const scan_block *b, const int is_max, const 
  * partial results.  cummax/cummin: the owner is the last maximum of the
  * total preorder with NaN on top, i.e. the largest (value, scan position)
  * pair, so each lane keeps its own and the four are merged at the end. */
-static int KN(sum_reduce_)(const scan_block *b, scan_carry *total);
-static int KN(prod_reduce_)(const scan_block *b, scan_carry *total);
 SCAN_INLINE int KN(accumulate_reduce_)(const scan_block *b, scan_carry *total, const int prod)
 {
     static const int64_t size_[2] = {sizeof(T), sizeof(T)};
@@ -385,18 +383,22 @@ DEFINE_EXTREME_REDUCE(min, 0)
 #define PROD_TAME 0x1p200
 #define V4_WITHIN(v, bound) ((v4i)((v) <= V4_SPLAT(bound)) & (v4i)((v) >= V4_SPLAT(-(bound))))
 #define V4_ALL(m) (((m)[0] & (m)[1] & (m)[2] & (m)[3]) != 0)
+/* factors a, a2 and weights e, e2 of a group are all in the tame range */
+#define PROD_GROUP_TAME(a, a2, e, e2)                                                   \
+    V4_ALL(V4_WITHIN(a, PROD_X_TAME) & V4_WITHIN(a2, PROD_X_TAME) & V4_WITHIN(e, PROD_TAME) & \
+           V4_WITHIN(e2, PROD_TAME))
 
 /* operands x, t, y, y_dot */
 SCAN_INLINE void KN(prod_jvp_line_)(const scan_block *b, const int incl, const int back)
 {
     const int64_t n = b->n, sz = back ? -(int64_t)sizeof(T) : (int64_t)sizeof(T);
-    const v4d one = V4_SPLAT(1.0), zero = V4_SPLAT(0.0);
+    const v4d one = V4_SPLAT(1.0);
     const char *x = b->ptr[0], *t = b->ptr[1];
     char *y = b->ptr[2], *yd = b->ptr[3];
     /* the carries stay splat vectors; the group's own terms are computed
      * as if P = 1 and D = 0 (D is linear in P's weights), so the chain
      * from one group to the next is a multiply and a multiply-add */
-    v4d P = one, D = zero;
+    v4d P = one, D = V4_SPLAT(0.0);
     for (int64_t i = 0; i < n;) {
         if (i + 8 <= n && fabs(P[0]) <= PROD_TAME && fabs(D[0]) <= PROD_TAME) {
             v4d a, a2, e, e2;
@@ -404,20 +406,13 @@ SCAN_INLINE void KN(prod_jvp_line_)(const scan_block *b, const int incl, const i
             LINE_LOAD(a2, x + 4 * sz, back);
             LINE_LOAD(e, t, back);
             LINE_LOAD(e2, t + 4 * sz, back);
-            const v4i tame = V4_WITHIN(a, PROD_X_TAME) & V4_WITHIN(a2, PROD_X_TAME) &
-                             V4_WITHIN(e, PROD_TAME) & V4_WITHIN(e2, PROD_TAME);
-            if (V4_ALL(tame)) {
-                /* local prefix products: after one step, after two */
-                const v4d A1 = a * V4_SHIFT1(a, one), B1 = a2 * V4_SHIFT1(a2, one);
-                const v4d A2 = A1 * V4_SHIFT2(A1, one), B2 = B1 * V4_SHIFT2(B1, one);
+            if (PROD_GROUP_TAME(a, a2, e, e2)) {
+                v4d A1, A2, B1, B2;
+                affine_group_products(&a, &a2, &A1, &A2, &B1, &B2);
                 const v4d whole2 = B2 * A2[3]; /* second vector from the group start */
                 e *= V4_SHIFT1(A2, one);
                 e2 *= V4_SHIFT1(whole2, V4_SPLAT(A2[3]));
-                e = a * V4_SHIFT1(e, zero) + e;
-                e2 = a2 * V4_SHIFT1(e2, zero) + e2;
-                e = A1 * V4_SHIFT2(e, zero) + e;
-                e2 = B1 * V4_SHIFT2(e2, zero) + e2;
-                e2 = B2 * e[3] + e2;
+                affine_group_offsets(&a, &a2, &A1, &B1, &B2, &e, &e2);
                 v4d Pa = A2 * P, Pb = whole2 * P;
                 v4d Da = A2 * D + P * e, Db = whole2 * D + P * e2;
                 const v4d nP = V4_SPLAT(Pb[3]), nD = V4_SPLAT(Db[3]);
@@ -451,7 +446,6 @@ SCAN_INLINE void KN(prod_jvp_line_)(const scan_block *b, const int incl, const i
 SCAN_INLINE void KN(prod_vjp_line_)(const scan_block *b, const int incl, const int back)
 {
     const int64_t n = b->n, sz = back ? -(int64_t)sizeof(T) : (int64_t)sizeof(T);
-    const v4d one = V4_SPLAT(1.0), zero = V4_SPLAT(0.0);
     {
         scan_block e = block_pick(b, 0, 3, -1);
         e.inclusive = 0;
@@ -461,7 +455,7 @@ SCAN_INLINE void KN(prod_vjp_line_)(const scan_block *b, const int incl, const i
     /* walking backwards from element i: x_{i+1} and g_i (exclusive:
      * g_{i+1}) are the factor and the weight, past the end 1 and 0 */
     const int64_t gshift = incl ? 0 : 1;
-    v4d S = zero; /* a splat vector, as in the JVP */
+    v4d S = V4_SPLAT(0.0); /* a splat vector, as in the JVP */
     for (int64_t i = n - 1; i >= 0;) {
         const char *xn = i + 1 < n ? b->ptr[0] + (i + 1) * sz : NULL;
         const char *g = i + gshift < n ? b->ptr[2] + (i + gshift) * sz : NULL;
@@ -472,16 +466,10 @@ SCAN_INLINE void KN(prod_vjp_line_)(const scan_block *b, const int incl, const i
             LINE_LOAD(a2, xn - 4 * sz, !back);
             LINE_LOAD(e, g, !back);
             LINE_LOAD(e2, g - 4 * sz, !back);
-            const v4i tame = V4_WITHIN(a, PROD_X_TAME) & V4_WITHIN(a2, PROD_X_TAME) &
-                             V4_WITHIN(e, PROD_TAME) & V4_WITHIN(e2, PROD_TAME);
-            if (V4_ALL(tame)) {
-                const v4d A1 = a * V4_SHIFT1(a, one), B1 = a2 * V4_SHIFT1(a2, one);
-                const v4d A2 = A1 * V4_SHIFT2(A1, one), B2 = B1 * V4_SHIFT2(B1, one);
-                e = a * V4_SHIFT1(e, zero) + e;
-                e2 = a2 * V4_SHIFT1(e2, zero) + e2;
-                e = A1 * V4_SHIFT2(e, zero) + e;
-                e2 = B1 * V4_SHIFT2(e2, zero) + e2;
-                e2 = B2 * e[3] + e2;
+            if (PROD_GROUP_TAME(a, a2, e, e2)) {
+                v4d A1, A2, B1, B2;
+                affine_group_products(&a, &a2, &A1, &A2, &B1, &B2);
+                affine_group_offsets(&a, &a2, &A1, &B1, &B2, &e, &e2);
                 const v4d whole2 = B2 * A2[3];
                 const v4d Sa = A2 * S + e, Sb = whole2 * S + e2;
                 v4d Ea, Eb;
@@ -510,6 +498,7 @@ SCAN_INLINE void KN(prod_vjp_line_)(const scan_block *b, const int incl, const i
 #undef PROD_TAME
 #undef V4_WITHIN
 #undef V4_ALL
+#undef PROD_GROUP_TAME
 #endif
 
 #undef LINE_SELECT

@@ -48,34 +48,58 @@ static inline void narrow_store_f32(char *p, const v4d *v)
     memcpy(p, &f, sizeof f);
 }
 
+/* Log-step composition of the affine maps S -> a_k S + e_k of eight
+ * consecutive elements, two vectors (a, e: elements 0-3; a2, e2: 4-7).
+ * affine_group_products gives the prefix products of a within each vector
+ * after one shift step (A1, B1) and two (A2, B2: complete); then
+ * affine_group_offsets turns e, e2 into the offsets of the maps from the
+ * group start, so that S_k = A2 S + e (k < 4) and B2 A2[3] S + e2 (k >= 4).
+ * Two functions because a caller may scale e by the products in between
+ * (the cumprod JVP); pointers, since vector arguments have an ABI that
+ * differs between the baseline and AVX variants. */
+#if defined(__GNUC__)
+#define SIMD_INLINE static inline __attribute__((always_inline))
+#else
+#define SIMD_INLINE static inline
+#endif
+SIMD_INLINE void affine_group_products(const v4d *a, const v4d *a2, v4d *A1, v4d *A2, v4d *B1,
+                                       v4d *B2)
+{
+    const v4d one = {1.0, 1.0, 1.0, 1.0};
+    *A1 = *a * V4_SHIFT1(*a, one);
+    *B1 = *a2 * V4_SHIFT1(*a2, one);
+    *A2 = *A1 * V4_SHIFT2(*A1, one);
+    *B2 = *B1 * V4_SHIFT2(*B1, one);
+}
+SIMD_INLINE void affine_group_offsets(const v4d *a, const v4d *a2, const v4d *A1, const v4d *B1,
+                                      const v4d *B2, v4d *e, v4d *e2)
+{
+    const v4d zero = {0.0, 0.0, 0.0, 0.0};
+    *e = *a * V4_SHIFT1(*e, zero) + *e;
+    *e2 = *a2 * V4_SHIFT1(*e2, zero) + *e2;
+    *e = *A1 * V4_SHIFT2(*e, zero) + *e;
+    *e2 = *B1 * V4_SHIFT2(*e2, zero) + *e2;
+    *e2 = *B2 * (*e)[3] + *e2;
+}
+
 /* out[i] = S_i for the affine recurrence S_i = a_i S_{i-1} + e_i, S_{-1} = S;
- * returns the last S.  Within a vector the maps (a, e) compose in two steps;
- * a_i are in [0, 1] and e_i in [0, 1] here, so the reassociation costs a few
- * ulp at most and nothing can overflow. */
+ * returns the last S.  a_i are in [0, 1] and e_i in [0, 1] here, so the
+ * reassociation costs a few ulp at most and nothing can overflow. */
 static inline double affine_scan(const double *a, const double *e, double *out, int64_t cnt,
                                  double S)
 {
-    const v4d one = {1.0, 1.0, 1.0, 1.0}, zero = {0.0, 0.0, 0.0, 0.0};
     int64_t i = 0;
     /* two vectors per step: the second is composed with the first off the
      * carry chain, so the chain is one multiply-add per 8 elements */
     for (; i + 8 <= cnt; i += 8) {
-        v4d A, B, A2, B2;
-        V4_LOAD(A, a + i);
+        v4d x, x2, B, B2, P1, P2, Q1, Q2;
+        V4_LOAD(x, a + i);
         V4_LOAD(B, e + i);
-        V4_LOAD(A2, a + i + 4);
+        V4_LOAD(x2, a + i + 4);
         V4_LOAD(B2, e + i + 4);
-        B = A * V4_SHIFT1(B, zero) + B;
-        A = A * V4_SHIFT1(A, one);
-        B2 = A2 * V4_SHIFT1(B2, zero) + B2;
-        A2 = A2 * V4_SHIFT1(A2, one);
-        B = A * V4_SHIFT2(B, zero) + B;
-        A = A * V4_SHIFT2(A, one);
-        B2 = A2 * V4_SHIFT2(B2, zero) + B2;
-        A2 = A2 * V4_SHIFT2(A2, one);
-        B2 = A2 * B[3] + B2;
-        A2 = A2 * A[3];
-        const v4d s = A * S + B, s2 = A2 * S + B2;
+        affine_group_products(&x, &x2, &P1, &P2, &Q1, &Q2);
+        affine_group_offsets(&x, &x2, &P1, &Q1, &Q2, &B, &B2);
+        const v4d s = P2 * S + B, s2 = (Q2 * P2[3]) * S + B2;
         V4_STORE(out + i, s);
         V4_STORE(out + i + 4, s2);
         S = s2[3];

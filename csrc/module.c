@@ -423,7 +423,7 @@ static int run(scan_kernel k, const scan_split *split, PyArrayObject *const *ops
     p.nseg = seg->nseg;
     p.chunk_size = seg->chunk_size;
     p.lane_operand = lane_operand;
-    p.split = split != NULL && split->reduce != NULL ? split : NULL;
+    p.split = split; /* the driver checks that it has a reduce */
     {
         const int nthreads = scan_get_num_threads();
         Py_BEGIN_ALLOW_THREADS

@@ -14,9 +14,9 @@
  */
 
 /* float64 results need the full-degree exp; float16/32 results (and
- * complex64) get one accurate to 6e-9, far below their ulp.  Only the complex
- * kernels and the real derivative kernels on single lines still use libm,
- * whose scalar calls beat the polynomials when nothing vectorises. */
+ * complex64) get one accurate to 6e-9, far below their ulp.  libm is left
+ * to the complex kernels on single lines and to the exact step that real
+ * line tiles with infinities fall back to, where nothing vectorises. */
 #define LSE_PRECISE (sizeof(T) == 8 * (1 + LSE_COMPLEX))
 #define VEXP(x) (line ? exp(x) : lse_exp(x, LSE_PRECISE))
 #define VLOG(x) (line ? log(x) : lse_log(x, LSE_PRECISE))
@@ -100,7 +100,7 @@ SCAN_INLINE void KN(lse_fwd_panel_)(PANEL_ARGS)
         y += b->step[1];
     }
 }
-DEFINE_PANEL_KERNEL(KN(lse_fwd_panel_kernel_), KN(lse_fwd_panel_), 2, sizeof(T), sizeof(T))
+DEFINE_PANEL_KERNEL(KN(lse_fwd_panels_), KN(lse_fwd_panel_), 2, sizeof(T), sizeof(T))
 
 #if !LSE_COMPLEX
 /* A single line in tiles of LSE_TILE, each in four passes so that the
@@ -189,12 +189,12 @@ static void KN(lse_fwd_)(const scan_block *b)
     if (b->m == 1)
         KN(lse_line_)(b, 0);
     else
-        KN(lse_fwd_panel_kernel_)(b);
+        KN(lse_fwd_panels_)(b);
 }
 #else
 static void KN(lse_fwd_)(const scan_block *b)
 {
-    KN(lse_fwd_panel_kernel_)(b);
+    KN(lse_fwd_panels_)(b);
 }
 #endif
 
@@ -245,7 +245,7 @@ SCAN_INLINE void KN(lse_jvp_panel_)(PANEL_ARGS)
         yd += b->step[3];
     }
 }
-DEFINE_PANEL_KERNEL(KN(lse_jvp_panel_kernel_), KN(lse_jvp_panel_), 4, sizeof(T), sizeof(T),
+DEFINE_PANEL_KERNEL(KN(lse_jvp_panels_), KN(lse_jvp_panel_), 4, sizeof(T), sizeof(T),
                     sizeof(T), sizeof(T))
 
 static void KN(lse_jvp_)(const scan_block *b)
@@ -256,7 +256,7 @@ static void KN(lse_jvp_)(const scan_block *b)
         return;
     }
 #endif
-    KN(lse_jvp_panel_kernel_)(b);
+    KN(lse_jvp_panels_)(b);
 }
 
 /* Weight exp(a - b) of DESIGN §4 for the VJP.  For a real infinite b the

@@ -18,10 +18,7 @@
         static const int64_t size_[NOPS] = {__VA_ARGS__};                                       \
         const int dir_ = KN(line_direction_)(b, NOPS, size_);                                  \
         if (dir_) {                                                                             \
-            if ((PAYLOAD) == LINE_NONE) LINE_CALL(KN(extreme_line_), b, dir_, IS_MAX, LINE_NONE); \
-            else if ((PAYLOAD) == LINE_INDEX)                                                   \
-                LINE_CALL(KN(extreme_line_), b, dir_, IS_MAX, LINE_INDEX);                     \
-            else LINE_CALL(KN(extreme_line_), b, dir_, IS_MAX, LINE_TANGENT);                   \
+            LINE_CALL(KN(extreme_line_), b, dir_, IS_MAX, PAYLOAD);                             \
             return;                                                                             \
         }                                                                                       \
     } while (0)

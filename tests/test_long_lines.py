@@ -159,3 +159,53 @@ def test_narrow_panels(lanes: int, dtype: str) -> None:
             _, pullback = sa.vjp(sa.cumsum, x, axis=1, **kw)
             _close(pullback(g), ref.cumsum(g, axis=1, reverse=not reverse, inclusive=inclusive),
                    np.dtype(dtype), 300)
+
+
+def _lse_lines(rng: np.random.Generator, n: int) -> dict:
+    """Lines whose tiles keep their sums on a reference above the running max
+    (the finite-tile path of the line kernel) in every way it can be off: a
+    rise within a tile, a slow rise, small and large offsets, a sum that grows
+    to many times its largest term, and the plain random line."""
+    return {
+        "uniform": rng.uniform(-4.0, 0.0, n),
+        "rising": np.linspace(-3.0, 3.0, n) + rng.standard_normal(n) * 0.1,
+        "normal": rng.standard_normal(n) * 3,
+        "offset_small": rng.uniform(-40.0, -36.0, n),
+        "offset_large": 1e3 + rng.uniform(-4.0, 0.0, n),
+        "sawtooth": (np.arange(n) % 300) / 75.0 - 2.0,
+        "many_terms": -2.0 * np.log(np.arange(1, n + 1)),
+    }
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_logcumsumexp_line_accuracy_per_element(dtype: str) -> None:
+    """Each output against logaddexp in long double, on its own scale.
+
+    The other tests scale their absolute tolerance by the largest output,
+    which would hide an error that only matters for an output much smaller
+    than the rest.  The bound here is per element: float32 results are the
+    long-double value rounded once (<= 1/2 ulp, and the double arithmetic adds
+    ~1e-8 ulp); float64 results carry the rounding of the partial sums S_i
+    (relative error ~ a few eps, passed on as an absolute error of log S_i)
+    and of M + log S_i, <= 8 eps * max(1, |y_i|) on these lines (the largest,
+    6 eps, is the many-terms line, the same in the element-by-element path)."""
+    rng = np.random.default_rng(11)
+    eps = float(np.finfo(dtype).eps)
+    bound = 1.0 * eps if dtype == "float32" else 8.0 * eps
+    for label, line in _lse_lines(rng, 3001).items():
+        x = line.astype(dtype)
+        for reverse in (False, True):
+            for inclusive in (False, True):
+                xs = x[::-1] if reverse else x
+                exact = np.logaddexp.accumulate(xs.astype(np.longdouble))
+                if not inclusive:
+                    exact = np.concatenate([[-np.inf], exact[:-1]])
+                if reverse:
+                    exact = exact[::-1]
+                got = sa.logcumsumexp(x, reverse=reverse, inclusive=inclusive)
+                finite = np.isfinite(exact)
+                assert np.array_equal(np.isfinite(got), finite), label
+                err = np.abs(got[finite].astype(np.longdouble) - exact[finite])
+                scale = np.maximum(1.0, np.abs(exact[finite]))
+                worst = float(np.max(err / scale)) / eps
+                assert worst <= bound / eps, (label, reverse, inclusive, worst)

@@ -114,6 +114,12 @@ DEFINE_PANEL_KERNEL(KN(lse_fwd_panels_), KN(lse_fwd_panel_), 2, sizeof(T), sizeo
  * Operands: x, y (forward) or x, t, y, y_dot (JVP).  The tile buffers live
  * on the stack (9 x 2 KiB). */
 #define LSE_TILE 256
+/* How far below the reference R the max before a tile may be.  exp(-span)
+ * must stay far above the smallest normal double, and the rounding of
+ * x_i - R (up to ulp(span) / 2 when |R| < 2 span; exact otherwise) is passed
+ * on to y_i as an absolute error: 4 keeps it within 2 ulp(4) for float64
+ * results, 64 within a hundred-millionth of a float32 ulp at 1. */
+#define LSE_SPAN (LSE_PRECISE ? 4.0 : 64.0)
 /* contiguous loads and stores get their own loops: those convert float32
  * <-> float64 in vectors */
 #define LSE_TILE_LOAD(dst, p, step, cnt)                         \
@@ -148,6 +154,48 @@ SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp)
     for (int64_t t0 = 0; t0 < b->n; t0 += LSE_TILE) {
         const int64_t cnt = b->n - t0 < LSE_TILE ? b->n - t0 : LSE_TILE;
         LSE_TILE_LOAD(xs, x, sx, cnt);
+        double top;
+        if (tile_max_finite(xs, cnt, &top)) {
+            /* Every element finite: the tile's sums go on one reference R,
+             * the largest value so far, so that there is no running max, the
+             * weights exp(x_i - R) are one select-free exp and S is a plain
+             * prefix sum.  That holds S_i >= exp(M_i - R), which stays far
+             * from underflow while the max before the tile (or its first
+             * element) is within LSE_SPAN of R; lse_log_plus adds R without
+             * rounding log S_i on its own. */
+            const double R = top > M ? top : M, first = M == -INFINITY ? xs[0] : M;
+            if (R - first <= LSE_SPAN && S == S) { /* S is NaN after a NaN */
+                const double scale = lse_exp(M - R, LSE_PRECISE);
+                for (int64_t i = 0; i < cnt; i++)
+                    ev[i] = lse_exp_nonpos(xs[i] - R, LSE_PRECISE);
+                sv[0] = S * scale;
+                S = prefix_sum(ev, sv + 1, cnt, sv[0]);
+                M = R;
+                /* S_i > 0 but for the exclusive first output of a line */
+                for (int64_t i = 0; i < cnt; i++)
+                    out[i] = lse_log_plus(sv[i + incl], R, LSE_PRECISE, 1);
+                if (sv[incl] == 0.0)
+                    out[0] = -INFINITY;
+                LSE_TILE_STORE(y, sy, out, cnt);
+                if (jvp) {
+                    LSE_TILE_LOAD(ts, t, st, cnt);
+                    for (int64_t i = 0; i < cnt; i++)
+                        ts[i] *= ev[i];
+                    uv[0] = U * scale;
+                    U = prefix_sum(ts, uv + 1, cnt, uv[0]);
+                    for (int64_t i = 0; i < cnt; i++)
+                        out[i] = uv[i + incl] / sv[i + incl];
+                    if (!incl && t0 == 0)
+                        out[0] = 0.0;
+                    LSE_TILE_STORE(yd, syd, out, cnt);
+                    t += cnt * st;
+                    yd += cnt * syd;
+                }
+                x += cnt * sx;
+                y += cnt * sy;
+                continue;
+            }
+        }
         pm[0] = M;
         for (int64_t i = 0; i < cnt; i++) {
             M = xs[i] > M ? xs[i] : M;

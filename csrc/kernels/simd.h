@@ -11,6 +11,7 @@
 #define SCANAD_KERNELS_SIMD_H
 
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
 
 typedef double v4d __attribute__((vector_size(32)));
@@ -106,6 +107,65 @@ static inline double affine_scan(const double *a, const double *e, double *out, 
     }
     for (; i < cnt; i++) {
         S = a[i] * S + e[i];
+        out[i] = S;
+    }
+    return S;
+}
+
+/* Largest of x[0..cnt) (NaN ignored) into *max; returns whether all are
+ * finite (x * 0 is NaN exactly for infinities and NaN). */
+static inline int tile_max_finite(const double *x, int64_t cnt, double *max)
+{
+    v4d m = V4_SPLAT(-INFINITY), m2 = m, z = {0.0, 0.0, 0.0, 0.0}, z2 = z;
+    int64_t i = 0;
+    for (; i + 8 <= cnt; i += 8) {
+        v4d v, v2;
+        V4_LOAD(v, x + i);
+        V4_LOAD(v2, x + i + 4);
+        const v4i gt = (v4i)(v > m), gt2 = (v4i)(v2 > m2);
+        m = (v4d)(((v4i)v & gt) | ((v4i)m & ~gt));
+        m2 = (v4d)(((v4i)v2 & gt2) | ((v4i)m2 & ~gt2));
+        z += v * 0.0;
+        z2 += v2 * 0.0;
+    }
+    double mx = -INFINITY, zs = 0.0;
+    for (int k = 0; k < 4; k++) {
+        mx = m[k] > mx ? m[k] : mx;
+        mx = m2[k] > mx ? m2[k] : mx;
+        zs += z[k] + z2[k];
+    }
+    for (; i < cnt; i++) {
+        mx = x[i] > mx ? x[i] : mx;
+        zs += x[i] * 0.0;
+    }
+    *max = mx;
+    return zs == 0.0;
+}
+
+/* out[i] = S + e[0] + ... + e[i]; returns the last.  Same shape as
+ * affine_scan with every a_i = 1: two shift-and-add steps per vector off the
+ * carry chain, one add per 8 elements on it. */
+static inline double prefix_sum(const double *e, double *out, int64_t cnt, double S)
+{
+    const v4d zero = {0.0, 0.0, 0.0, 0.0};
+    int64_t i = 0;
+    for (; i + 8 <= cnt; i += 8) {
+        v4d s, s2;
+        V4_LOAD(s, e + i);
+        V4_LOAD(s2, e + i + 4);
+        s += V4_SHIFT1(s, zero);
+        s2 += V4_SHIFT1(s2, zero);
+        s += V4_SHIFT2(s, zero);
+        s2 += V4_SHIFT2(s2, zero);
+        s2 += s[3];
+        s += S;
+        s2 += S;
+        V4_STORE(out + i, s);
+        V4_STORE(out + i + 4, s2);
+        S = s2[3];
+    }
+    for (; i < cnt; i++) {
+        S += e[i];
         out[i] = S;
     }
     return S;

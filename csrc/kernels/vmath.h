@@ -51,11 +51,11 @@ static inline double vm_pow2(double k)
  * `precise` (a compile-time constant) picks the degree: full for float64
  * results (error < 3 ulp of a double), shorter for float32 results (< 1e-8,
  * well under a float32 ulp); S itself is always summed in double. */
-static inline double lse_exp(double x, const int precise)
+static inline double lse_exp_core(double x, const int precise)
 {
     const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
     /* no clamping: outside [-708, 709] the bit tricks below give garbage
-     * (never undefined behaviour), which the selects at the end replace */
+     * (never undefined behaviour), which the callers' selects replace */
     const double k = (x * 1.44269504088896338700e+00 + VM_MAGIC) - VM_MAGIC;
     const double r = (x - k * ln2_hi) - k * ln2_lo;
     /* Estrin's scheme: in a row-streaming loop the polynomial's dependency
@@ -74,15 +74,30 @@ static inline double lse_exp(double x, const int precise)
         const double s1 = VM_FMA(VM_FMA(1.0 / 5040, r, 1.0 / 720), r2, VM_FMA(1.0 / 120, r, 1.0 / 24));
         p = VM_FMA(s1, r4, s0);
     }
-    double y = p * vm_pow2(k);
+    return p * vm_pow2(k);
+}
+
+static inline double lse_exp(double x, const int precise)
+{
+    double y = lse_exp_core(x, precise);
     y = x < -708.0 ? 0.0 : y;
     y = x > 709.0 ? INFINITY : y;
     return x == x ? y : x;
 }
 
-/* log of S in {0} U [1, inf] U {NaN}: fdlibm's e_log.c without the
- * subnormal and negative cases. */
-static inline double lse_log(double x, const int precise)
+/* the same for x <= 0 or -inf, never NaN: one select fewer in hot loops */
+static inline double lse_exp_nonpos(double x, const int precise)
+{
+    const double y = lse_exp_core(x, precise);
+    return x < -708.0 ? 0.0 : y;
+}
+
+/* M + log(S) for S in {0} U [1, inf] U {NaN}, or any positive normal S when
+ * `finite` (a compile-time constant) says the caller has ruled out 0, inf and
+ * NaN: fdlibm's e_log.c without the subnormal and negative cases.  M is
+ * added to the exact e*ln2_hi before the small remainder, so a large |log S|
+ * (a sum kept on a reference other than its own max) costs no accuracy. */
+static inline double lse_log_plus(double x, double M, const int precise, const int finite)
 {
     const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
     const double Lg1 = 6.666666666666735130e-01, Lg2 = 3.999999999940941908e-01,
@@ -99,10 +114,18 @@ static inline double lse_log(double x, const int precise)
     /* float32 results: the first four terms leave an error below 1e-9 */
     const double R = precise ? z * (Lg1 + w * (Lg3 + w * (Lg5 + w * Lg7))) + w * (Lg2 + w * (Lg4 + w * Lg6))
                              : z * (Lg1 + w * Lg3) + w * (Lg2 + w * Lg4);
-    double y = e * ln2_hi - ((hfsq - (s * (hfsq + R) + e * ln2_lo)) - f);
-    y = x == INFINITY ? x : y;
-    y = x == 0.0 ? -INFINITY : y;
-    return x == x ? y : x;
+    double y = (M + e * ln2_hi) - ((hfsq - (s * (hfsq + R) + e * ln2_lo)) - f);
+    if (!finite) {
+        y = x == INFINITY ? M + x : y;
+        y = x == 0.0 ? M - INFINITY : y;
+        y = x == x ? y : x;
+    }
+    return y;
+}
+
+static inline double lse_log(double x, const int precise)
+{
+    return lse_log_plus(x, 0.0, precise, 0);
 }
 
 #endif

@@ -21,6 +21,15 @@
 #define VEXP(x) (line ? exp(x) : lse_exp(x, LSE_PRECISE))
 #define VLOG(x) (line ? log(x) : lse_log(x, LSE_PRECISE))
 
+/* The fast paths (finite tiles of a line, rows of a panel) keep a sum on a
+ * reference R up to LSE_SPAN away from its running max M_i instead of on M_i.
+ * exp(-span) must stay far above the smallest normal double, and the
+ * rounding of x_i - R (up to ulp(span) / 2 when |R| < 2 span; exact
+ * otherwise) is passed on to y_i as an absolute error: 4 keeps it within
+ * 2 ulp(4) for float64 results, 64 within a hundred-millionth of a float32
+ * ulp at 1. */
+#define LSE_SPAN (LSE_PRECISE ? 4.0 : 64.0)
+
 #if !LSE_COMPLEX
 typedef double KN(lse_val_);
 
@@ -75,6 +84,23 @@ SCAN_INLINE cdouble KN(lse_step_)(cdouble v, double *M, cdouble *S, double *resc
 #define LSE_ZERO 0.0
 #endif
 
+#if !LSE_COMPLEX
+/* Whether a row of a panel can take the fast step: every lane has seen a
+ * finite value and holds a number (M is its reference, S >= 1 on it), and
+ * the new value is finite or -inf and at most LSE_SPAN above M, so the
+ * lane's sum stays on M: S += exp(x - M), no running max, no selects.  The
+ * rows that fail (the first, a jump of the max, inf, NaN) take lse_step_,
+ * which moves M to the new max. */
+SCAN_INLINE int KN(lse_row_is_tame_)(const char *x, int64_t lx, int64_t w, const double *M,
+                                     const double *S)
+{
+    int tame = 1;
+    for (int64_t l = 0; l < w; l++)
+        tame &= (LLD(x + l * lx) - M[l] <= LSE_SPAN) & (S[l] == S[l]);
+    return tame;
+}
+#endif
+
 SCAN_INLINE void KN(lse_fwd_panel_)(PANEL_ARGS)
 {
     const char *x = PANEL_BASE(0);
@@ -87,6 +113,20 @@ SCAN_INLINE void KN(lse_fwd_panel_)(PANEL_ARGS)
         S[l] = LSE_ZERO;
     }
     for (int64_t r = 0; r < b->n; r++) {
+#if !LSE_COMPLEX
+        if (!line && KN(lse_row_is_tame_)(x, lx, w, M, S)) {
+            for (int64_t l = 0; l < w; l++) {
+                if (!incl)
+                    LST(y + l * ly, lse_log_plus(S[l], M[l], LSE_PRECISE, 1));
+                S[l] += lse_exp_bounded(LLD(x + l * lx) - M[l], LSE_PRECISE);
+                if (incl)
+                    LST(y + l * ly, lse_log_plus(S[l], M[l], LSE_PRECISE, 1));
+            }
+            x += b->step[0];
+            y += b->step[1];
+            continue;
+        }
+#endif
         for (int64_t l = 0; l < w; l++) {
             KN(lse_val_) v = LLD(x + l * lx);
             double rescale;
@@ -114,12 +154,6 @@ DEFINE_PANEL_KERNEL(KN(lse_fwd_panels_), KN(lse_fwd_panel_), 2, sizeof(T), sizeo
  * Operands: x, y (forward) or x, t, y, y_dot (JVP).  The tile buffers live
  * on the stack (9 x 2 KiB). */
 #define LSE_TILE 256
-/* How far below the reference R the max before a tile may be.  exp(-span)
- * must stay far above the smallest normal double, and the rounding of
- * x_i - R (up to ulp(span) / 2 when |R| < 2 span; exact otherwise) is passed
- * on to y_i as an absolute error: 4 keeps it within 2 ulp(4) for float64
- * results, 64 within a hundred-millionth of a float32 ulp at 1. */
-#define LSE_SPAN (LSE_PRECISE ? 4.0 : 64.0)
 /* contiguous loads and stores get their own loops: those convert float32
  * <-> float64 in vectors */
 #define LSE_TILE_LOAD(dst, p, step, cnt)                         \
@@ -167,7 +201,7 @@ SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp)
             if (R - first <= LSE_SPAN && S == S) { /* S is NaN after a NaN */
                 const double scale = lse_exp(M - R, LSE_PRECISE);
                 for (int64_t i = 0; i < cnt; i++)
-                    ev[i] = lse_exp_nonpos(xs[i] - R, LSE_PRECISE);
+                    ev[i] = lse_exp_bounded(xs[i] - R, LSE_PRECISE);
                 sv[0] = S * scale;
                 S = prefix_sum(ev, sv + 1, cnt, sv[0]);
                 M = R;
@@ -272,6 +306,28 @@ SCAN_INLINE void KN(lse_jvp_panel_)(PANEL_ARGS)
         U[l] = LSE_ZERO;
     }
     for (int64_t r = 0; r < b->n; r++) {
+#if !LSE_COMPLEX
+        if (!line && r > 0 && KN(lse_row_is_tame_)(x, lx, w, M, S)) {
+            for (int64_t l = 0; l < w; l++) {
+                if (!incl) {
+                    LST(y + l * ly, lse_log_plus(S[l], M[l], LSE_PRECISE, 1));
+                    LST(yd + l * lyd, U[l] / S[l]);
+                }
+                const double e = lse_exp_bounded(LLD(x + l * lx) - M[l], LSE_PRECISE);
+                S[l] += e;
+                U[l] += e * LLD(t + l * lt);
+                if (incl) {
+                    LST(y + l * ly, lse_log_plus(S[l], M[l], LSE_PRECISE, 1));
+                    LST(yd + l * lyd, U[l] / S[l]);
+                }
+            }
+            x += b->step[0];
+            t += b->step[1];
+            y += b->step[2];
+            yd += b->step[3];
+            continue;
+        }
+#endif
         for (int64_t l = 0; l < w; l++) {
             KN(lse_val_) v = LLD(x + l * lx), tv = LLD(t + l * lt);
             double rescale;

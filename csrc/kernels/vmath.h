@@ -85,8 +85,9 @@ static inline double lse_exp(double x, const int precise)
     return x == x ? y : x;
 }
 
-/* the same for x <= 0 or -inf, never NaN: one select fewer in hot loops */
-static inline double lse_exp_nonpos(double x, const int precise)
+/* the same for x <= 709 (-inf included), never NaN: two selects fewer in
+ * hot loops */
+static inline double lse_exp_bounded(double x, const int precise)
 {
     const double y = lse_exp_core(x, precise);
     return x < -708.0 ? 0.0 : y;

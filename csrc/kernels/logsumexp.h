@@ -375,6 +375,22 @@ SCAN_INLINE double KN(lse_weight_)(double a, double bb, double ca, double cb, co
 }
 #endif
 
+#if !LSE_COMPLEX
+/* Whether a row of the VJP panel can skip the +-inf counts and selects: y
+ * here and in the row after it finite in every lane (then the weights are
+ * plain exponentials, as lse_weight_ computes them), and x not NaN. */
+SCAN_INLINE int KN(lse_vjp_row_is_tame_)(const char *x, int64_t lx, const char *y, int64_t ly,
+                                         int64_t w, const double *ynext)
+{
+    int tame = 1;
+    for (int64_t l = 0; l < w; l++) {
+        const double yv = LLD(y + l * ly);
+        tame &= (fabs(yv) < INFINITY) & (fabs(ynext[l]) < INFINITY) & (LLD(x + l * lx) - yv <= 1.0);
+    }
+    return tame;
+}
+#endif
+
 /* VJP operands x, y, g, x_bar; walks backwards:
  *   Q_i = g_i + conj(w(y_i, y_{i+1})) Q_{i+1},  x_bar_i = conj(w(x_i, y_i)) Q_i.
  * An exclusive scan is the inclusive one of x[0..n-2] read one row later:
@@ -419,6 +435,21 @@ SCAN_INLINE void KN(lse_vjp_panel_)(PANEL_ARGS)
         const char *g = PANEL_BASE(2) + (last + shift) * b->step[2];
         char *xb = PANEL_BASE(3) + last * b->step[3];
         for (int64_t r = last; r >= 0; r--) {
+#if !LSE_COMPLEX
+            if (!line && r < last && KN(lse_vjp_row_is_tame_)(x, lx, y, ly, w, ynext)) {
+                for (int64_t l = 0; l < w; l++) {
+                    const double yv = LLD(y + l * ly);
+                    Q[l] = LLD(g + l * lg) + lse_exp_bounded(yv - ynext[l], LSE_PRECISE) * Q[l];
+                    LST(xb + l * lxb, lse_exp_bounded(LLD(x + l * lx) - yv, LSE_PRECISE) * Q[l]);
+                    ynext[l] = yv;
+                }
+                x -= b->step[0];
+                y -= b->step[1];
+                g -= b->step[2];
+                xb -= b->step[3];
+                continue;
+            }
+#endif
             for (int64_t l = 0; l < w; l++) {
                 KN(lse_val_) xv = LLD(x + l * lx), yv = LLD(y + l * ly), gv = LLD(g + l * lg);
 #if !LSE_COMPLEX

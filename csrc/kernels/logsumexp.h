@@ -47,7 +47,9 @@ SCAN_INLINE double KN(lse_step_)(double v, double *M, double *S, double *rescale
     *M = gt ? v : m;
     return gt ? 1.0 : e;
 }
-#define LSE_OUT(M, S) ((M) + VLOG(S))
+/* lse_log_plus, not M + log(S): the panels' fast rows compute it so, and a
+ * lane must get the same bits whichever kind of row it is in */
+#define LSE_OUT(M, S) (line ? (M) + log(S) : lse_log_plus(S, M, LSE_PRECISE, 0))
 #else
 typedef cdouble KN(lse_val_);
 
@@ -90,13 +92,16 @@ SCAN_INLINE cdouble KN(lse_step_)(cdouble v, double *M, cdouble *S, double *resc
  * the new value is finite or -inf and at most LSE_SPAN above M, so the
  * lane's sum stays on M: S += exp(x - M), no running max, no selects.  The
  * rows that fail (the first, a jump of the max, inf, NaN) take lse_step_,
- * which moves M to the new max. */
+ * which moves M to the new max, in the lanes that fail: the others take the
+ * fast step there too, so that a lane's result does not depend on which
+ * lanes share its panel (that changes with the thread count). */
+#define LSE_LANE_IS_TAME(v, M, S) (((v) - (M) <= LSE_SPAN) & ((S) == (S)))
 SCAN_INLINE int KN(lse_row_is_tame_)(const char *x, int64_t lx, int64_t w, const double *M,
                                      const double *S)
 {
     int tame = 1;
     for (int64_t l = 0; l < w; l++)
-        tame &= (LLD(x + l * lx) - M[l] <= LSE_SPAN) & (S[l] == S[l]);
+        tame &= LSE_LANE_IS_TAME(LLD(x + l * lx), M[l], S[l]);
     return tame;
 }
 #endif
@@ -132,7 +137,12 @@ SCAN_INLINE void KN(lse_fwd_panel_)(PANEL_ARGS)
             double rescale;
             if (!incl)
                 LST(y + l * ly, LSE_OUT(M[l], S[l]));
-            KN(lse_step_)(v, &M[l], &S[l], &rescale, line);
+#if !LSE_COMPLEX
+            if (!line && LSE_LANE_IS_TAME(v, M[l], S[l]))
+                S[l] += lse_exp_bounded(v - M[l], LSE_PRECISE);
+            else
+#endif
+                KN(lse_step_)(v, &M[l], &S[l], &rescale, line);
             if (incl)
                 LST(y + l * ly, LSE_OUT(M[l], S[l]));
         }
@@ -336,8 +346,17 @@ SCAN_INLINE void KN(lse_jvp_panel_)(PANEL_ARGS)
                 LST(y + l * ly, LSE_OUT(M[l], S[l]));
                 LST(yd + l * lyd, r == 0 ? LSE_ZERO : LSE_DIV(U[l], S[l]));
             }
-            KN(lse_val_) e = KN(lse_step_)(v, &M[l], &S[l], &rescale, line);
-            U[l] = U[l] * rescale + LSE_MUL(e, tv);
+#if !LSE_COMPLEX
+            if (!line && LSE_LANE_IS_TAME(v, M[l], S[l])) {
+                const double e = lse_exp_bounded(v - M[l], LSE_PRECISE);
+                S[l] += e;
+                U[l] += e * tv;
+            } else
+#endif
+            {
+                KN(lse_val_) e = KN(lse_step_)(v, &M[l], &S[l], &rescale, line);
+                U[l] = U[l] * rescale + LSE_MUL(e, tv);
+            }
             if (incl) {
                 LST(y + l * ly, LSE_OUT(M[l], S[l]));
                 LST(yd + l * lyd, LSE_DIV(U[l], S[l]));

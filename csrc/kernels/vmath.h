@@ -56,8 +56,8 @@ static inline double lse_exp_core(double x, const int precise)
     const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
     /* no clamping: outside [-708, 709] the bit tricks below give garbage
      * (never undefined behaviour), which the callers' selects replace */
-    const double k = (x * 1.44269504088896338700e+00 + VM_MAGIC) - VM_MAGIC;
-    const double r = (x - k * ln2_hi) - k * ln2_lo;
+    const double k = VM_FMA(x, 1.44269504088896338700e+00, VM_MAGIC) - VM_MAGIC;
+    const double r = VM_FMA(-k, ln2_lo, VM_FMA(-k, ln2_hi, x)); /* k ln2_hi is exact */
     /* Estrin's scheme: in a row-streaming loop the polynomial's dependency
      * chain, not its operation count, is what bounds the speed */
     const double r2 = r * r, r4 = r2 * r2;
@@ -95,7 +95,8 @@ static inline double lse_exp_bounded(double x, const int precise)
 
 /* M + log(S) for S in {0} U [1, inf] U {NaN}, or any positive normal S when
  * `finite` (a compile-time constant) says the caller has ruled out 0, inf and
- * NaN: fdlibm's e_log.c without the subnormal and negative cases.  M is
+ * NaN: fdlibm's e_log.c without the subnormal and negative cases, its
+ * polynomial in fused multiply-adds (they are the bulk of the work).  M is
  * added to the exact e*ln2_hi before the small remainder, so a large |log S|
  * (a sum kept on a reference other than its own max) costs no accuracy. */
 static inline double lse_log_plus(double x, double M, const int precise, const int finite)
@@ -105,17 +106,20 @@ static inline double lse_log_plus(double x, double M, const int precise, const i
                  Lg3 = 2.857142874366239149e-01, Lg4 = 2.222219843214978396e-01,
                  Lg5 = 1.818357216161805012e-01, Lg6 = 1.531383769920937332e-01,
                  Lg7 = 1.479819860511658591e-01;
-    const uint64_t u = vm_bits(x);
-    const uint64_t hx = (u >> 32) + (0x3ff00000u - 0x3fe6a09eu);
-    const double e = (vm_from_bits(0x4330000000000000u | (hx >> 20)) - 4503599627370496.0) - 1023.0;
-    const double f = vm_from_bits((((hx & 0x000fffffu) + 0x3fe6a09eu) << 32) | (u & 0xffffffffu)) - 1.0;
+    /* x = 2^e (1 + f) with 1 + f in [sqrt(2)/2, sqrt(2)): adding the bits
+     * of 1 - sqrt(2)/2 carries into the exponent field exactly when the
+     * mantissa is at or above sqrt(2)/2's */
+    const uint64_t t = vm_bits(x) + (0x3ff0000000000000u - 0x3fe6a09e667f3bcdu);
+    const double e = vm_from_bits((t >> 52) | 0x4330000000000000u) - (4503599627370496.0 + 1023.0);
+    const double f = vm_from_bits((t & 0x000fffffffffffffu) + 0x3fe6a09e667f3bcdu) - 1.0;
     const double hfsq = 0.5 * f * f;
     const double s = f / (2.0 + f);
     const double z = s * s, w = z * z;
     /* float32 results: the first four terms leave an error below 1e-9 */
-    const double R = precise ? z * (Lg1 + w * (Lg3 + w * (Lg5 + w * Lg7))) + w * (Lg2 + w * (Lg4 + w * Lg6))
-                             : z * (Lg1 + w * Lg3) + w * (Lg2 + w * Lg4);
-    double y = (M + e * ln2_hi) - ((hfsq - (s * (hfsq + R) + e * ln2_lo)) - f);
+    const double R = precise ? VM_FMA(z, VM_FMA(w, VM_FMA(w, VM_FMA(w, Lg7, Lg5), Lg3), Lg1),
+                                      w * VM_FMA(w, VM_FMA(w, Lg6, Lg4), Lg2))
+                             : VM_FMA(z, VM_FMA(w, Lg3, Lg1), w * VM_FMA(w, Lg4, Lg2));
+    double y = VM_FMA(e, ln2_hi, M) - ((hfsq - VM_FMA(s, hfsq + R, e * ln2_lo)) - f);
     if (!finite) {
         y = x == INFINITY ? M + x : y;
         y = x == 0.0 ? M - INFINITY : y;

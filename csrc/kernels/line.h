@@ -442,6 +442,7 @@ SCAN_INLINE void KN(prod_jvp_line_)(const scan_block *b, const int incl, const i
     }
 }
 
+#define PROD_VJP_TILE 256
 /* operands x, y, g, x_bar */
 SCAN_INLINE void KN(prod_vjp_line_)(const scan_block *b, const int incl, const int back)
 {
@@ -452,48 +453,55 @@ SCAN_INLINE void KN(prod_vjp_line_)(const scan_block *b, const int incl, const i
         if (back) KN(accumulate_line_)(&e, 1, 0, 1);
         else KN(accumulate_line_)(&e, 1, 0, 0);
     }
-    /* walking backwards from element i: x_{i+1} and g_i (exclusive:
-     * g_{i+1}) are the factor and the weight, past the end 1 and 0 */
+    /* Backwards in tiles: element i = hi - k of the tile goes to slot k,
+     * with the factor a_k = x_{i+1} and the weight e_k = g_i (exclusive:
+     * g_{i+1}), past the end 1 and 0, so S_k = e_k + a_k S_{k-1} runs
+     * forwards in the buffers.  A tile whose factors are all <= 2^32 and
+     * weights <= 2^200 (NaN fails) is scanned eight at a time while the
+     * carry is <= 2^200; anything else takes the exact one-element step. */
     const int64_t gshift = incl ? 0 : 1;
-    v4d S = V4_SPLAT(0.0); /* a splat vector, as in the JVP */
-    for (int64_t i = n - 1; i >= 0;) {
-        const char *xn = i + 1 < n ? b->ptr[0] + (i + 1) * sz : NULL;
-        const char *g = i + gshift < n ? b->ptr[2] + (i + gshift) * sz : NULL;
-        char *xb = b->ptr[3] + i * sz;
-        if (i - 7 >= 0 && i + 1 < n && fabs(S[0]) <= PROD_TAME) {
-            v4d a, a2, e, e2;
-            LINE_LOAD(a, xn, !back);
-            LINE_LOAD(a2, xn - 4 * sz, !back);
-            LINE_LOAD(e, g, !back);
-            LINE_LOAD(e2, g - 4 * sz, !back);
-            if (PROD_GROUP_TAME(a, a2, e, e2)) {
-                v4d A1, A2, B1, B2;
-                affine_group_products(&a, &a2, &A1, &A2, &B1, &B2);
-                affine_group_offsets(&a, &a2, &A1, &B1, &B2, &e, &e2);
-                const v4d whole2 = B2 * A2[3];
-                const v4d Sa = A2 * S + e, Sb = whole2 * S + e2;
-                v4d Ea, Eb;
-                LINE_LOAD(Ea, xb, !back);
-                LINE_LOAD(Eb, xb - 4 * sz, !back);
-                Ea *= Sa;
-                Eb *= Sb;
-                LINE_STORE(xb, Ea, !back);
-                LINE_STORE(xb - 4 * sz, Eb, !back);
-                S = V4_SPLAT(whole2[3]) * S + V4_SPLAT(e2[3]);
-                i -= 8;
-                continue;
+    _Alignas(32) double a[PROD_VJP_TILE], e[PROD_VJP_TILE], sv[PROD_VJP_TILE];
+    double S = 0.0;
+    for (int64_t hi = n - 1; hi >= 0;) {
+        const int64_t cnt = hi + 1 < PROD_VJP_TILE ? hi + 1 : PROD_VJP_TILE;
+        int64_t k0 = 0;
+        /* the slots that read past the end of the line: only in the first
+         * tile, one (inclusive) or two (exclusive) */
+        for (; k0 < cnt && hi - k0 + 1 >= n; k0++) {
+            a[k0] = 1.0;
+            e[k0] = hi - k0 + gshift < n ? (double)LD(b->ptr[2] + (hi - k0 + gshift) * sz) : 0.0;
+        }
+        {
+            const char *xn = b->ptr[0] + (hi + 1) * sz, *g = b->ptr[2] + (hi + gshift) * sz;
+            for (int64_t k = k0; k < cnt; k++) {
+                a[k] = (double)LD(xn - k * sz);
+                e[k] = (double)LD(g - k * sz);
             }
         }
-        const double v = xn ? (double)LD(xn) : 1.0;
-        const double gv = g ? (double)LD(g) : 0.0;
-        const double s1 = gv + v * S[0];
-        ST(xb, (double)LD(xb) * s1);
-        S = V4_SPLAT(s1);
-        i--;
+        int tame = 1;
+        for (int64_t k = 0; k < cnt; k++)
+            tame &= (fabs(a[k]) <= PROD_X_TAME) & (fabs(e[k]) <= PROD_TAME);
+        for (int64_t k = 0; k < cnt;) {
+            if (tame) {
+                k += affine_scan_within(a + k, e + k, sv + k, cnt - k, &S, PROD_TAME);
+                if (k == cnt)
+                    break;
+            }
+            S = e[k] + a[k] * S;
+            sv[k] = S;
+            k++;
+        }
+        {
+            char *xb = b->ptr[3] + hi * sz;
+            for (int64_t k = 0; k < cnt; k++)
+                ST(xb - k * sz, (double)LD(xb - k * sz) * sv[k]);
+        }
+        hi -= cnt;
     }
     if (!incl) /* no output depends on the last x (and E there may be inf) */
         ST(b->ptr[3] + (n - 1) * sz, 0.0);
 }
+#undef PROD_VJP_TILE
 #undef PROD_X_TAME
 #undef PROD_TAME
 #undef V4_WITHIN

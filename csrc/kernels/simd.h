@@ -112,6 +112,34 @@ static inline double affine_scan(const double *a, const double *e, double *out, 
     return S;
 }
 
+/* affine_scan for factors that may be large: groups of eight run while the
+ * carry *S is within +-bound (the caller has checked that the factors and
+ * offsets are tame, so no composition can overflow where the one-at-a-time
+ * recurrence would not); returns how many elements were done, a multiple of
+ * eight, leaving the rest (a carry out of bounds, NaN, a short tail) to the
+ * caller's exact step.  Same arithmetic as affine_scan, group for group. */
+static inline int64_t affine_scan_within(const double *a, const double *e, double *out, int64_t cnt,
+                                         double *S, double bound)
+{
+    double s0 = *S;
+    int64_t i = 0;
+    for (; i + 8 <= cnt && fabs(s0) <= bound; i += 8) {
+        v4d x, x2, B, B2, P1, P2, Q1, Q2;
+        V4_LOAD(x, a + i);
+        V4_LOAD(B, e + i);
+        V4_LOAD(x2, a + i + 4);
+        V4_LOAD(B2, e + i + 4);
+        affine_group_products(&x, &x2, &P1, &P2, &Q1, &Q2);
+        affine_group_offsets(&x, &x2, &P1, &Q1, &Q2, &B, &B2);
+        const v4d s = P2 * s0 + B, s2 = (Q2 * P2[3]) * s0 + B2;
+        V4_STORE(out + i, s);
+        V4_STORE(out + i + 4, s2);
+        s0 = s2[3];
+    }
+    *S = s0;
+    return i;
+}
+
 /* Largest of x[0..cnt) (NaN ignored) into *max; returns whether all are
  * finite (x * 0 is NaN exactly for infinities and NaN). */
 static inline int tile_max_finite(const double *x, int64_t cnt, double *max)

@@ -160,9 +160,102 @@ SCAN_INLINE void KN(accumulate_line_)(const scan_block *b, const int prod, const
         (p) = LINE_SELECT(take_, (p), (lp));                            \
     } while (0)
 
+#if defined(LINE_F32)
+/* float32 values only (no payload): the compare is exact in float, so eight
+ * lanes per vector and three shift steps, with no widening on either side. */
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+#if defined(__clang__)
+#define V8_SHIFT(v, fill, k)                                                                   \
+    ((k) == 1   ? __builtin_shufflevector(v, fill, 8, 0, 1, 2, 3, 4, 5, 6)                     \
+     : (k) == 2 ? __builtin_shufflevector(v, fill, 8, 9, 0, 1, 2, 3, 4, 5)                     \
+                : __builtin_shufflevector(v, fill, 8, 9, 10, 11, 0, 1, 2, 3))
+#define V8_REVERSE(v) __builtin_shufflevector(v, v, 7, 6, 5, 4, 3, 2, 1, 0)
+#else
+#define V8_SHIFT(v, fill, k)                                                                   \
+    ((k) == 1   ? __builtin_shuffle(v, fill, (v8i){8, 0, 1, 2, 3, 4, 5, 6})                    \
+     : (k) == 2 ? __builtin_shuffle(v, fill, (v8i){8, 9, 0, 1, 2, 3, 4, 5})                    \
+                : __builtin_shuffle(v, fill, (v8i){8, 9, 10, 11, 0, 1, 2, 3}))
+#define V8_REVERSE(v) __builtin_shuffle(v, (v8i){7, 6, 5, 4, 3, 2, 1, 0})
+#endif
+#if defined(__AVX__) && defined(__GNUC__)
+#define V8_ANY(m) (__builtin_ia32_movmskps256((v8f)(m)) != 0)
+#else
+#define V8_ANY(m) (((m)[0] | (m)[1] | (m)[2] | (m)[3] | (m)[4] | (m)[5] | (m)[6] | (m)[7]) != 0)
+#endif
+/* v = combine(l, v): v where it takes over l, else l */
+#define V8_ABSORB(is_max, v, l)                                                           \
+    do {                                                                                  \
+        const v8i take_ = (v8i)((is_max) ? (v) >= (l) : (v) <= (l));                     \
+        (v) = (v8f)(((v8i)(v) & take_) | ((v8i)(l) & ~take_));                            \
+    } while (0)
+
+SCAN_INLINE void KN(extreme_values_f32_)(const scan_block *b, const int is_max, const int incl,
+                                        const int back)
+{
+    const int64_t n = b->n, sz = back ? -4 : 4;
+    const float start = is_max ? -INFINITY : INFINITY;
+    const v8f startv = {start, start, start, start, start, start, start, start};
+    const char *x = b->ptr[0];
+    char *y = b->ptr[1];
+    /* the carry is a splat vector, so the chain is one compare and select */
+    v8f s = startv;
+    if (b->carry) { /* a later piece of a line split between threads */
+        const float c = (float)b->carry->v;
+        s = (v8f){c, c, c, c, c, c, c, c};
+    }
+    int64_t i = 0;
+    while (i < n) {
+        if (i + 8 <= n) {
+            v8f a;
+            memcpy(&a, back ? x - 7 * 4 : x, sizeof a);
+            if (back)
+                a = V8_REVERSE(a);
+            /* without a NaN, "takes over" is a plain compare (a NaN carry
+             * still wins, as v >= NaN is false); a group with one takes the
+             * scalar step */
+            if (!V8_ANY((v8i)(a != a))) {
+                V8_ABSORB(is_max, a, V8_SHIFT(a, startv, 1));
+                V8_ABSORB(is_max, a, V8_SHIFT(a, startv, 2));
+                V8_ABSORB(is_max, a, V8_SHIFT(a, startv, 4));
+                v8f next = {a[7], a[7], a[7], a[7], a[7], a[7], a[7], a[7]};
+                V8_ABSORB(is_max, next, s);
+                V8_ABSORB(is_max, a, s);
+                if (!incl)
+                    a = V8_SHIFT(a, s, 1);
+                s = next;
+                if (back)
+                    a = V8_REVERSE(a);
+                memcpy(back ? y - 7 * 4 : y, &a, sizeof a);
+                i += 8, x += 8 * sz, y += 8 * sz;
+                continue;
+            }
+        }
+        const int64_t stop = i + 8 <= n ? i + 8 : n;
+        for (; i < stop; i++, x += sz, y += sz) {
+            const float S = s[0], v = *(const float *)x;
+            const int take = (is_max ? v >= S : v <= S) || v != v;
+            const float nv = take ? v : S;
+            *(float *)y = incl ? nv : S;
+            s = (v8f){nv, nv, nv, nv, nv, nv, nv, nv};
+        }
+    }
+}
+#undef V8_SHIFT
+#undef V8_REVERSE
+#undef V8_ANY
+#undef V8_ABSORB
+#endif
+
 SCAN_INLINE void KN(extreme_line_)(const scan_block *b, const int is_max, const int mode,
                                   const int incl, const int back)
 {
+#if defined(LINE_F32)
+    if (mode == LINE_NONE) {
+        KN(extreme_values_f32_)(b, is_max, incl, back);
+        return;
+    }
+#endif
     const int64_t n = b->n, sz = back ? -(int64_t)sizeof(T) : (int64_t)sizeof(T);
     const int64_t psz = mode == LINE_INDEX ? (back ? -8 : 8) : sz;
     const double start = is_max ? -INFINITY : INFINITY;

@@ -198,6 +198,7 @@
 #define LST(p, v) ST(p, v)
 #define NARROW_LOAD(dst, p) narrow_load_f32(&(dst), (p))
 #define NARROW_STORE(p, v) narrow_store_f32((p), &(v))
+#define LINE_F32 1
 #include "line.h"
 #include "sum_prod.h"
 #include "max_min.h"
@@ -211,6 +212,7 @@
 #undef MST
 #undef NARROW_LOAD
 #undef NARROW_STORE
+#undef LINE_F32
 
 #define NARROW_LOAD(dst, p) V4_LOAD(dst, p)
 #define NARROW_STORE(p, v) V4_STORE(p, v)

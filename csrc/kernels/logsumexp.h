@@ -120,13 +120,16 @@ SCAN_INLINE void KN(lse_fwd_panel_)(PANEL_ARGS)
     for (int64_t r = 0; r < b->n; r++) {
 #if !LSE_COMPLEX
         if (!line && KN(lse_row_is_tame_)(x, lx, w, M, S)) {
-            for (int64_t l = 0; l < w; l++) {
-                if (!incl)
+            /* the exp and the log in loops of their own: together their
+             * constants do not fit in the vector registers */
+            if (!incl)
+                for (int64_t l = 0; l < w; l++)
                     LST(y + l * ly, lse_log_plus(S[l], M[l], LSE_PRECISE, 1));
+            for (int64_t l = 0; l < w; l++)
                 S[l] += lse_exp_bounded(LLD(x + l * lx) - M[l], LSE_PRECISE);
-                if (incl)
+            if (incl)
+                for (int64_t l = 0; l < w; l++)
                     LST(y + l * ly, lse_log_plus(S[l], M[l], LSE_PRECISE, 1));
-            }
             x += b->step[0];
             y += b->step[1];
             continue;
@@ -318,19 +321,22 @@ SCAN_INLINE void KN(lse_jvp_panel_)(PANEL_ARGS)
     for (int64_t r = 0; r < b->n; r++) {
 #if !LSE_COMPLEX
         if (!line && r > 0 && KN(lse_row_is_tame_)(x, lx, w, M, S)) {
-            for (int64_t l = 0; l < w; l++) {
-                if (!incl) {
+            /* separate loops, as in the forward */
+            if (!incl)
+                for (int64_t l = 0; l < w; l++) {
                     LST(y + l * ly, lse_log_plus(S[l], M[l], LSE_PRECISE, 1));
                     LST(yd + l * lyd, U[l] / S[l]);
                 }
+            for (int64_t l = 0; l < w; l++) {
                 const double e = lse_exp_bounded(LLD(x + l * lx) - M[l], LSE_PRECISE);
                 S[l] += e;
                 U[l] += e * LLD(t + l * lt);
-                if (incl) {
+            }
+            if (incl)
+                for (int64_t l = 0; l < w; l++) {
                     LST(y + l * ly, lse_log_plus(S[l], M[l], LSE_PRECISE, 1));
                     LST(yd + l * lyd, U[l] / S[l]);
                 }
-            }
             x += b->step[0];
             t += b->step[1];
             y += b->step[2];

@@ -461,6 +461,14 @@ SCAN_INLINE void KN(lse_vjp_panel_)(PANEL_ARGS)
         char *xb = PANEL_BASE(3) + last * b->step[3];
         for (int64_t r = last; r >= 0; r--) {
 #if !LSE_COMPLEX
+            /* the rows run down in memory, which the hardware prefetchers
+             * follow poorly when rows are short: ask for the row four ahead */
+            if (!line && contig && r >= 4)
+                for (int64_t off = 0; off < w * (int64_t)sizeof(T); off += 64) {
+                    __builtin_prefetch(x - 4 * b->step[0] + off);
+                    __builtin_prefetch(y - 4 * b->step[1] + off);
+                    __builtin_prefetch(g - 4 * b->step[2] + off);
+                }
             if (!line && r < last && KN(lse_vjp_row_is_tame_)(x, lx, y, ly, w, ynext)) {
                 for (int64_t l = 0; l < w; l++) {
                     const double yv = LLD(y + l * ly);

@@ -161,8 +161,8 @@ SCAN_INLINE void KN(accumulate_line_)(const scan_block *b, const int prod, const
     } while (0)
 
 #if defined(LINE_F32)
-/* float32 values only (no payload): the compare is exact in float, so eight
- * lanes per vector and three shift steps, with no widening on either side. */
+/* float32 values, and the JVP: the compare is exact in float, so eight lanes
+ * per vector and three shift steps, with no widening on either side. */
 typedef float v8f __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
 #if defined(__clang__)
@@ -183,23 +183,39 @@ typedef int32_t v8i __attribute__((vector_size(32)));
 #else
 #define V8_ANY(m) (((m)[0] | (m)[1] | (m)[2] | (m)[3] | (m)[4] | (m)[5] | (m)[6] | (m)[7]) != 0)
 #endif
-/* v = combine(l, v): v where it takes over l, else l */
-#define V8_ABSORB(is_max, v, l)                                                           \
+/* (v, p) = combine((l, lp), (v, p)): v where it takes over l, else l */
+#define V8_ABSORB(is_max, v, p, l, lp)                                                    \
     do {                                                                                  \
         const v8i take_ = (v8i)((is_max) ? (v) >= (l) : (v) <= (l));                     \
         (v) = (v8f)(((v8i)(v) & take_) | ((v8i)(l) & ~take_));                            \
+        (p) = ((p) & take_) | ((lp) & ~take_);                                            \
+    } while (0)
+#define V8_LOAD(dst, p, back)                                                             \
+    do {                                                                                  \
+        memcpy(&(dst), (back) ? (p) - 7 * 4 : (p), sizeof(dst));                          \
+        if (back)                                                                         \
+            (dst) = V8_REVERSE(dst);                                                      \
+    } while (0)
+#define V8_STORE(p, v, back)                                                              \
+    do {                                                                                  \
+        const v8f s_ = (back) ? V8_REVERSE(v) : (v);                                      \
+        memcpy((back) ? (p) - 7 * 4 : (p), &s_, sizeof(s_));                              \
     } while (0)
 
-SCAN_INLINE void KN(extreme_values_f32_)(const scan_block *b, const int is_max, const int incl,
-                                        const int back)
+/* operands x, y (values only) or x, t, y, y_dot (JVP: the owner's tangent,
+ * 32 bits, rides along as the payload) */
+SCAN_INLINE void KN(extreme_f32_)(const scan_block *b, const int is_max, const int jvp,
+                                 const int incl, const int back)
 {
     const int64_t n = b->n, sz = back ? -4 : 4;
     const float start = is_max ? -INFINITY : INFINITY;
     const v8f startv = {start, start, start, start, start, start, start, start};
-    const char *x = b->ptr[0];
-    char *y = b->ptr[1];
-    /* the carry is a splat vector, so the chain is one compare and select */
+    const char *x = b->ptr[0], *t = jvp ? b->ptr[1] : NULL;
+    char *y = b->ptr[jvp ? 2 : 1], *yd = jvp ? b->ptr[3] : NULL;
+    /* the carry is a splat vector, so the chain is one compare and select;
+     * no owner yet: tangent +0.0 */
     v8f s = startv;
+    v8i sp = {0, 0, 0, 0, 0, 0, 0, 0};
     if (b->carry) { /* a later piece of a line split between threads */
         const float c = (float)b->carry->v;
         s = (v8f){c, c, c, c, c, c, c, c};
@@ -208,25 +224,36 @@ SCAN_INLINE void KN(extreme_values_f32_)(const scan_block *b, const int is_max, 
     while (i < n) {
         if (i + 8 <= n) {
             v8f a;
-            memcpy(&a, back ? x - 7 * 4 : x, sizeof a);
-            if (back)
-                a = V8_REVERSE(a);
+            V8_LOAD(a, x, back);
             /* without a NaN, "takes over" is a plain compare (a NaN carry
              * still wins, as v >= NaN is false); a group with one takes the
              * scalar step */
             if (!V8_ANY((v8i)(a != a))) {
-                V8_ABSORB(is_max, a, V8_SHIFT(a, startv, 1));
-                V8_ABSORB(is_max, a, V8_SHIFT(a, startv, 2));
-                V8_ABSORB(is_max, a, V8_SHIFT(a, startv, 4));
+                v8i p = sp;
+                if (jvp) {
+                    v8f tv;
+                    V8_LOAD(tv, t, back);
+                    p = (v8i)tv;
+                }
+                /* the shifted-in lanes hold the identity, which never wins */
+                V8_ABSORB(is_max, a, p, V8_SHIFT(a, startv, 1), V8_SHIFT(p, p, 1));
+                V8_ABSORB(is_max, a, p, V8_SHIFT(a, startv, 2), V8_SHIFT(p, p, 2));
+                V8_ABSORB(is_max, a, p, V8_SHIFT(a, startv, 4), V8_SHIFT(p, p, 4));
                 v8f next = {a[7], a[7], a[7], a[7], a[7], a[7], a[7], a[7]};
-                V8_ABSORB(is_max, next, s);
-                V8_ABSORB(is_max, a, s);
-                if (!incl)
+                v8i next_p = {p[7], p[7], p[7], p[7], p[7], p[7], p[7], p[7]};
+                V8_ABSORB(is_max, next, next_p, s, sp);
+                V8_ABSORB(is_max, a, p, s, sp);
+                if (!incl) {
                     a = V8_SHIFT(a, s, 1);
+                    p = V8_SHIFT(p, sp, 1);
+                }
                 s = next;
-                if (back)
-                    a = V8_REVERSE(a);
-                memcpy(back ? y - 7 * 4 : y, &a, sizeof a);
+                sp = next_p;
+                V8_STORE(y, a, back);
+                if (jvp) {
+                    V8_STORE(yd, (v8f)p, back);
+                    t += 8 * sz, yd += 8 * sz;
+                }
                 i += 8, x += 8 * sz, y += 8 * sz;
                 continue;
             }
@@ -234,13 +261,27 @@ SCAN_INLINE void KN(extreme_values_f32_)(const scan_block *b, const int is_max, 
         const int64_t stop = i + 8 <= n ? i + 8 : n;
         for (; i < stop; i++, x += sz, y += sz) {
             const float S = s[0], v = *(const float *)x;
+            const int32_t Sp = sp[0];
             const int take = (is_max ? v >= S : v <= S) || v != v;
+            int32_t p = 0;
+            if (jvp) {
+                memcpy(&p, t, 4);
+                t += sz;
+            }
             const float nv = take ? v : S;
+            const int32_t np = take ? p : Sp;
             *(float *)y = incl ? nv : S;
+            if (jvp) {
+                memcpy(yd, incl ? &np : &Sp, 4);
+                yd += sz;
+            }
             s = (v8f){nv, nv, nv, nv, nv, nv, nv, nv};
+            sp = (v8i){np, np, np, np, np, np, np, np};
         }
     }
 }
+#undef V8_LOAD
+#undef V8_STORE
 #undef V8_SHIFT
 #undef V8_REVERSE
 #undef V8_ANY
@@ -251,8 +292,8 @@ SCAN_INLINE void KN(extreme_line_)(const scan_block *b, const int is_max, const 
                                   const int incl, const int back)
 {
 #if defined(LINE_F32)
-    if (mode == LINE_NONE) {
-        KN(extreme_values_f32_)(b, is_max, incl, back);
+    if (mode != LINE_INDEX) {
+        KN(extreme_f32_)(b, is_max, mode == LINE_TANGENT, incl, back);
         return;
     }
 #endif

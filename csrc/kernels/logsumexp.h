@@ -19,7 +19,6 @@
  * line tiles with infinities fall back to, where nothing vectorises. */
 #define LSE_PRECISE (sizeof(T) == 8 * (1 + LSE_COMPLEX))
 #define VEXP(x) (line ? exp(x) : lse_exp(x, LSE_PRECISE))
-#define VLOG(x) (line ? log(x) : lse_log(x, LSE_PRECISE))
 
 /* The fast paths (finite tiles of a line, rows of a panel) keep a sum on a
  * reference R up to LSE_SPAN away from its running max M_i instead of on M_i.
@@ -604,6 +603,5 @@ static void KN(lse_vjp_)(const scan_block *b)
 #undef LSE_OUT
 #undef LSE_PRECISE
 #undef VEXP
-#undef VLOG
 #undef LSE_SUM_T
 #undef LSE_ZERO

@@ -83,46 +83,19 @@ SIMD_INLINE void affine_group_offsets(const v4d *a, const v4d *a2, const v4d *A1
     *e2 = *B2 * (*e)[3] + *e2;
 }
 
-/* out[i] = S_i for the affine recurrence S_i = a_i S_{i-1} + e_i, S_{-1} = S;
- * returns the last S.  a_i are in [0, 1] and e_i in [0, 1] here, so the
- * reassociation costs a few ulp at most and nothing can overflow. */
-static inline double affine_scan(const double *a, const double *e, double *out, int64_t cnt,
-                                 double S)
-{
-    int64_t i = 0;
-    /* two vectors per step: the second is composed with the first off the
-     * carry chain, so the chain is one multiply-add per 8 elements */
-    for (; i + 8 <= cnt; i += 8) {
-        v4d x, x2, B, B2, P1, P2, Q1, Q2;
-        V4_LOAD(x, a + i);
-        V4_LOAD(B, e + i);
-        V4_LOAD(x2, a + i + 4);
-        V4_LOAD(B2, e + i + 4);
-        affine_group_products(&x, &x2, &P1, &P2, &Q1, &Q2);
-        affine_group_offsets(&x, &x2, &P1, &Q1, &Q2, &B, &B2);
-        const v4d s = P2 * S + B, s2 = (Q2 * P2[3]) * S + B2;
-        V4_STORE(out + i, s);
-        V4_STORE(out + i + 4, s2);
-        S = s2[3];
-    }
-    for (; i < cnt; i++) {
-        S = a[i] * S + e[i];
-        out[i] = S;
-    }
-    return S;
-}
-
 /* affine_scan for factors that may be large: groups of eight run while the
  * carry *S is within +-bound (the caller has checked that the factors and
  * offsets are tame, so no composition can overflow where the one-at-a-time
  * recurrence would not); returns how many elements were done, a multiple of
  * eight, leaving the rest (a carry out of bounds, NaN, a short tail) to the
- * caller's exact step.  Same arithmetic as affine_scan, group for group. */
+ * caller's exact step. */
 static inline int64_t affine_scan_within(const double *a, const double *e, double *out, int64_t cnt,
                                          double *S, double bound)
 {
     double s0 = *S;
     int64_t i = 0;
+    /* two vectors per step: the second is composed with the first off the
+     * carry chain, so the chain is one multiply-add per 8 elements */
     for (; i + 8 <= cnt && fabs(s0) <= bound; i += 8) {
         v4d x, x2, B, B2, P1, P2, Q1, Q2;
         V4_LOAD(x, a + i);
@@ -138,6 +111,20 @@ static inline int64_t affine_scan_within(const double *a, const double *e, doubl
     }
     *S = s0;
     return i;
+}
+
+/* out[i] = S_i for the affine recurrence S_i = a_i S_{i-1} + e_i, S_{-1} = S;
+ * returns the last S.  a_i are in [0, 1] and e_i in [0, 1] here, so the
+ * reassociation costs a few ulp at most and nothing can overflow: no bound
+ * on the carry (a NaN carry finishes one element at a time, still NaN). */
+static inline double affine_scan(const double *a, const double *e, double *out, int64_t cnt,
+                                 double S)
+{
+    for (int64_t i = affine_scan_within(a, e, out, cnt, &S, INFINITY); i < cnt; i++) {
+        S = a[i] * S + e[i];
+        out[i] = S;
+    }
+    return S;
 }
 
 /* Largest of x[0..cnt) (NaN ignored) into *max; returns whether all are

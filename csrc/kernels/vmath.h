@@ -44,9 +44,11 @@ static inline double vm_pow2(double k)
 }
 
 /* exp and log restricted to what logcumsumexp feeds them, which is most of
- * its time: exp of x <= 0 up to rounding (x - max, y_i - y_{i+1}), log of a
- * running sum S that is 0 or >= 1.  Results below 2^-1022 flush to 0 (they
- * are added to S >= 1 or scale a term that is), so no subnormal steps, no
+ * its time: exp of x <= 0 up to rounding (x - max, y_i - y_{i+1}) or at most
+ * LSE_SPAN above 0 (x - a reference kept that far below the max, see
+ * logsumexp.h), log of a running sum S that is 0, >= 1, or >= exp(-LSE_SPAN)
+ * on such a reference.  Results below 2^-1022 flush to 0 (they are added to
+ * an S that large or scale a term that is), so no subnormal steps, no
  * division in exp (a Taylor polynomial on |r| <= ln2/2), and fewer selects.
  * `precise` (a compile-time constant) picks the degree: full for float64
  * results (error < 3 ulp of a double), shorter for float32 results (< 1e-8,

@@ -91,27 +91,73 @@ def test_long_line_forward(name: str, dtype: str, layout: str, special: str) -> 
                     assert np.array_equal(got, col, equal_nan=True)
                     continue
                 col = _column(fn, x, **kw)[:, 0]
-                if name == "cumprod" and dtype == "float64":
-                    # The line kernel multiplies groups of elements before
-                    # the running product, so where the product leaves the
-                    # float64 range and comes back (x ~ 3 N(0,1) overflows
-                    # near element 1500 and a factor 0.01 brings it back) it
-                    # keeps the representable value a one-at-a-time product
-                    # loses to an intermediate inf.  Where the one-at-a-time
-                    # product (the panel path, strided lines) did not
-                    # overflow, all three agree; elsewhere a result is that
-                    # inf or the product in long double, whose range holds it.
-                    with np.errstate(over="ignore"):  # inf where the product is
-                        exact = ref.cumprod(x.astype(np.longdouble), **kw).astype(dtype)
-                    kept = np.isfinite(col) | ~np.isfinite(exact)
-                    _close(got[kept], exact[kept], np.dtype(dtype), n)
-                    _close(got[kept], col[kept], np.dtype(dtype), n)
-                    lost = ~kept & np.isfinite(got)
-                    _close(got[lost], exact[lost], np.dtype(dtype), n)
-                    assert np.all(np.isinf(got[~kept & ~lost]))
-                    continue
                 _close(got, want, np.dtype(dtype), n)
                 _close(got, col, np.dtype(dtype), n)
+
+
+def _extreme_line(rng: np.random.Generator, n: int, name: str, dtype: str) -> np.ndarray:
+    """A line whose running sum or product leaves the range and comes back:
+    clusters of huge and of tiny magnitudes, zeros, an inf, on moderate noise."""
+    huge = float(np.finfo(dtype).max) / 4
+    tiny = float(np.finfo(dtype).tiny) * 4
+    x = rng.uniform(0.5, 2.0, n) * rng.choice([-1.0, 1.0], n)
+    for start in rng.integers(0, n - 12, 8):
+        x[start:start + rng.integers(1, 12)] = huge * rng.choice([-1.0, 1.0])
+    if name == "cumprod":
+        for start in rng.integers(0, n - 12, 8):
+            x[start:start + rng.integers(1, 12)] = tiny
+        x[rng.integers(0, n, 3)] = 0.0
+        x[rng.integers(n // 2, n)] = 1e-300 if dtype == "float64" else 1e-30
+    return x.astype(dtype)
+
+
+def _same_specials_and_close(got: np.ndarray, want: np.ndarray, rtol: float) -> None:
+    # zeros, infinities (with their signs) and NaN where the one-at-a-time
+    # scan has them, and the numbers within rtol of its numbers
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert np.array_equal(got[np.isinf(want)], want[np.isinf(want)])
+    assert np.array_equal(got == 0, want == 0)
+    num = np.isfinite(want) & (want != 0)
+    np.testing.assert_allclose(got[num], want[num], rtol=rtol, atol=0)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", ["cumsum", "cumprod"])
+def test_long_line_leaving_the_range_matches_the_panel_path(name: str, dtype: str,
+                                                            threads: int) -> None:
+    """The line kernels combine groups of elements before the running result
+    and split long lines between threads; neither may turn a result into inf,
+    0 or NaN that the one-at-a-time scan (the panel path) keeps a number, or
+    the other way round (0 * 1e200 * 1e200 grouped is NaN, 1e308 + 1e308 -
+    1e308 - 1e308 grouped is NaN)."""
+    rng = np.random.default_rng(zlib.crc32(f"{name}{dtype}{threads}x".encode()))
+    fn = sa.OPS[name].fn
+    before = sa.get_num_threads()
+    sa.set_num_threads(threads)
+    try:
+        for n in [1000, 3001] + ([1 << 19] if threads > 1 else []):
+            x = _extreme_line(rng, n, name, dtype)
+            for reverse in (False, True):
+                for inclusive in (False, True):
+                    kw = dict(reverse=reverse, inclusive=inclusive)
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        got = fn(x, **kw)
+                        col = _column(fn, x, **kw)[:, 0]
+                    if name == "cumsum":
+                        # sums: only the specials; the numbers are checked
+                        # on the scale of the line by test_long_line_forward
+                        inf = np.isinf(col)
+                        assert np.array_equal(np.isnan(got), np.isnan(col))
+                        assert np.array_equal(got[inf], col[inf])
+                        continue
+                    # products: each rounding is relative, so per element;
+                    # reassociating n factors moves a double by ~sqrt(n)
+                    # ulp typically and n ulp at worst
+                    rtol = 4 * float(np.finfo(dtype).eps) if dtype == "float32" else n * 2e-16
+                    _same_specials_and_close(got, col, rtol)
+    finally:
+        sa.set_num_threads(before)
 
 
 @pytest.mark.parametrize("special", ["none", "ties", "inf", "neginf_prefix", "nan"])

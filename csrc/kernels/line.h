@@ -59,6 +59,47 @@ static void line_combine_min(scan_carry *acc, const scan_carry *next)
     if (next->v <= acc->v || next->v != next->v)
         *acc = *next;
 }
+
+/* Reassociation may move a result only by rounding, never turn it into inf,
+ * 0 or NaN where the one-at-a-time scan gives a number (a group's products
+ * 0 * 1e200 * 1e200 are 0 * inf = NaN; 1e308 + 1e308 - 1e308 - 1e308 is
+ * NaN).  So a group is combined in-register only when neither its own
+ * partial results nor the running result S combined with them can leave
+ * the range, else it takes the one-at-a-time step:
+ * - float64: S is inf, NaN or at most 2^200 (products), 2^1020 (sums);
+ *   for products every element is 0 or of magnitude in [2^-32, 2^32]
+ *   (partials within 2^+-256), for sums at most 2^960.  Either way inf and
+ *   NaN elements count as out (one compare per bound).
+ * - float32 products: eight floats multiply in double without overflow
+ *   (FLT_MAX^8 < DBL_MAX), and a partial of k floats is >= 2^(-149k), so
+ *   only those of seven and eight (c[2], c[3]) can fall below 2^-1022; the
+ *   group's second vector of partials is checked once computed (0 is out:
+ *   a zero element costs one slow group).  S is not bounded (a test on it
+ *   waits for the carry chain and cost 10% of the line): S times a partial
+ *   is the one-at-a-time partial but for rounding, and where it overflows
+ *   double the float32 output is inf either way; only if the product then
+ *   comes back below FLT_MAX does the grouped one keep the number that the
+ *   one-at-a-time product lost to an inf.
+ * - float32 sums in double cannot overflow.
+ * A running product that underflows stays grouped: there the one-at-a-time
+ * product is itself noise (a subnormal times 0.9 rounds back to the same
+ * subnormal, so it sticks at 5e-324 where the grouped product rounds to 0),
+ * both within a subnormal of the exact product. */
+#define ACC_PROD_LO 0x1p-32
+#define ACC_PROD_HI 0x1p32
+#define ACC_SUM_HI 0x1p960
+#define V4_ABS(v) ((v4d)((v4i)(v) & V4I_SPLAT(INT64_MAX)))
+/* lanes of v, a float64 vector, outside the ranges above (NaN is out) */
+#define ACC_PROD_WILD(v)                                 \
+    (~(v4i)(V4_ABS(v) <= V4_SPLAT(ACC_PROD_HI)) |        \
+     ((v4i)(V4_ABS(v) < V4_SPLAT(ACC_PROD_LO)) & (v4i)((v) != V4_SPLAT(0.0))))
+#define ACC_SUM_WILD(v) (~(v4i)(V4_ABS(v) <= V4_SPLAT(ACC_SUM_HI)))
+#define ACC_PARTIAL_WILD(v) (~(v4i)(V4_ABS(v) >= V4_SPLAT(0x1p-1022)))
+SCAN_INLINE int acc_carry_tame(const int prod, const double S)
+{
+    const double m = fabs(S);
+    return !(m > (prod ? 0x1p200 : 0x1p1020) && m < INFINITY);
+}
 #endif
 
 #if defined(NARROW_LOAD)
@@ -103,6 +144,17 @@ SCAN_INLINE int KN(line_direction_)(const scan_block *b, int nops, const int64_t
 
 #define LINE_COMBINE(prod, a, c) ((prod) ? (a) * (c) : (a) + (c))
 
+/* whether a group's elements a, c (float64) or its partial results c
+ * (float32) are out of the range of the comment above */
+#if defined(LINE_F32)
+#define ACC_ELEMENTS_WILD(prod, a, c) 0
+#define ACC_PARTIALS_WILD(prod, c) ((prod) && V4_ANY(ACC_PARTIAL_WILD(c)))
+#else
+#define ACC_ELEMENTS_WILD(prod, a, c) \
+    V4_ANY((prod) ? ACC_PROD_WILD(a) | ACC_PROD_WILD(c) : ACC_SUM_WILD(a) | ACC_SUM_WILD(c))
+#define ACC_PARTIALS_WILD(prod, c) 0
+#endif
+
 /* cumsum (prod = 0) or cumprod (prod = 1) of operand 0 into operand 1, in
  * double, eight elements per step.  Reassociation moves results by a few
  * double ulp; both operands are loaded before either is stored, so y may
@@ -116,31 +168,45 @@ SCAN_INLINE void KN(accumulate_line_)(const scan_block *b, const int prod, const
     char *y = b->ptr[1];
     double S = b->carry ? b->carry->v : prod ? 1.0 : 0.0;
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8, x += 8 * sz, y += 8 * sz) {
-        v4d a, c;
-        LINE_LOAD(a, x, back);
-        LINE_LOAD(c, x + 4 * sz, back);
-        a = LINE_COMBINE(prod, a, V4_SHIFT1(a, id));
-        c = LINE_COMBINE(prod, c, V4_SHIFT1(c, id));
-        a = LINE_COMBINE(prod, a, V4_SHIFT2(a, id));
-        c = LINE_COMBINE(prod, c, V4_SHIFT2(c, id));
-        c = LINE_COMBINE(prod, c, a[3]);
-        v4d ra = LINE_COMBINE(prod, a, S), rc = LINE_COMBINE(prod, c, S);
-        const double last = rc[3];
-        if (!incl) { /* each output is the state before its element */
-            rc = V4_SHIFT1(rc, V4_SPLAT(ra[3]));
-            ra = V4_SHIFT1(ra, V4_SPLAT(S));
+    for (;;) {
+        for (; i + 8 <= n; i += 8, x += 8 * sz, y += 8 * sz) {
+            v4d a, c;
+            LINE_LOAD(a, x, back);
+            LINE_LOAD(c, x + 4 * sz, back);
+            if (sizeof(T) == 8 && !acc_carry_tame(prod, S))
+                break;
+            if (ACC_ELEMENTS_WILD(prod, a, c))
+                break;
+            a = LINE_COMBINE(prod, a, V4_SHIFT1(a, id));
+            c = LINE_COMBINE(prod, c, V4_SHIFT1(c, id));
+            a = LINE_COMBINE(prod, a, V4_SHIFT2(a, id));
+            c = LINE_COMBINE(prod, c, V4_SHIFT2(c, id));
+            c = LINE_COMBINE(prod, c, a[3]);
+            if (ACC_PARTIALS_WILD(prod, c))
+                break;
+            v4d ra = LINE_COMBINE(prod, a, S), rc = LINE_COMBINE(prod, c, S);
+            const double last = rc[3];
+            if (!incl) { /* each output is the state before its element */
+                rc = V4_SHIFT1(rc, V4_SPLAT(ra[3]));
+                ra = V4_SHIFT1(ra, V4_SPLAT(S));
+            }
+            S = last;
+            LINE_STORE(y, ra, back);
+            LINE_STORE(y + 4 * sz, rc, back);
         }
-        S = last;
-        LINE_STORE(y, ra, back);
-        LINE_STORE(y + 4 * sz, rc, back);
-    }
-    for (; i < n; i++, x += sz, y += sz) {
-        const double next = LINE_COMBINE(prod, S, (double)LD(x));
-        ST(y, incl ? next : S);
-        S = next;
+        if (i == n)
+            return;
+        /* the line's tail, or eight elements after a wild group or carry */
+        const int64_t stop = i + 8 <= n ? i + 8 : n;
+        for (; i < stop; i++, x += sz, y += sz) {
+            const double next = LINE_COMBINE(prod, S, (double)LD(x));
+            ST(y, incl ? next : S);
+            S = next;
+        }
     }
 }
+#undef ACC_ELEMENTS_WILD
+#undef ACC_PARTIALS_WILD
 
 /* ---- cummax / cummin ----
  * The scalar rule (a new element takes over when it compares >= / <= or is
@@ -163,8 +229,6 @@ SCAN_INLINE void KN(accumulate_line_)(const scan_block *b, const int prod, const
 #if defined(LINE_F32)
 /* float32 values, and the JVP: the compare is exact in float, so eight lanes
  * per vector and three shift steps, with no widening on either side. */
-typedef float v8f __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
 #if defined(__clang__)
 #define V8_SHIFT(v, fill, k)                                                                   \
     ((k) == 1   ? __builtin_shufflevector(v, fill, 8, 0, 1, 2, 3, 4, 5, 6)                     \
@@ -177,11 +241,6 @@ typedef int32_t v8i __attribute__((vector_size(32)));
      : (k) == 2 ? __builtin_shuffle(v, fill, (v8i){8, 9, 0, 1, 2, 3, 4, 5})                    \
                 : __builtin_shuffle(v, fill, (v8i){8, 9, 10, 11, 0, 1, 2, 3}))
 #define V8_REVERSE(v) __builtin_shuffle(v, (v8i){7, 6, 5, 4, 3, 2, 1, 0})
-#endif
-#if defined(__AVX__) && defined(__GNUC__)
-#define V8_ANY(m) (__builtin_ia32_movmskps256((v8f)(m)) != 0)
-#else
-#define V8_ANY(m) (((m)[0] | (m)[1] | (m)[2] | (m)[3] | (m)[4] | (m)[5] | (m)[6] | (m)[7]) != 0)
 #endif
 /* (v, p) = combine((l, lp), (v, p)): v where it takes over l, else l */
 #define V8_ABSORB(is_max, v, p, l, lp)                                                    \
@@ -284,7 +343,6 @@ SCAN_INLINE void KN(extreme_f32_)(const scan_block *b, const int is_max, const i
 #undef V8_STORE
 #undef V8_SHIFT
 #undef V8_REVERSE
-#undef V8_ANY
 #undef V8_ABSORB
 #endif
 
@@ -416,18 +474,40 @@ SCAN_INLINE int KN(accumulate_reduce_)(const scan_block *b, scan_carry *total, c
     const int64_t n = b->n;
     const char *x = dir > 0 ? b->ptr[0] : b->ptr[0] - (n - 1) * (int64_t)sizeof(T);
     v4d a = prod ? V4_SPLAT(1.0) : V4_SPLAT(0.0), c = a;
+    /* Each lane's running result, like a group in accumulate_line_, must not
+     * leave the range where the one-at-a-time scan would not: for sums, no
+     * element beyond ACC_SUM_HI (then no partial sum of < 2^60 of them
+     * overflows); for products, no element wild, 0, inf or NaN, and a total
+     * within 2^+-600 (a lane that overflowed or underflowed stays inf or 0,
+     * so the total would show it).  Otherwise the line is not split. */
+    v4i wild = V4I_SPLAT(0);
+    const v4d lo = V4_SPLAT(ACC_PROD_LO), hi = V4_SPLAT(ACC_PROD_HI);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         v4d u, w;
         NARROW_LOAD(u, x + i * (int64_t)sizeof(T));
         NARROW_LOAD(w, x + (i + 4) * (int64_t)sizeof(T));
+        if (prod) /* NaN fails both compares */
+            wild |= ~((v4i)(V4_ABS(u) >= lo) & (v4i)(V4_ABS(u) <= hi)) |
+                    ~((v4i)(V4_ABS(w) >= lo) & (v4i)(V4_ABS(w) <= hi));
+        else if (sizeof(T) == 8)
+            wild |= ACC_SUM_WILD(u) | ACC_SUM_WILD(w);
         a = LINE_COMBINE(prod, a, u);
         c = LINE_COMBINE(prod, c, w);
     }
     a = LINE_COMBINE(prod, a, c);
     double t = LINE_COMBINE(prod, LINE_COMBINE(prod, a[0], a[1]), LINE_COMBINE(prod, a[2], a[3]));
-    for (; i < n; i++)
-        t = LINE_COMBINE(prod, t, (double)LD(x + i * (int64_t)sizeof(T)));
+    int untame = (wild[0] | wild[1] | wild[2] | wild[3]) != 0;
+    for (; i < n; i++) {
+        const double v = (double)LD(x + i * (int64_t)sizeof(T)), m = fabs(v);
+        if (prod)
+            untame |= !(m >= ACC_PROD_LO && m <= ACC_PROD_HI);
+        else if (sizeof(T) == 8)
+            untame |= !(m <= ACC_SUM_HI);
+        t = LINE_COMBINE(prod, t, v);
+    }
+    if (untame || (prod && !(fabs(t) >= 0x1p-600 && fabs(t) <= 0x1p600)))
+        return 0;
     total->v = t;
     total->i = 0;
     return 1;

@@ -35,6 +35,16 @@ typedef int64_t v4i __attribute__((vector_size(32)));
 #define V4_LOAD(dst, p) memcpy(&(dst), (p), sizeof(v4d))
 #define V4_STORE(p, v) memcpy((p), &(v), sizeof(v4d))
 
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+#if defined(__AVX__) && defined(__GNUC__)
+#define V8_ANY(m) (__builtin_ia32_movmskps256((v8f)(m)) != 0)
+#define V4_ANY(m) (__builtin_ia32_movmskpd256((v4d)(m)) != 0)
+#else
+#define V8_ANY(m) (((m)[0] | (m)[1] | (m)[2] | (m)[3] | (m)[4] | (m)[5] | (m)[6] | (m)[7]) != 0)
+#define V4_ANY(m) (((m)[0] | (m)[1] | (m)[2] | (m)[3]) != 0)
+#endif
+
 /* four floats to and from four doubles (exact; the store rounds to nearest) */
 typedef float v4f __attribute__((vector_size(16)));
 static inline void narrow_load_f32(v4d *dst, const char *p)

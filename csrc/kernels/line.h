@@ -661,18 +661,10 @@ SCAN_INLINE void KN(prod_jvp_line_)(const scan_block *b, const int incl, const i
 SCAN_INLINE void KN(prod_vjp_line_)(const scan_block *b, const int incl, const int back)
 {
     const int64_t n = b->n, sz = back ? -(int64_t)sizeof(T) : (int64_t)sizeof(T);
-    /* E, the exclusive prefix product: for float64 it is the forward's own
-     * output (y_{i-1} inclusive, y_i exclusive: the same grouped products,
-     * so no pass over the line for it); a float32 y is E rounded to float,
-     * off by half an ulp and 0 or inf where E is not, so there a first pass
-     * leaves E in x_bar. */
-    const int e_from_y = sizeof(T) == 8;
-    if (!e_from_y) {
-        scan_block e = block_pick(b, 0, 3, -1);
-        e.inclusive = 0;
-        if (back) KN(accumulate_line_)(&e, 1, 0, 1);
-        else KN(accumulate_line_)(&e, 1, 0, 0);
-    }
+    /* E, the exclusive prefix product, is the forward's own output: y_{i-1}
+     * (inclusive; 1 before the line's start) or y_i (exclusive), the same
+     * grouped products rounded to T as the panel kernel's E parked in
+     * x_bar, so no first pass over the line for it. */
     /* Backwards in tiles: element i = hi - k of the tile goes to slot k,
      * with the factor a_k = x_{i+1} and the weight e_k = g_i (exclusive:
      * g_{i+1}), past the end 1 and 0, so S_k = e_k + a_k S_{k-1} runs
@@ -711,19 +703,14 @@ SCAN_INLINE void KN(prod_vjp_line_)(const scan_block *b, const int incl, const i
             sv[k] = S;
             k++;
         }
-        char *xb = b->ptr[3] + hi * sz;
-        if (e_from_y) {
-            /* element hi - k takes y at hi - k - 1 (inclusive), with 1 before
-             * the line's start */
+        {
+            char *xb = b->ptr[3] + hi * sz;
             const char *yp = b->ptr[1] + (hi - (incl ? 1 : 0)) * sz;
             const int64_t m = incl && hi + 1 == cnt ? cnt - 1 : cnt;
             for (int64_t k = 0; k < m; k++)
                 ST(xb - k * sz, (double)LD(yp - k * sz) * sv[k]);
-            if (m < cnt)
+            if (m < cnt) /* element 0, inclusive: E = 1 */
                 ST(xb - m * sz, sv[m]);
-        } else {
-            for (int64_t k = 0; k < cnt; k++)
-                ST(xb - k * sz, (double)LD(xb - k * sz) * sv[k]);
         }
         hi -= cnt;
     }

@@ -587,7 +587,7 @@ DEFINE_EXTREME_REDUCE(min, 0)
  * the local products of a are shared with the product scan itself.
  *   JVP  D_i = x_i D_{i-1} + P_{i-1} t_i, alongside P_i = x_i P_{i-1}
  *   VJP  S_i = g_i + x_{i+1} S_{i+1} backwards, x_bar_i = E_i S_i, with E
- *        the exclusive prefix product (accumulate_line_ leaves it in x_bar).
+ *        the exclusive prefix product, read from the forward's output y.
  * Composing eight factors before they meet the carry changes nothing but
  * rounding while no intermediate can overflow: a group runs vectorised only
  * when |x| <= 2^32 and the carries, tangents and cotangents are <= 2^200
@@ -662,9 +662,9 @@ SCAN_INLINE void KN(prod_vjp_line_)(const scan_block *b, const int incl, const i
 {
     const int64_t n = b->n, sz = back ? -(int64_t)sizeof(T) : (int64_t)sizeof(T);
     /* E, the exclusive prefix product, is the forward's own output: y_{i-1}
-     * (inclusive; 1 before the line's start) or y_i (exclusive), the same
-     * grouped products rounded to T as the panel kernel's E parked in
-     * x_bar, so no first pass over the line for it. */
+     * (inclusive; 1 before the line's start) or y_i (exclusive): the same
+     * grouped products, rounded to T, that a first pass would park in
+     * x_bar, so there is no first pass over the line. */
     /* Backwards in tiles: element i = hi - k of the tile goes to slot k,
      * with the factor a_k = x_{i+1} and the weight e_k = g_i (exclusive:
      * g_{i+1}), past the end 1 and 0, so S_k = e_k + a_k S_{k-1} runs

@@ -477,13 +477,18 @@ SCAN_INLINE int KN(accumulate_reduce_)(const scan_block *b, scan_carry *total, c
     /* Each lane's running result, like a group in accumulate_line_, must not
      * leave the range where the one-at-a-time scan would not: for sums, no
      * element beyond ACC_SUM_HI (then no partial sum of < 2^60 of them
-     * overflows); for products, no element wild, 0, inf or NaN, and a total
-     * within 2^+-600 (a lane that overflowed or underflowed stays inf or 0,
-     * so the total would show it).  Otherwise the line is not split. */
+     * overflows); for products, no element wild, 0, inf or NaN, and every
+     * lane within 2^+-90 whenever it is looked at.  The lanes are looked at
+     * every 16 steps, in which elements within 2^+-32 move a lane by at most
+     * 2^512, so none comes near overflow or the subnormals; the eight lanes'
+     * product and the < 8 tail elements stay within 2^+-944.  A line that fails is not split, and it fails early: a
+     * product drifting away from 1 leaves the span within a few thousand
+     * elements instead of after a wasted pass over the piece. */
     v4i wild = V4I_SPLAT(0);
     const v4d lo = V4_SPLAT(ACC_PROD_LO), hi = V4_SPLAT(ACC_PROD_HI);
+    const v4d span_lo = V4_SPLAT(0x1p-90), span_hi = V4_SPLAT(0x1p90);
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
+    for (int64_t step = 0; i + 8 <= n; i += 8, step++) {
         v4d u, w;
         NARROW_LOAD(u, x + i * (int64_t)sizeof(T));
         NARROW_LOAD(w, x + (i + 4) * (int64_t)sizeof(T));
@@ -494,20 +499,27 @@ SCAN_INLINE int KN(accumulate_reduce_)(const scan_block *b, scan_carry *total, c
             wild |= ACC_SUM_WILD(u) | ACC_SUM_WILD(w);
         a = LINE_COMBINE(prod, a, u);
         c = LINE_COMBINE(prod, c, w);
+        if ((step & 15) == 15) {
+            if (prod)
+                wild |= ~((v4i)(V4_ABS(a) >= span_lo) & (v4i)(V4_ABS(a) <= span_hi)) |
+                        ~((v4i)(V4_ABS(c) >= span_lo) & (v4i)(V4_ABS(c) <= span_hi));
+            if (V4_ANY(wild))
+                return 0;
+        }
     }
+    if (prod)
+        wild |= ~((v4i)(V4_ABS(a) >= span_lo) & (v4i)(V4_ABS(a) <= span_hi)) |
+                ~((v4i)(V4_ABS(c) >= span_lo) & (v4i)(V4_ABS(c) <= span_hi));
+    if (V4_ANY(wild))
+        return 0;
     a = LINE_COMBINE(prod, a, c);
     double t = LINE_COMBINE(prod, LINE_COMBINE(prod, a[0], a[1]), LINE_COMBINE(prod, a[2], a[3]));
-    int untame = (wild[0] | wild[1] | wild[2] | wild[3]) != 0;
     for (; i < n; i++) {
         const double v = (double)LD(x + i * (int64_t)sizeof(T)), m = fabs(v);
-        if (prod)
-            untame |= !(m >= ACC_PROD_LO && m <= ACC_PROD_HI);
-        else if (sizeof(T) == 8)
-            untame |= !(m <= ACC_SUM_HI);
+        if (prod ? !(m >= ACC_PROD_LO && m <= ACC_PROD_HI) : sizeof(T) == 8 && !(m <= ACC_SUM_HI))
+            return 0;
         t = LINE_COMBINE(prod, t, v);
     }
-    if (untame || (prod && !(fabs(t) >= 0x1p-600 && fabs(t) <= 0x1p600)))
-        return 0;
     total->v = t;
     total->i = 0;
     return 1;

@@ -51,7 +51,13 @@ static inline void narrow_load_f32(v4d *dst, const char *p)
 {
     v4f f;
     memcpy(&f, p, sizeof f);
+#if defined(__AVX__) && defined(__GNUC__) && !defined(__clang__)
+    /* GCC 12 lowers the generic conversion to two 2-lane halves through
+     * the stack (store, reload, insert); the AVX instruction does it in one */
+    *dst = __builtin_ia32_cvtps2pd256(f);
+#else
     *dst = __builtin_convertvector(f, v4d);
+#endif
 }
 static inline void narrow_store_f32(char *p, const v4d *v)
 {

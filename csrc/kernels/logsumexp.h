@@ -166,13 +166,16 @@ DEFINE_PANEL_KERNEL(KN(lse_fwd_panels_), KN(lse_fwd_panel_), 2, sizeof(T), sizeo
  * Operands: x, y (forward) or x, t, y, y_dot (JVP).  The tile buffers live
  * on the stack (9 x 2 KiB). */
 #define LSE_TILE 256
-/* contiguous loads and stores get their own loops: those convert float32
- * <-> float64 in vectors */
+/* contiguous loads and stores, up or down in memory (a reversed line), get
+ * their own loops: those convert float32 <-> float64 in vectors */
 #define LSE_TILE_LOAD(dst, p, step, cnt)                         \
     do {                                                          \
         if ((step) == (int64_t)sizeof(T))                         \
             for (int64_t i_ = 0; i_ < (cnt); i_++)                \
                 (dst)[i_] = LLD((p) + i_ * (int64_t)sizeof(T));   \
+        else if ((step) == -(int64_t)sizeof(T))                   \
+            for (int64_t i_ = 0; i_ < (cnt); i_++)                \
+                (dst)[i_] = LLD((p) - i_ * (int64_t)sizeof(T));   \
         else                                                      \
             for (int64_t i_ = 0; i_ < (cnt); i_++)                \
                 (dst)[i_] = LLD((p) + i_ * (step));               \
@@ -182,6 +185,9 @@ DEFINE_PANEL_KERNEL(KN(lse_fwd_panels_), KN(lse_fwd_panel_), 2, sizeof(T), sizeo
         if ((step) == (int64_t)sizeof(T))                         \
             for (int64_t i_ = 0; i_ < (cnt); i_++)                \
                 LST((p) + i_ * (int64_t)sizeof(T), (src)[i_]);    \
+        else if ((step) == -(int64_t)sizeof(T))                   \
+            for (int64_t i_ = 0; i_ < (cnt); i_++)                \
+                LST((p) - i_ * (int64_t)sizeof(T), (src)[i_]);    \
         else                                                      \
             for (int64_t i_ = 0; i_ < (cnt); i_++)                \
                 LST((p) + i_ * (step), (src)[i_]);                \
@@ -217,12 +223,22 @@ SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp)
                 sv[0] = S * scale;
                 S = prefix_sum(ev, sv + 1, cnt, sv[0]);
                 M = R;
-                /* S_i > 0 but for the exclusive first output of a line */
-                for (int64_t i = 0; i < cnt; i++)
-                    out[i] = lse_log_plus(sv[i + incl], R, LSE_PRECISE, 1);
-                if (sv[incl] == 0.0)
-                    out[0] = -INFINITY;
-                LSE_TILE_STORE(y, sy, out, cnt);
+                /* S_i > 0 but for the exclusive first output of a line.
+                 * A contiguous float64 y is written by the log's own loop
+                 * (10% faster; for float32 the narrowing in that loop costs
+                 * more than the pass it saves) */
+                if (sizeof(T) == 8 && !LSE_COMPLEX && sy == 8) {
+                    for (int64_t i = 0; i < cnt; i++)
+                        LST(y + i * 8, lse_log_plus(sv[i + incl], R, LSE_PRECISE, 1));
+                    if (sv[incl] == 0.0)
+                        LST(y, -INFINITY);
+                } else {
+                    for (int64_t i = 0; i < cnt; i++)
+                        out[i] = lse_log_plus(sv[i + incl], R, LSE_PRECISE, 1);
+                    if (sv[incl] == 0.0)
+                        out[0] = -INFINITY;
+                    LSE_TILE_STORE(y, sy, out, cnt);
+                }
                 if (jvp) {
                     LSE_TILE_LOAD(ts, t, st, cnt);
                     for (int64_t i = 0; i < cnt; i++)

@@ -5,8 +5,9 @@
 
 Every scan, its VJP (the pullback alone) and JVP, float32 and float64, on the
 issue's shapes; NumPy and torch (same thread count) beside it; each time also as
-a ratio to ``np.copyto`` of the same array measured in the same run.  scanad
-writes into a preallocated ``out=`` like the copy does.  Medians of >= 5 runs
+a ratio to ``np.copyto`` of the same array measured in the same run (21 runs of
+the copy, since every ratio in its row divides by it).  scanad
+writes into a preallocated ``out=`` like the copy does.  Medians of 7 runs
 after a warm-up.  Timings are reported, never asserted.
 """
 
@@ -48,7 +49,8 @@ def op_table(ops: List[str], cases: list, repeat: int) -> List[str]:
         for shape, axis in cases:
             x = rng.standard_normal(shape).astype(dtype)
             dst = np.empty_like(x)
-            t_copy = median_time(lambda: np.copyto(dst, x), repeat)
+            # every ratio in the row divides by this one, so it gets more runs
+            t_copy = median_time(lambda: np.copyto(dst, x), 3 * repeat)
             for name in ops:
                 fn = sa.OPS[name].fn
                 t_out = median_time(lambda: fn(x, axis=axis, out=dst), repeat)
@@ -205,6 +207,14 @@ def thread_lines(repeat: int, quick: bool) -> List[str]:
     return out
 
 
+def warm_memory(nbytes: int = 2 << 30) -> None:
+    """Touch a few GiB once before timing: on a virtual machine the first use
+    of guest memory can cost the host's page faults too, which would land in
+    whichever measurement first allocates that much."""
+    buf = np.ones(nbytes // 8)
+    del buf
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small shapes, for a smoke test")
@@ -218,10 +228,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if torch is not None:
         torch.set_num_threads(args.threads)
     ops = [o for o in args.ops.split(",") if o]
-    repeat = 5
+    repeat = 7
     if args.quick:
         cases = [((1 << 18,), 0), ((512, 512), 0), ((512, 512), 1)]
     else:
+        warm_memory()
         cases = [((1 << 24,), 0), ((4096, 4096), 0), ((4096, 4096), 1), ((256, 256, 256), 1)]
     head = (f"scanad {sa.__version__} {sa.build_info()['isa']}, NumPy {np.__version__}, "
             f"torch {getattr(torch, '__version__', 'n/a')}, {args.threads} thread(s), "

@@ -481,9 +481,10 @@ SCAN_INLINE int KN(accumulate_reduce_)(const scan_block *b, scan_carry *total, c
      * lane within 2^+-90 whenever it is looked at.  The lanes are looked at
      * every 16 steps, in which elements within 2^+-32 move a lane by at most
      * 2^512, so none comes near overflow or the subnormals; the eight lanes'
-     * product and the < 8 tail elements stay within 2^+-944.  A line that fails is not split, and it fails early: a
-     * product drifting away from 1 leaves the span within a few thousand
-     * elements instead of after a wasted pass over the piece. */
+     * product and the < 8 tail elements stay within 2^+-944.  A line that
+     * fails is not split, and it fails early: a product drifting away from 1
+     * leaves the span within a few thousand elements instead of after a
+     * wasted pass over the piece. */
     v4i wild = V4I_SPLAT(0);
     const v4d lo = V4_SPLAT(ACC_PROD_LO), hi = V4_SPLAT(ACC_PROD_HI);
     const v4d span_lo = V4_SPLAT(0x1p-90), span_hi = V4_SPLAT(0x1p90);

@@ -116,7 +116,10 @@ SCAN_INLINE void KN(lse_fwd_panel_)(PANEL_ARGS)
         M[l] = -INFINITY;
         S[l] = LSE_ZERO;
     }
+    const int64_t ahead = panel_rows_ahead(b, w, sizeof(T), contig, line);
     for (int64_t r = 0; r < b->n; r++) {
+        if (ahead && r + ahead < b->n)
+            panel_prefetch_row(x + ahead * b->step[0], w * (int64_t)sizeof(T));
 #if !LSE_COMPLEX
         if (!line && KN(lse_row_is_tame_)(x, lx, w, M, S)) {
             /* the exp and the log in loops of their own: together their
@@ -333,7 +336,12 @@ SCAN_INLINE void KN(lse_jvp_panel_)(PANEL_ARGS)
         S[l] = LSE_ZERO;
         U[l] = LSE_ZERO;
     }
+    const int64_t ahead = panel_rows_ahead(b, w, sizeof(T), contig, line);
     for (int64_t r = 0; r < b->n; r++) {
+        if (ahead && r + ahead < b->n) {
+            panel_prefetch_row(x + ahead * b->step[0], w * (int64_t)sizeof(T));
+            panel_prefetch_row(t + ahead * b->step[1], w * (int64_t)sizeof(T));
+        }
 #if !LSE_COMPLEX
         if (!line && r > 0 && KN(lse_row_is_tame_)(x, lx, w, M, S)) {
             /* separate loops, as in the forward */

@@ -40,7 +40,10 @@
             val[l] = START;                                                                     \
             own[l] = -1;                                                                        \
         }                                                                                       \
+        const int64_t ahead = panel_rows_ahead(b, w, sizeof(T), contig, line);                  \
         for (int64_t r = 0; r < b->n; r++) {                                                    \
+            if (ahead && r + ahead < b->n)                                                      \
+                panel_prefetch_row(x + ahead * b->step[0], w * (int64_t)sizeof(T));             \
             for (int64_t l = 0; l < w; l++) {                                                   \
                 MV v = MLD(x + l * lx);                                                         \
                 int take = TAKES(v, val[l]);                                                    \
@@ -87,7 +90,12 @@
             val[l] = START;                                                                     \
             ST(&tv[l], ZERO);                                                                   \
         }                                                                                       \
+        const int64_t ahead = panel_rows_ahead(b, w, sizeof(T), contig, line);                  \
         for (int64_t r = 0; r < b->n; r++) {                                                    \
+            if (ahead && r + ahead < b->n) {                                                    \
+                panel_prefetch_row(x + ahead * b->step[0], w * (int64_t)sizeof(T));             \
+                panel_prefetch_row(t + ahead * b->step[1], w * (int64_t)sizeof(T));             \
+            }                                                                                   \
             for (int64_t l = 0; l < w; l++) {                                                   \
                 MV v = MLD(x + l * lx);                                                         \
                 int take = TAKES(v, val[l]);                                                    \

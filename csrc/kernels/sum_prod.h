@@ -19,18 +19,10 @@
         STATE(A, acc, 0);                                                               \
         for (int64_t l = 0; l < w; l++)                                                 \
             acc[l] = IDENTITY;                                                          \
-        /* a reversed walk runs down in memory, which the hardware prefetchers          \
-         * follow poorly when rows are short: ask for x 4 KiB of rows ahead.            \
-         * Measured on rows of 0.5-1 KiB: float32 25-50% faster; float64 (and           \
-         * longer rows) within +-7%, so only narrow types ask */                        \
-        const int64_t row_bytes = w * (int64_t)sizeof(T);                               \
-        const int64_t ahead =                                                           \
-            sizeof(T) <= 4 && row_bytes > 0 && row_bytes <= 1024 ? 4096 / row_bytes : 0;\
-        const int ask = contig && !line && b->step[0] < 0 && ahead > 0;                 \
+        const int64_t ahead = panel_rows_ahead(b, w, sizeof(T), contig, line);          \
         for (int64_t r = 0; r < b->n; r++) {                                            \
-            if (ask && r + ahead < b->n)                                                \
-                for (int64_t off = 0; off < row_bytes; off += 64)                       \
-                    __builtin_prefetch(x + ahead * b->step[0] + off);                   \
+            if (ahead && r + ahead < b->n)                                              \
+                panel_prefetch_row(x + ahead * b->step[0], w * (int64_t)sizeof(T));     \
             for (int64_t l = 0; l < w; l++) {                                           \
                 A v = LD(x + l * lx); /* read before writing: y may be x */             \
                 A next = COMBINE(acc[l], v);                                            \
@@ -149,7 +141,12 @@ SCAN_INLINE void KN(prod_jvp_panel_)(PANEL_ARGS)
         P[l] = ONE;
         D[l] = ZERO;
     }
+    const int64_t ahead = panel_rows_ahead(b, w, sizeof(T), contig, line);
     for (int64_t r = 0; r < b->n; r++) {
+        if (ahead && r + ahead < b->n) {
+            panel_prefetch_row(x + ahead * b->step[0], w * (int64_t)sizeof(T));
+            panel_prefetch_row(t + ahead * b->step[1], w * (int64_t)sizeof(T));
+        }
         for (int64_t l = 0; l < w; l++) {
             A v = LD(x + l * lx), tv = LD(t + l * lt);
             A nP = MUL(P[l], v);

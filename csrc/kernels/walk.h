@@ -44,6 +44,28 @@ SCAN_INLINE int lanes_are_contiguous(const scan_block *b, int nops, const int64_
     return 1;
 }
 
+/* A panel walking down in memory (a reversed scan, a VJP) reads its short
+ * rows from behind the hardware prefetchers; its kernel asks for the inputs
+ * 4 KiB of rows ahead.  Measured on rows of 0.5-1 KiB: float32 25-50%
+ * faster; with 8-byte elements or longer rows within +-7%, so 0 there. */
+SCAN_INLINE int64_t panel_rows_ahead(const scan_block *b, int64_t w, int64_t elem_bytes,
+                                     const int contig, const int line)
+{
+    const int64_t row_bytes = w * elem_bytes;
+    if (line || !contig || b->step[0] >= 0 || elem_bytes > 4 || row_bytes <= 0 || row_bytes > 1024)
+        return 0;
+    return 4096 / row_bytes;
+}
+SCAN_INLINE void panel_prefetch_row(const char *p, int64_t bytes)
+{
+#if defined(__GNUC__)
+    for (int64_t off = 0; off < bytes; off += 64)
+        __builtin_prefetch(p + off);
+#else
+    (void)p, (void)bytes;
+#endif
+}
+
 #define DEFINE_PANEL_KERNEL(NAME, PANEL, NOPS, ...)                                 \
     static void NAME(const scan_block *b)                                          \
     {                                                                              \

@@ -67,7 +67,11 @@ def set_num_threads(n: int) -> None:
     any result.  A single float32/float64 line of at least 2**18 elements
     (cumsum, cumprod, cummax, cummin) is scanned in pieces, one per thread,
     from carries: cummax/cummin are unchanged, sums and products are
-    reassociated at the piece boundaries (last-bit differences).
+    reassociated at the piece boundaries (last-bit differences).  A line whose
+    pieces could overflow or underflow where the scan in order would not
+    (float64 sums with elements beyond 2**960, products with elements outside
+    2**+-32, zeros, inf or NaN, or partial products leaving 2**+-90, as any
+    product drifting away from 1 soon does) runs on one thread instead.
 
     >>> import scanad as sa
     >>> sa.set_num_threads(1); sa.get_num_threads()

@@ -465,6 +465,8 @@ SCAN_INLINE void KN(extreme_line_)(const scan_block *b, const int is_max, const 
  * partial results.  cummax/cummin: the owner is the last maximum of the
  * total preorder with NaN on top, i.e. the largest (value, scan position)
  * pair, so each lane keeps its own and the four are merged at the end. */
+/* lanes of v whose magnitude is outside [lo, hi] (NaN fails both compares) */
+#define V4_OUTSIDE(v, lo, hi) (~((v4i)(V4_ABS(v) >= (lo)) & (v4i)(V4_ABS(v) <= (hi))))
 SCAN_INLINE int KN(accumulate_reduce_)(const scan_block *b, scan_carry *total, const int prod)
 {
     static const int64_t size_[2] = {sizeof(T), sizeof(T)};
@@ -493,24 +495,21 @@ SCAN_INLINE int KN(accumulate_reduce_)(const scan_block *b, scan_carry *total, c
         v4d u, w;
         NARROW_LOAD(u, x + i * (int64_t)sizeof(T));
         NARROW_LOAD(w, x + (i + 4) * (int64_t)sizeof(T));
-        if (prod) /* NaN fails both compares */
-            wild |= ~((v4i)(V4_ABS(u) >= lo) & (v4i)(V4_ABS(u) <= hi)) |
-                    ~((v4i)(V4_ABS(w) >= lo) & (v4i)(V4_ABS(w) <= hi));
+        if (prod)
+            wild |= V4_OUTSIDE(u, lo, hi) | V4_OUTSIDE(w, lo, hi);
         else if (sizeof(T) == 8)
             wild |= ACC_SUM_WILD(u) | ACC_SUM_WILD(w);
         a = LINE_COMBINE(prod, a, u);
         c = LINE_COMBINE(prod, c, w);
         if ((step & 15) == 15) {
             if (prod)
-                wild |= ~((v4i)(V4_ABS(a) >= span_lo) & (v4i)(V4_ABS(a) <= span_hi)) |
-                        ~((v4i)(V4_ABS(c) >= span_lo) & (v4i)(V4_ABS(c) <= span_hi));
+                wild |= V4_OUTSIDE(a, span_lo, span_hi) | V4_OUTSIDE(c, span_lo, span_hi);
             if (V4_ANY(wild))
                 return 0;
         }
     }
     if (prod)
-        wild |= ~((v4i)(V4_ABS(a) >= span_lo) & (v4i)(V4_ABS(a) <= span_hi)) |
-                ~((v4i)(V4_ABS(c) >= span_lo) & (v4i)(V4_ABS(c) <= span_hi));
+        wild |= V4_OUTSIDE(a, span_lo, span_hi) | V4_OUTSIDE(c, span_lo, span_hi);
     if (V4_ANY(wild))
         return 0;
     a = LINE_COMBINE(prod, a, c);
@@ -525,6 +524,7 @@ SCAN_INLINE int KN(accumulate_reduce_)(const scan_block *b, scan_carry *total, c
     total->i = 0;
     return 1;
 }
+#undef V4_OUTSIDE
 static int KN(sum_reduce_)(const scan_block *b, scan_carry *total)
 {
     return KN(accumulate_reduce_)(b, total, 0);

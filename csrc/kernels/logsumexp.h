@@ -486,12 +486,11 @@ SCAN_INLINE void KN(lse_vjp_panel_)(PANEL_ARGS)
 #if !LSE_COMPLEX
             /* the rows run down in memory, which the hardware prefetchers
              * follow poorly when rows are short: ask for the row four ahead */
-            if (!line && contig && r >= 4)
-                for (int64_t off = 0; off < w * (int64_t)sizeof(T); off += 64) {
-                    __builtin_prefetch(x - 4 * b->step[0] + off);
-                    __builtin_prefetch(y - 4 * b->step[1] + off);
-                    __builtin_prefetch(g - 4 * b->step[2] + off);
-                }
+            if (!line && contig && r >= 4) {
+                panel_prefetch_row(x - 4 * b->step[0], w * (int64_t)sizeof(T));
+                panel_prefetch_row(y - 4 * b->step[1], w * (int64_t)sizeof(T));
+                panel_prefetch_row(g - 4 * b->step[2], w * (int64_t)sizeof(T));
+            }
             if (!line && r < last && KN(lse_vjp_row_is_tame_)(x, lx, y, ly, w, ynext)) {
                 for (int64_t l = 0; l < w; l++) {
                     const double yv = LLD(y + l * ly);

@@ -225,8 +225,7 @@ SCAN_INLINE void KN(prod_vjp_panel_)(PANEL_ARGS)
         /* the rows run down in memory: ask for g's row four ahead (x and E
          * were parked moments ago and are in cache) */
         if (parked && !line && contig && r >= 4)
-            for (int64_t off = 0; off < w * (int64_t)sizeof(T); off += 64)
-                __builtin_prefetch(g - 4 * b->step[2] + off);
+            panel_prefetch_row(g - 4 * b->step[2], w * (int64_t)sizeof(T));
         for (int64_t l = 0; l < w; l++) {
             A v = LD(x + l * lx), gv = LD(g + l * lg);
             /* inclusive: S_i = g_i + conj(x_{i+1}) S_{i+1};

@@ -184,6 +184,67 @@ def test_long_line_derivatives_match_the_panel_path(name: str, dtype: str, speci
                 _close(pullback(g), pullback2(g2)[:, 0], np.dtype(dtype), n)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cumprod_jvp_line_tiles_match_the_panel_path(dtype: str) -> None:
+    """The float32 cumprod JVP of a line runs tiles of 256 elements as eight
+    chunks side by side and falls back to the log-step groups for a tile
+    whose factors leave [2^-16, 2^16] (0 allowed), whose tangents pass 2^64,
+    or whose chunk carries pass 2^100.  Each of those edges sits in its own
+    tile here, on factors whose product stays near 1, so the tiles around
+    them run chunked; all must give the one-at-a-time (panel) results."""
+    rng = np.random.default_rng(zlib.crc32(f"jvp-tiles{dtype}".encode()))
+    n = 256 * 40 + 77
+    x = rng.uniform(0.8, 1.25, n) * rng.choice([-1.0, 1.0], n)
+    t = rng.standard_normal(n)
+    x[3 * 256 + 5] = 2.0**17  # factor just beyond the chunks' range
+    x[5 * 256 + 200] = 2.0**-17
+    x[6 * 256 + 9], x[6 * 256 + 100] = 2.0**16, 2.0**-16  # at the edges: chunked
+    x[8 * 256 + 31] = 0.0  # a zero restarts the product, chunked
+    x[9 * 256 + 32] = -0.0
+    t[10 * 256 + 64] = 2.0**65
+    x[12 * 256 + 10: 12 * 256 + 130] = 2.5  # the carry passes 2^100 mid-tile ...
+    x[14 * 256 + 10: 14 * 256 + 130] = 0.4  # ... and comes back
+    # the carry falls to ~2^-1000 and climbs back within one chunk (the last
+    # of its tile): a chunk's local product of those factors overflows
+    x[20 * 256: 20 * 256 + 10] = 2.0**-100
+    x[21 * 256 + 230: 21 * 256 + 240] = 2.0**120
+    x[23 * 256: 23 * 256 + 2] = 2.0**-100
+    x[39 * 256 + 3] = np.inf
+    t[39 * 256 + 100] = np.nan
+    x, t = x.astype(dtype), t.astype(dtype)
+    eps = float(np.finfo(dtype).eps)
+    for reverse in (False, True):
+        for inclusive in (False, True):
+            kw = dict(reverse=reverse, inclusive=inclusive)
+            xs, ts = (x[::-1].copy(), t[::-1].copy()) if reverse else (x, t)
+            with np.errstate(over="ignore", invalid="ignore"):
+                y, ydot = sa.jvp(sa.cumprod, xs, ts, **kw)
+                y2, ydot2 = sa.jvp(sa.cumprod, _stack(xs), _stack(ts), axis=0, **kw)
+                # the same sum with every term positive: the scale of the
+                # rounding in a sum with cancellation
+                _, scale = sa.jvp(sa.cumprod, _stack(np.abs(xs)), _stack(np.abs(ts)),
+                                  axis=0, **kw)
+            # products round relatively: within a few ulp of T (float32 is
+            # rounded once from double; float64 reassociates ~8-element
+            # groups, ~sqrt(n) ulp typically, n at worst)
+            rtol = 4 * eps if dtype == "float32" else n * 2e-16
+            _same_specials_and_close(y, y2[:, 0], rtol)
+            want, got, bound = ydot2[:, 0], ydot, scale[:, 0]
+            assert np.array_equal(np.isnan(got), np.isnan(want))
+            assert np.array_equal(got[np.isinf(want)], want[np.isinf(want)])
+            num = np.isfinite(want)
+            # one rounding to T of the result, plus the double sums' drift
+            # of at most ~n double ulp of the positive-term sum
+            err = np.abs(got[num].astype(float) - want[num].astype(float))
+            tol = 2 * eps * np.abs(want[num].astype(float)) + n * 2.3e-16 * bound[num].astype(float)
+            assert np.all(err <= tol), (kw, np.flatnonzero(~(err <= tol))[:5])
+
+
+def _stack(v: np.ndarray) -> np.ndarray:
+    """v as column 0 of an (n, 2) array: the panel path, one element at a time."""
+    return np.stack([v, v[::-1]], axis=1)
+
+
 @pytest.mark.parametrize("lanes", [4, 8, 12, 16])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_narrow_panels(lanes: int, dtype: str) -> None:

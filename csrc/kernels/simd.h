@@ -65,6 +65,29 @@ static inline void narrow_store_f32(char *p, const v4d *v)
     memcpy(p, &f, sizeof f);
 }
 
+#if defined(__GNUC__)
+#define SIMD_INLINE static inline __attribute__((always_inline))
+#else
+#define SIMD_INLINE static inline
+#endif
+/* r[c] lane l <- r[l] lane c: four rows of four doubles to four columns
+ * (unpack within 128-bit halves, then swap halves: eight shuffles) */
+#if defined(__clang__)
+#define V4_PICK(a, b, i, j, k, l) __builtin_shufflevector(a, b, i, j, k, l)
+#else
+#define V4_PICK(a, b, i, j, k, l) __builtin_shuffle(a, b, (v4i){i, j, k, l})
+#endif
+SIMD_INLINE void v4_transpose(v4d r[4])
+{
+    const v4d t0 = V4_PICK(r[0], r[1], 0, 4, 2, 6), t1 = V4_PICK(r[0], r[1], 1, 5, 3, 7);
+    const v4d t2 = V4_PICK(r[2], r[3], 0, 4, 2, 6), t3 = V4_PICK(r[2], r[3], 1, 5, 3, 7);
+    r[0] = V4_PICK(t0, t2, 0, 1, 4, 5);
+    r[1] = V4_PICK(t1, t3, 0, 1, 4, 5);
+    r[2] = V4_PICK(t0, t2, 2, 3, 6, 7);
+    r[3] = V4_PICK(t1, t3, 2, 3, 6, 7);
+}
+#undef V4_PICK
+
 /* Log-step composition of the affine maps S -> a_k S + e_k of eight
  * consecutive elements, two vectors (a, e: elements 0-3; a2, e2: 4-7).
  * affine_group_products gives the prefix products of a within each vector
@@ -74,11 +97,6 @@ static inline void narrow_store_f32(char *p, const v4d *v)
  * Two functions because a caller may scale e by the products in between
  * (the cumprod JVP); pointers, since vector arguments have an ABI that
  * differs between the baseline and AVX variants. */
-#if defined(__GNUC__)
-#define SIMD_INLINE static inline __attribute__((always_inline))
-#else
-#define SIMD_INLINE static inline
-#endif
 SIMD_INLINE void affine_group_products(const v4d *a, const v4d *a2, v4d *A1, v4d *A2, v4d *B1,
                                        v4d *B2)
 {

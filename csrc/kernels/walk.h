@@ -66,6 +66,16 @@ SCAN_INLINE void panel_prefetch_row(const char *p, int64_t bytes)
 #endif
 }
 
+SCAN_INLINE void panel_prefetch_row_for_write(char *p, int64_t bytes)
+{
+#if defined(__GNUC__)
+    for (int64_t off = 0; off < bytes; off += 64)
+        __builtin_prefetch(p + off, 1);
+#else
+    (void)p, (void)bytes;
+#endif
+}
+
 #define DEFINE_PANEL_KERNEL(NAME, PANEL, NOPS, ...)                                 \
     static void NAME(const scan_block *b)                                          \
     {                                                                              \

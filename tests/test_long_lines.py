@@ -240,6 +240,54 @@ def test_cumprod_jvp_line_tiles_match_the_panel_path(dtype: str) -> None:
             assert np.all(err <= tol), (kw, np.flatnonzero(~(err <= tol))[:5])
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cumprod_vjp_line_tiles_match_the_panel_path(dtype: str) -> None:
+    """The float32 cumprod VJP of a line runs its backwards recurrence in
+    the same chunked tiles, with the same fallbacks (factors outside
+    [2^-16, 2^16] but 0, cotangents past 2^64, carries past 2^100); here
+    also a chunk of huge factors where the cotangents above are 0, whose
+    chunked product would overflow to inf and give inf * 0 = NaN where the
+    one-at-a-time recurrence keeps 0."""
+    rng = np.random.default_rng(zlib.crc32(f"vjp-tiles{dtype}".encode()))
+    n = 256 * 40 + 77
+    x = rng.uniform(0.8, 1.25, n) * rng.choice([-1.0, 1.0], n)
+    g = rng.standard_normal(n)
+    x[3 * 256 + 5] = 2.0**17
+    x[5 * 256 + 200] = 2.0**-17
+    x[6 * 256 + 9], x[6 * 256 + 100] = 2.0**16, 2.0**-16
+    x[8 * 256 + 31] = 0.0
+    x[9 * 256 + 32] = -0.0
+    g[10 * 256 + 64] = 2.0**65
+    # walking down, the carry passes 2^100 after this run and comes back
+    x[14 * 256 + 10: 14 * 256 + 130] = 2.5
+    x[12 * 256 + 10: 12 * 256 + 130] = 0.4
+    # tiles run down from i = n - 1, so the last chunk of a tile (where a
+    # non-finite local product meets no later chunk carry) starts at
+    # i = n % 256 + 256 m
+    g[30 * 256:] = 0.0
+    x[31 * 256 + 80: 31 * 256 + 100] = 2.0**120
+    g[150], g[100] = np.inf, np.nan
+    x, g = x.astype(dtype), g.astype(dtype)
+    eps = float(np.finfo(dtype).eps)
+    for reverse in (False, True):
+        for inclusive in (False, True):
+            kw = dict(reverse=reverse, inclusive=inclusive)
+            xs, gs = (x[::-1].copy(), g[::-1].copy()) if reverse else (x, g)
+            with np.errstate(over="ignore", invalid="ignore"):
+                got = sa.vjp(sa.cumprod, xs, **kw)[1](gs)
+                want = sa.vjp(sa.cumprod, _stack(xs), axis=0, **kw)[1](_stack(gs))[:, 0]
+                bound = sa.vjp(sa.cumprod, _stack(np.abs(xs)), axis=0, **kw)[1](
+                    _stack(np.abs(gs)))[:, 0]
+            assert np.array_equal(np.isnan(got), np.isnan(want))
+            assert np.array_equal(got[np.isinf(want)], want[np.isinf(want)])
+            num = np.isfinite(want)
+            assert num.sum() > n // 2  # the edges leave most of the line to compare
+            # as in the JVP: one rounding to T, plus the double sums' drift
+            err = np.abs(got[num].astype(float) - want[num].astype(float))
+            tol = 2 * eps * np.abs(want[num].astype(float)) + n * 2.3e-16 * bound[num].astype(float)
+            assert np.all(err <= tol), (kw, np.flatnonzero(~(err <= tol))[:5])
+
+
 def _stack(v: np.ndarray) -> np.ndarray:
     """v as column 0 of an (n, 2) array: the panel path, one element at a time."""
     return np.stack([v, v[::-1]], axis=1)

@@ -846,13 +846,103 @@ SCAN_INLINE void KN(prod_jvp_line_)(const scan_block *b, const int incl, const i
 #endif
     KN(prod_jvp_groups_)(&w, left, incl, back);
 }
-#undef PJ_LEN
-#undef PJ_TILE
-#undef PJ_X_HI
-#undef PJ_X_LO
-#undef PJ_T_HI
-#undef PJ_CARRY
-#undef PJ_AHEAD
+
+#if defined(PJ_TILE)
+/* The VJP's backwards recurrence in the same chunked tiles, for a tile
+ * inside the line (every x_{i+1}, g and E it reads exists): slot k is
+ * element i = hi - k, a_k = x_{i+1}, e_k = g_i (exclusive: g_{i+1}); each
+ * lane runs S = e + a S and the product A of its chunk's factors, then
+ * S = S_l + A_l Sc with the chunk's carry Sc, and x_bar = E S with E the
+ * rows of y, which need no transpose.  The ranges are the JVP tile's, with
+ * g for t.  Returns 0, with nothing written, when they do not hold. */
+SCAN_INLINE int KN(prod_vjp_tile_)(const scan_block *b, const int64_t hi, double *S_io,
+                                  const int incl, const int back)
+{
+    const int64_t sz = back ? -(int64_t)sizeof(T) : (int64_t)sizeof(T);
+    const int64_t gshift = incl ? 0 : 1, lo = hi - (PJ_TILE - 1);
+    if (!(fabs(*S_io) <= PJ_CARRY))
+        return 0;
+    {
+        /* the factors x_{lo+1..hi+1} and weights g_{lo+gshift..hi+gshift}
+         * in memory order */
+        const T *x = (const T *)(const void *)(b->ptr[0] + (back ? hi + 1 : lo + 1) * sz);
+        const T *g = (const T *)(const void *)(b->ptr[2] + (back ? hi + gshift : lo + gshift) * sz);
+        int tame = 1; /* NaN fails every compare */
+        for (int k = 0; k < PJ_TILE; k++) {
+            const T m = fabsf(x[k]), mg = fabsf(g[k]);
+            tame &= (m <= (T)PJ_X_HI) & ((m >= (T)PJ_X_LO) | (m == 0)) & (mg <= (T)PJ_T_HI);
+        }
+        if (!tame)
+            return 0;
+    }
+    /* a row of four slots k..k+3 starts at its lowest address: element
+     * hi - k - 3 walking down in memory (columns in reverse), else hi - k */
+    const int rev = !back;
+    const int64_t row_back = rev ? 3 : 0;
+    /* byte offsets of the factor, weight and E rows from the output row */
+    const int64_t dx = sz, dg = gshift * sz, dy = -incl * sz;
+    v4d bufS[PJ_LEN][2], bufA[PJ_LEN][2];
+    v4d ls[2] = {V4_SPLAT(0.0), V4_SPLAT(0.0)}, la[2] = {V4_SPLAT(1.0), V4_SPLAT(1.0)};
+    for (int j = 0; j < PJ_LEN; j += 4) {
+        for (int h = 0; h < 2; h++) {
+            v4d ar[4], er[4];
+#define PJ_LOAD_ROW(c)                                                        \
+    do {                                                                      \
+        const int64_t at = (hi - ((4 * h + (c)) * PJ_LEN + j) - row_back) * sz; \
+        NARROW_LOAD(ar[c], b->ptr[0] + (at + dx));                            \
+        NARROW_LOAD(er[c], b->ptr[2] + (at + dg));                            \
+    } while (0)
+            PJ_LOAD_ROW(0);
+            PJ_LOAD_ROW(1);
+            PJ_LOAD_ROW(2);
+            PJ_LOAD_ROW(3);
+#undef PJ_LOAD_ROW
+            v4_transpose(ar);
+            v4_transpose(er);
+            for (int s = 0; s < 4; s++) {
+                const int c = rev ? 3 - s : s;
+                ls[h] = er[c] + ar[c] * ls[h];
+                la[h] = la[h] * ar[c];
+                bufS[j + s][h] = ls[h];
+                bufA[j + s][h] = la[h];
+            }
+        }
+    }
+    double sc[8], S = *S_io;
+    int tame = 1;
+    for (int c = 0; c < 8; c++) {
+        sc[c] = S;
+        tame &= fabs(S) <= PJ_CARRY;
+        S = ls[c >> 2][c & 3] + la[c >> 2][c & 3] * S;
+    }
+    if (!tame)
+        return 0;
+    const v4d Sc[2] = {{sc[0], sc[1], sc[2], sc[3]}, {sc[4], sc[5], sc[6], sc[7]}};
+    for (int j = 0; j < PJ_LEN; j += 4) {
+        for (int h = 0; h < 2; h++) {
+            v4d sr[4];
+            for (int s = 0; s < 4; s++)
+                sr[rev ? 3 - s : s] = bufS[j + s][h] + bufA[j + s][h] * Sc[h];
+            v4_transpose(sr);
+#define PJ_STORE_ROW(c)                                                       \
+    do {                                                                      \
+        const int64_t at = (hi - ((4 * h + (c)) * PJ_LEN + j) - row_back) * sz; \
+        v4d e_;                                                               \
+        NARROW_LOAD(e_, b->ptr[1] + (at + dy));                               \
+        e_ *= sr[c];                                                          \
+        NARROW_STORE(b->ptr[3] + at, e_);                                     \
+    } while (0)
+            PJ_STORE_ROW(0);
+            PJ_STORE_ROW(1);
+            PJ_STORE_ROW(2);
+            PJ_STORE_ROW(3);
+#undef PJ_STORE_ROW
+        }
+    }
+    *S_io = S;
+    return 1;
+}
+#endif
 
 #define PROD_VJP_TILE 256
 /* operands x, y, g, x_bar */
@@ -874,6 +964,13 @@ SCAN_INLINE void KN(prod_vjp_line_)(const scan_block *b, const int incl, const i
     double S = 0.0;
     for (int64_t hi = n - 1; hi >= 0;) {
         const int64_t cnt = hi + 1 < PROD_VJP_TILE ? hi + 1 : PROD_VJP_TILE;
+#if defined(PJ_TILE)
+        /* inside the line: the chunked tile, unless out of its range */
+        if (hi + 1 < n && hi - PJ_TILE >= 0 && KN(prod_vjp_tile_)(b, hi, &S, incl, back)) {
+            hi -= PJ_TILE;
+            continue;
+        }
+#endif
         int64_t k0 = 0;
         /* the slots that read past the end of the line: only in the first
          * tile, one (inclusive) or two (exclusive) */
@@ -916,6 +1013,13 @@ SCAN_INLINE void KN(prod_vjp_line_)(const scan_block *b, const int incl, const i
         ST(b->ptr[3] + (n - 1) * sz, 0.0);
 }
 #undef PROD_VJP_TILE
+#undef PJ_LEN
+#undef PJ_TILE
+#undef PJ_X_HI
+#undef PJ_X_LO
+#undef PJ_T_HI
+#undef PJ_CARRY
+#undef PJ_AHEAD
 #undef PROD_X_TAME
 #undef PROD_TAME
 #undef V4_BEYOND

@@ -121,20 +121,29 @@ SCAN_INLINE void KN(lse_fwd_panel_)(PANEL_ARGS)
         if (ahead && r + ahead < b->n)
             panel_prefetch_row(x + ahead * b->step[0], w * (int64_t)sizeof(T));
 #if !LSE_COMPLEX
-        if (!line && KN(lse_row_is_tame_)(x, lx, w, M, S)) {
-            /* the exp and the log in loops of their own: together their
-             * constants do not fit in the vector registers */
-            if (!incl)
-                for (int64_t l = 0; l < w; l++)
-                    LST(y + l * ly, lse_log_plus(S[l], M[l], LSE_PRECISE, 1));
-            for (int64_t l = 0; l < w; l++)
-                S[l] += lse_exp_bounded(LLD(x + l * lx) - M[l], LSE_PRECISE);
-            if (incl)
-                for (int64_t l = 0; l < w; l++)
-                    LST(y + l * ly, lse_log_plus(S[l], M[l], LSE_PRECISE, 1));
-            x += b->step[0];
-            y += b->step[1];
-            continue;
+        if (!line) {
+            /* The row's weights exp(x - M) go to scratch while the same loop
+             * tests the row (a lane that is not tame gets garbage there, never
+             * used); then the sums and the log in a second loop: together the
+             * exp's and the log's constants do not fit in the vector
+             * registers. */
+            double *const E = SLOT(double, 2);
+            int tame = 1;
+            for (int64_t l = 0; l < w; l++) {
+                const double d = LLD(x + l * lx) - M[l];
+                tame &= (d <= LSE_SPAN) & (S[l] == S[l]);
+                E[l] = lse_exp_bounded(d, LSE_PRECISE);
+            }
+            if (tame) {
+                for (int64_t l = 0; l < w; l++) {
+                    const double before = S[l];
+                    S[l] = before + E[l];
+                    LST(y + l * ly, lse_log_plus(incl ? S[l] : before, M[l], LSE_PRECISE, 1));
+                }
+                x += b->step[0];
+                y += b->step[1];
+                continue;
+            }
         }
 #endif
         for (int64_t l = 0; l < w; l++) {
@@ -155,7 +164,14 @@ SCAN_INLINE void KN(lse_fwd_panel_)(PANEL_ARGS)
         y += b->step[1];
     }
 }
-DEFINE_PANEL_KERNEL(KN(lse_fwd_panels_), KN(lse_fwd_panel_), 2, sizeof(T), sizeof(T))
+/* float64 panels of 1024 lines: a row's x, y and the three state arrays
+ * then take 40 KiB instead of 160 ((4096, 4096) axis 0: 65 -> 54 ms);
+ * float32 measured fastest at the full 4096 (1024: 40 -> 43 ms), and so did
+ * the float64 JVP and VJP panels (VJP 84 -> 91 ms at 1024) */
+#define LSE_FWD_WIDTH (sizeof(T) == 8 && !LSE_COMPLEX ? 1024 : SCAN_PANEL)
+DEFINE_PANEL_KERNEL_WIDTH(KN(lse_fwd_panels_), KN(lse_fwd_panel_), LSE_FWD_WIDTH, 2, sizeof(T),
+                          sizeof(T))
+#undef LSE_FWD_WIDTH
 
 #if !LSE_COMPLEX
 /* A single line in tiles of LSE_TILE, each in four passes so that the

@@ -76,7 +76,10 @@ SCAN_INLINE void panel_prefetch_row_for_write(char *p, int64_t bytes)
 #endif
 }
 
-#define DEFINE_PANEL_KERNEL(NAME, PANEL, NOPS, ...)                                 \
+#define DEFINE_PANEL_KERNEL(NAME, PANEL, NOPS, ...) \
+    DEFINE_PANEL_KERNEL_WIDTH(NAME, PANEL, SCAN_PANEL, NOPS, __VA_ARGS__)
+/* the same with panels of at most WIDTH (<= SCAN_PANEL) lines */
+#define DEFINE_PANEL_KERNEL_WIDTH(NAME, PANEL, WIDTH, NOPS, ...)                    \
     static void NAME(const scan_block *b)                                          \
     {                                                                              \
         static const int64_t size_[NOPS] = {__VA_ARGS__};                          \
@@ -86,8 +89,8 @@ SCAN_INLINE void panel_prefetch_row_for_write(char *p, int64_t bytes)
             else PANEL(b, 0, 1, 0, 0, size_, 1);                                   \
             return;                                                                \
         }                                                                          \
-        for (int64_t l0 = 0; l0 < b->m; l0 += SCAN_PANEL) {                        \
-            int64_t w = b->m - l0 < SCAN_PANEL ? b->m - l0 : SCAN_PANEL;           \
+        for (int64_t l0 = 0; l0 < b->m; l0 += (WIDTH)) {                           \
+            int64_t w = b->m - l0 < (WIDTH) ? b->m - l0 : (WIDTH);                 \
             if (contig_) {                                                         \
                 if (b->inclusive) PANEL(b, l0, w, 1, 1, size_, 0);                    \
                 else PANEL(b, l0, w, 0, 1, size_, 0);                                 \

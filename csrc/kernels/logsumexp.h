@@ -224,9 +224,19 @@ SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp)
     double M = -INFINITY, S = 0.0, U = 0.0;
     for (int64_t t0 = 0; t0 < b->n; t0 += LSE_TILE) {
         const int64_t cnt = b->n - t0 < LSE_TILE ? b->n - t0 : LSE_TILE;
-        LSE_TILE_LOAD(xs, x, sx, cnt);
+        /* a float64 line running up in memory is read where it is (55 -> 51
+         * ms on 2^24); others are first loaded to xs (float32 read where it
+         * is, converting in the exp's loop, measured no faster) */
+        const int direct = !LSE_COMPLEX && sizeof(T) == 8 && sx == 8;
         double top;
-        if (tile_max_finite(xs, cnt, &top)) {
+        int finite;
+        if (direct)
+            finite = tile_max_finite((const double *)(const void *)x, cnt, &top);
+        else {
+            LSE_TILE_LOAD(xs, x, sx, cnt);
+            finite = tile_max_finite(xs, cnt, &top);
+        }
+        if (finite) {
             /* Every element finite: the tile's sums go on one reference R,
              * the largest value so far, so that there is no running max, the
              * weights exp(x_i - R) are one select-free exp and S is a plain
@@ -234,11 +244,16 @@ SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp)
              * from underflow while the max before the tile (or its first
              * element) is within LSE_SPAN of R; lse_log_plus adds R without
              * rounding log S_i on its own. */
-            const double R = top > M ? top : M, first = M == -INFINITY ? xs[0] : M;
+            const double x0 = direct ? LLD(x) : xs[0];
+            const double R = top > M ? top : M, first = M == -INFINITY ? x0 : M;
             if (R - first <= LSE_SPAN && S == S) { /* S is NaN after a NaN */
                 const double scale = lse_exp(M - R, LSE_PRECISE);
-                for (int64_t i = 0; i < cnt; i++)
-                    ev[i] = lse_exp_bounded(xs[i] - R, LSE_PRECISE);
+                if (direct)
+                    for (int64_t i = 0; i < cnt; i++)
+                        ev[i] = lse_exp_bounded(LLD(x + i * (int64_t)sizeof(T)) - R, LSE_PRECISE);
+                else
+                    for (int64_t i = 0; i < cnt; i++)
+                        ev[i] = lse_exp_bounded(xs[i] - R, LSE_PRECISE);
                 sv[0] = S * scale;
                 S = prefix_sum(ev, sv + 1, cnt, sv[0]);
                 M = R;
@@ -277,6 +292,8 @@ SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp)
                 continue;
             }
         }
+        if (direct)
+            LSE_TILE_LOAD(xs, x, sx, cnt);
         pm[0] = M;
         for (int64_t i = 0; i < cnt; i++) {
             M = xs[i] > M ? xs[i] : M;

@@ -229,15 +229,7 @@ def test_cumprod_jvp_line_tiles_match_the_panel_path(dtype: str) -> None:
             # groups, ~sqrt(n) ulp typically, n at worst)
             rtol = 4 * eps if dtype == "float32" else n * 2e-16
             _same_specials_and_close(y, y2[:, 0], rtol)
-            want, got, bound = ydot2[:, 0], ydot, scale[:, 0]
-            assert np.array_equal(np.isnan(got), np.isnan(want))
-            assert np.array_equal(got[np.isinf(want)], want[np.isinf(want)])
-            num = np.isfinite(want)
-            # one rounding to T of the result, plus the double sums' drift
-            # of at most ~n double ulp of the positive-term sum
-            err = np.abs(got[num].astype(float) - want[num].astype(float))
-            tol = 2 * eps * np.abs(want[num].astype(float)) + n * 2.3e-16 * bound[num].astype(float)
-            assert np.all(err <= tol), (kw, np.flatnonzero(~(err <= tol))[:5])
+            _same_sum_within_rounding(ydot, ydot2[:, 0], scale[:, 0], kw)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -268,7 +260,6 @@ def test_cumprod_vjp_line_tiles_match_the_panel_path(dtype: str) -> None:
     x[31 * 256 + 80: 31 * 256 + 100] = 2.0**120
     g[150], g[100] = np.inf, np.nan
     x, g = x.astype(dtype), g.astype(dtype)
-    eps = float(np.finfo(dtype).eps)
     for reverse in (False, True):
         for inclusive in (False, True):
             kw = dict(reverse=reverse, inclusive=inclusive)
@@ -278,14 +269,23 @@ def test_cumprod_vjp_line_tiles_match_the_panel_path(dtype: str) -> None:
                 want = sa.vjp(sa.cumprod, _stack(xs), axis=0, **kw)[1](_stack(gs))[:, 0]
                 bound = sa.vjp(sa.cumprod, _stack(np.abs(xs)), axis=0, **kw)[1](
                     _stack(np.abs(gs)))[:, 0]
-            assert np.array_equal(np.isnan(got), np.isnan(want))
-            assert np.array_equal(got[np.isinf(want)], want[np.isinf(want)])
-            num = np.isfinite(want)
-            assert num.sum() > n // 2  # the edges leave most of the line to compare
-            # as in the JVP: one rounding to T, plus the double sums' drift
-            err = np.abs(got[num].astype(float) - want[num].astype(float))
-            tol = 2 * eps * np.abs(want[num].astype(float)) + n * 2.3e-16 * bound[num].astype(float)
-            assert np.all(err <= tol), (kw, np.flatnonzero(~(err <= tol))[:5])
+            assert np.isfinite(want).sum() > n // 2  # the edges leave most of the line
+            _same_sum_within_rounding(got, want, bound, kw)
+
+
+def _same_sum_within_rounding(got: np.ndarray, want: np.ndarray, bound: np.ndarray,
+                              kw: dict) -> None:
+    """A derivative (a sum of products) against the one-at-a-time one: the
+    same specials, and the numbers within one rounding to T plus the double
+    sums' drift, at most ~n double ulp of `bound`, the sum with every term
+    positive."""
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert np.array_equal(got[np.isinf(want)], want[np.isinf(want)])
+    num = np.isfinite(want)
+    g, w, b = (a[num].astype(float) for a in (got, want, bound))
+    err = np.abs(g - w)
+    tol = 2 * float(np.finfo(got.dtype).eps) * np.abs(w) + got.size * 2.3e-16 * b
+    assert np.all(err <= tol), (kw, np.flatnonzero(~(err <= tol))[:5])
 
 
 def _stack(v: np.ndarray) -> np.ndarray:

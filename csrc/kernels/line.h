@@ -724,6 +724,35 @@ SCAN_INLINE void KN(prod_jvp_groups_)(prod_jvp_walk *w, const int64_t count, con
 #define PJ_T_HI 0x1p64
 #define PJ_CARRY 0x1p100
 #define PJ_AHEAD 4
+/* r[c] = the four elements at row0 + c * row_step as lanes of one row,
+ * transposed so that r[c] holds lane c's elements: four chunks side by side
+ * (the loads written out: as a loop GCC kept the rows in memory) */
+SCAN_INLINE void KN(load_columns_)(v4d r[4], const char *row0, const int64_t row_step)
+{
+    NARROW_LOAD(r[0], row0);
+    NARROW_LOAD(r[1], row0 + row_step);
+    NARROW_LOAD(r[2], row0 + 2 * row_step);
+    NARROW_LOAD(r[3], row0 + 3 * row_step);
+    v4_transpose(r);
+}
+
+/* the way back: columns r[c] transposed to rows, each stored at row0 +
+ * c * row_step, times the row of T at the same place from `scale` if that
+ * is not NULL */
+SCAN_INLINE void KN(store_columns_)(v4d r[4], char *row0, const int64_t row_step,
+                                   const char *scale)
+{
+    v4_transpose(r);
+    for (int c = 0; c < 4; c++) {
+        if (scale) {
+            v4d e;
+            NARROW_LOAD(e, scale + c * row_step);
+            r[c] *= e;
+        }
+        NARROW_STORE(row0 + c * row_step, r[c]);
+    }
+}
+
 SCAN_INLINE int KN(prod_jvp_tile_tame_)(const prod_jvp_walk *w, const int back)
 {
     if (!(fabs(w->P) <= PJ_CARRY && fabs(w->D) <= PJ_CARRY))
@@ -766,20 +795,9 @@ SCAN_INLINE int KN(prod_jvp_tile_)(prod_jvp_walk *w, const int64_t left, const i
         }
         for (int h = 0; h < 2; h++) {
             v4d xr[4], tr[4];
-#define PJ_LOAD_ROW(c)                                                    \
-    do {                                                                  \
-        const int64_t at = ((4 * h + (c)) * PJ_LEN + j + row0) * sz;      \
-        NARROW_LOAD(xr[c], w->x + at);                                    \
-        NARROW_LOAD(tr[c], w->t + at);                                    \
-    } while (0)
-            /* written out: as a loop, GCC kept the rows in memory */
-            PJ_LOAD_ROW(0);
-            PJ_LOAD_ROW(1);
-            PJ_LOAD_ROW(2);
-            PJ_LOAD_ROW(3);
-#undef PJ_LOAD_ROW
-            v4_transpose(xr);
-            v4_transpose(tr);
+            const int64_t at = (4 * h * PJ_LEN + j + row0) * sz;
+            KN(load_columns_)(xr, w->x + at, PJ_LEN * sz);
+            KN(load_columns_)(tr, w->t + at, PJ_LEN * sz);
             for (int s = 0; s < 4; s++) {
                 const int c = back ? 3 - s : s;
                 const v4d nP = lp[h] * xr[c], nD = ld[h] * xr[c] + lp[h] * tr[c];
@@ -812,19 +830,9 @@ SCAN_INLINE int KN(prod_jvp_tile_)(prod_jvp_walk *w, const int64_t left, const i
                 yr[c] = bufP[j + s][h] * Pc[h];
                 dr[c] = bufD[j + s][h] * Pc[h] + bufP[j + s][h] * Dc[h];
             }
-            v4_transpose(yr);
-            v4_transpose(dr);
-#define PJ_STORE_ROW(c)                                                   \
-    do {                                                                  \
-        const int64_t at = ((4 * h + (c)) * PJ_LEN + j + row0) * sz;      \
-        NARROW_STORE(w->y + at, yr[c]);                                   \
-        NARROW_STORE(w->yd + at, dr[c]);                                  \
-    } while (0)
-            PJ_STORE_ROW(0);
-            PJ_STORE_ROW(1);
-            PJ_STORE_ROW(2);
-            PJ_STORE_ROW(3);
-#undef PJ_STORE_ROW
+            const int64_t at = (4 * h * PJ_LEN + j + row0) * sz;
+            KN(store_columns_)(yr, w->y + at, PJ_LEN * sz, NULL);
+            KN(store_columns_)(dr, w->yd + at, PJ_LEN * sz, NULL);
         }
     }
     w->x += PJ_TILE * sz, w->t += PJ_TILE * sz, w->y += PJ_TILE * sz, w->yd += PJ_TILE * sz;
@@ -886,19 +894,9 @@ SCAN_INLINE int KN(prod_vjp_tile_)(const scan_block *b, const int64_t hi, double
     for (int j = 0; j < PJ_LEN; j += 4) {
         for (int h = 0; h < 2; h++) {
             v4d ar[4], er[4];
-#define PJ_LOAD_ROW(c)                                                        \
-    do {                                                                      \
-        const int64_t at = (hi - ((4 * h + (c)) * PJ_LEN + j) - row_back) * sz; \
-        NARROW_LOAD(ar[c], b->ptr[0] + (at + dx));                            \
-        NARROW_LOAD(er[c], b->ptr[2] + (at + dg));                            \
-    } while (0)
-            PJ_LOAD_ROW(0);
-            PJ_LOAD_ROW(1);
-            PJ_LOAD_ROW(2);
-            PJ_LOAD_ROW(3);
-#undef PJ_LOAD_ROW
-            v4_transpose(ar);
-            v4_transpose(er);
+            const int64_t at = (hi - (4 * h * PJ_LEN + j) - row_back) * sz;
+            KN(load_columns_)(ar, b->ptr[0] + (at + dx), -PJ_LEN * sz);
+            KN(load_columns_)(er, b->ptr[2] + (at + dg), -PJ_LEN * sz);
             for (int s = 0; s < 4; s++) {
                 const int c = rev ? 3 - s : s;
                 ls[h] = er[c] + ar[c] * ls[h];
@@ -923,20 +921,8 @@ SCAN_INLINE int KN(prod_vjp_tile_)(const scan_block *b, const int64_t hi, double
             v4d sr[4];
             for (int s = 0; s < 4; s++)
                 sr[rev ? 3 - s : s] = bufS[j + s][h] + bufA[j + s][h] * Sc[h];
-            v4_transpose(sr);
-#define PJ_STORE_ROW(c)                                                       \
-    do {                                                                      \
-        const int64_t at = (hi - ((4 * h + (c)) * PJ_LEN + j) - row_back) * sz; \
-        v4d e_;                                                               \
-        NARROW_LOAD(e_, b->ptr[1] + (at + dy));                               \
-        e_ *= sr[c];                                                          \
-        NARROW_STORE(b->ptr[3] + at, e_);                                     \
-    } while (0)
-            PJ_STORE_ROW(0);
-            PJ_STORE_ROW(1);
-            PJ_STORE_ROW(2);
-            PJ_STORE_ROW(3);
-#undef PJ_STORE_ROW
+            const int64_t at = (hi - (4 * h * PJ_LEN + j) - row_back) * sz;
+            KN(store_columns_)(sr, b->ptr[3] + at, -PJ_LEN * sz, b->ptr[1] + (at + dy));
         }
     }
     *S_io = S;

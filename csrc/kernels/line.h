@@ -753,14 +753,13 @@ SCAN_INLINE void KN(store_columns_)(v4d r[4], char *row0, const int64_t row_step
     }
 }
 
-SCAN_INLINE int KN(prod_jvp_tile_tame_)(const prod_jvp_walk *w, const int back)
+/* whether a tile's PJ_TILE factors (in memory order from `a`) are 0 or of
+ * magnitude in [2^-16, 2^16] and its tangents or cotangents (from `e`)
+ * within 2^64; NaN fails every compare */
+SCAN_INLINE int KN(chunk_tile_tame_)(const char *a, const char *e)
 {
-    if (!(fabs(w->P) <= PJ_CARRY && fabs(w->D) <= PJ_CARRY))
-        return 0;
-    /* the tile's elements in memory order */
-    const int64_t low = back ? -(PJ_TILE - 1) : 0;
-    const T *x = (const T *)(const void *)w->x + low, *t = (const T *)(const void *)w->t + low;
-    int tame = 1; /* NaN fails every compare */
+    const T *x = (const T *)(const void *)a, *t = (const T *)(const void *)e;
+    int tame = 1;
     for (int k = 0; k < PJ_TILE; k++) {
         const T m = fabsf(x[k]), mt = fabsf(t[k]);
         tame &= (m <= (T)PJ_X_HI) & ((m >= (T)PJ_X_LO) | (m == 0)) & (mt <= (T)PJ_T_HI);
@@ -769,11 +768,16 @@ SCAN_INLINE int KN(prod_jvp_tile_tame_)(const prod_jvp_walk *w, const int back)
 }
 
 /* one tile of the `left` elements still to do; 0, with nothing written,
- * when a chunk's carries are out of range */
+ * when its elements or a chunk's carries are out of range */
 SCAN_INLINE int KN(prod_jvp_tile_)(prod_jvp_walk *w, const int64_t left, const int incl,
                                   const int back)
 {
     const int64_t sz = back ? -(int64_t)sizeof(T) : (int64_t)sizeof(T);
+    /* the tile in memory order starts PJ_TILE - 1 elements down when walking down */
+    const int64_t low = back ? (PJ_TILE - 1) * sz : 0;
+    if (!(fabs(w->P) <= PJ_CARRY && fabs(w->D) <= PJ_CARRY &&
+          KN(chunk_tile_tame_)(w->x + low, w->t + low)))
+        return 0;
     /* a row of four starts at its lowest address: element j, or j + 3 when
      * walking down, where the transposed columns come in reverse order */
     const int64_t row0 = back ? 3 : 0;
@@ -790,8 +794,8 @@ SCAN_INLINE int KN(prod_jvp_tile_)(prod_jvp_walk *w, const int64_t left, const i
             const int64_t at = ahead + j / 4 * part;
             panel_prefetch_row(w->x + at, part);
             panel_prefetch_row(w->t + at, part);
-            panel_prefetch_row_for_write(w->y + at, part);
-            panel_prefetch_row_for_write(w->yd + at, part);
+            panel_prefetch_row(w->y + at, part);
+            panel_prefetch_row(w->yd + at, part);
         }
         for (int h = 0; h < 2; h++) {
             v4d xr[4], tr[4];
@@ -849,7 +853,7 @@ SCAN_INLINE void KN(prod_jvp_line_)(const scan_block *b, const int incl, const i
     int64_t left = b->n;
 #if defined(PJ_TILE)
     for (; left >= PJ_TILE; left -= PJ_TILE)
-        if (!(KN(prod_jvp_tile_tame_)(&w, back) && KN(prod_jvp_tile_)(&w, left, incl, back)))
+        if (!KN(prod_jvp_tile_)(&w, left, incl, back))
             KN(prod_jvp_groups_)(&w, PJ_TILE, incl, back);
 #endif
     KN(prod_jvp_groups_)(&w, left, incl, back);
@@ -868,21 +872,12 @@ SCAN_INLINE int KN(prod_vjp_tile_)(const scan_block *b, const int64_t hi, double
 {
     const int64_t sz = back ? -(int64_t)sizeof(T) : (int64_t)sizeof(T);
     const int64_t gshift = incl ? 0 : 1, lo = hi - (PJ_TILE - 1);
-    if (!(fabs(*S_io) <= PJ_CARRY))
+    /* the factors x_{lo+1..hi+1} and weights g_{lo+gshift..hi+gshift} in
+     * memory order */
+    if (!(fabs(*S_io) <= PJ_CARRY &&
+          KN(chunk_tile_tame_)(b->ptr[0] + (back ? hi + 1 : lo + 1) * sz,
+                               b->ptr[2] + (back ? hi + gshift : lo + gshift) * sz)))
         return 0;
-    {
-        /* the factors x_{lo+1..hi+1} and weights g_{lo+gshift..hi+gshift}
-         * in memory order */
-        const T *x = (const T *)(const void *)(b->ptr[0] + (back ? hi + 1 : lo + 1) * sz);
-        const T *g = (const T *)(const void *)(b->ptr[2] + (back ? hi + gshift : lo + gshift) * sz);
-        int tame = 1; /* NaN fails every compare */
-        for (int k = 0; k < PJ_TILE; k++) {
-            const T m = fabsf(x[k]), mg = fabsf(g[k]);
-            tame &= (m <= (T)PJ_X_HI) & ((m >= (T)PJ_X_LO) | (m == 0)) & (mg <= (T)PJ_T_HI);
-        }
-        if (!tame)
-            return 0;
-    }
     /* a row of four slots k..k+3 starts at its lowest address: element
      * hi - k - 3 walking down in memory (columns in reverse), else hi - k */
     const int rev = !back;

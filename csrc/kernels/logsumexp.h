@@ -118,8 +118,7 @@ SCAN_INLINE void KN(lse_fwd_panel_)(PANEL_ARGS)
     }
     const int64_t ahead = panel_rows_ahead(b, w, sizeof(T), contig, line);
     for (int64_t r = 0; r < b->n; r++) {
-        if (ahead && r + ahead < b->n)
-            panel_prefetch_row(x + ahead * b->step[0], w * (int64_t)sizeof(T));
+        panel_prefetch_ahead(b, r, ahead, 0, x, w * (int64_t)sizeof(T));
 #if !LSE_COMPLEX
         if (!line) {
             /* The row's weights exp(x - M) go to scratch while the same loop
@@ -224,19 +223,18 @@ SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp)
     double M = -INFINITY, S = 0.0, U = 0.0;
     for (int64_t t0 = 0; t0 < b->n; t0 += LSE_TILE) {
         const int64_t cnt = b->n - t0 < LSE_TILE ? b->n - t0 : LSE_TILE;
-        /* a float64 line running up in memory is read where it is (55 -> 51
-         * ms on 2^24); others are first loaded to xs (float32 read where it
-         * is, converting in the exp's loop, measured no faster) */
-        const int direct = !LSE_COMPLEX && sizeof(T) == 8 && sx == 8;
-        double top;
-        int finite;
-        if (direct)
-            finite = tile_max_finite((const double *)(const void *)x, cnt, &top);
-        else {
+        /* the tile as doubles: a float64 line running up in memory is read
+         * where it is (55 -> 51 ms on 2^24), others are first loaded to xs
+         * (float32 read where it is, converting in the exp's loop, measured
+         * no faster).  Every read of the tile comes before y is written, so
+         * y may be x. */
+        const double *xv = xs;
+        if (!LSE_COMPLEX && sizeof(T) == 8 && sx == 8)
+            xv = (const double *)(const void *)x;
+        else
             LSE_TILE_LOAD(xs, x, sx, cnt);
-            finite = tile_max_finite(xs, cnt, &top);
-        }
-        if (finite) {
+        double top;
+        if (tile_max_finite(xv, cnt, &top)) {
             /* Every element finite: the tile's sums go on one reference R,
              * the largest value so far, so that there is no running max, the
              * weights exp(x_i - R) are one select-free exp and S is a plain
@@ -244,16 +242,11 @@ SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp)
              * from underflow while the max before the tile (or its first
              * element) is within LSE_SPAN of R; lse_log_plus adds R without
              * rounding log S_i on its own. */
-            const double x0 = direct ? LLD(x) : xs[0];
-            const double R = top > M ? top : M, first = M == -INFINITY ? x0 : M;
+            const double R = top > M ? top : M, first = M == -INFINITY ? xv[0] : M;
             if (R - first <= LSE_SPAN && S == S) { /* S is NaN after a NaN */
                 const double scale = lse_exp(M - R, LSE_PRECISE);
-                if (direct)
-                    for (int64_t i = 0; i < cnt; i++)
-                        ev[i] = lse_exp_bounded(LLD(x + i * (int64_t)sizeof(T)) - R, LSE_PRECISE);
-                else
-                    for (int64_t i = 0; i < cnt; i++)
-                        ev[i] = lse_exp_bounded(xs[i] - R, LSE_PRECISE);
+                for (int64_t i = 0; i < cnt; i++)
+                    ev[i] = lse_exp_bounded(xv[i] - R, LSE_PRECISE);
                 sv[0] = S * scale;
                 S = prefix_sum(ev, sv + 1, cnt, sv[0]);
                 M = R;
@@ -292,15 +285,13 @@ SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp)
                 continue;
             }
         }
-        if (direct)
-            LSE_TILE_LOAD(xs, x, sx, cnt);
         pm[0] = M;
         for (int64_t i = 0; i < cnt; i++) {
-            M = xs[i] > M ? xs[i] : M;
+            M = xv[i] > M ? xv[i] : M;
             pm[i + 1] = M;
         }
         for (int64_t i = 0; i < cnt; i++) {
-            const double v = xs[i], m = pm[i];
+            const double v = xv[i], m = pm[i];
             const int gt = v > m;
             const double e = lse_exp(v == m ? 0.0 : -fabs(v - m), LSE_PRECISE);
             av[i] = gt ? e : 1.0;
@@ -371,10 +362,8 @@ SCAN_INLINE void KN(lse_jvp_panel_)(PANEL_ARGS)
     }
     const int64_t ahead = panel_rows_ahead(b, w, sizeof(T), contig, line);
     for (int64_t r = 0; r < b->n; r++) {
-        if (ahead && r + ahead < b->n) {
-            panel_prefetch_row(x + ahead * b->step[0], w * (int64_t)sizeof(T));
-            panel_prefetch_row(t + ahead * b->step[1], w * (int64_t)sizeof(T));
-        }
+        panel_prefetch_ahead(b, r, ahead, 0, x, w * (int64_t)sizeof(T));
+        panel_prefetch_ahead(b, r, ahead, 1, t, w * (int64_t)sizeof(T));
 #if !LSE_COMPLEX
         if (!line && r > 0 && KN(lse_row_is_tame_)(x, lx, w, M, S)) {
             /* separate loops, as in the forward */

@@ -42,8 +42,7 @@
         }                                                                                       \
         const int64_t ahead = panel_rows_ahead(b, w, sizeof(T), contig, line);                  \
         for (int64_t r = 0; r < b->n; r++) {                                                    \
-            if (ahead && r + ahead < b->n)                                                      \
-                panel_prefetch_row(x + ahead * b->step[0], w * (int64_t)sizeof(T));             \
+            panel_prefetch_ahead(b, r, ahead, 0, x, w * (int64_t)sizeof(T));                    \
             for (int64_t l = 0; l < w; l++) {                                                   \
                 MV v = MLD(x + l * lx);                                                         \
                 int take = TAKES(v, val[l]);                                                    \
@@ -92,10 +91,8 @@
         }                                                                                       \
         const int64_t ahead = panel_rows_ahead(b, w, sizeof(T), contig, line);                  \
         for (int64_t r = 0; r < b->n; r++) {                                                    \
-            if (ahead && r + ahead < b->n) {                                                    \
-                panel_prefetch_row(x + ahead * b->step[0], w * (int64_t)sizeof(T));             \
-                panel_prefetch_row(t + ahead * b->step[1], w * (int64_t)sizeof(T));             \
-            }                                                                                   \
+            panel_prefetch_ahead(b, r, ahead, 0, x, w * (int64_t)sizeof(T));                    \
+            panel_prefetch_ahead(b, r, ahead, 1, t, w * (int64_t)sizeof(T));                    \
             for (int64_t l = 0; l < w; l++) {                                                   \
                 MV v = MLD(x + l * lx);                                                         \
                 int take = TAKES(v, val[l]);                                                    \

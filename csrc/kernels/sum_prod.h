@@ -21,8 +21,7 @@
             acc[l] = IDENTITY;                                                          \
         const int64_t ahead = panel_rows_ahead(b, w, sizeof(T), contig, line);          \
         for (int64_t r = 0; r < b->n; r++) {                                            \
-            if (ahead && r + ahead < b->n)                                              \
-                panel_prefetch_row(x + ahead * b->step[0], w * (int64_t)sizeof(T));     \
+            panel_prefetch_ahead(b, r, ahead, 0, x, w * (int64_t)sizeof(T));            \
             for (int64_t l = 0; l < w; l++) {                                           \
                 A v = LD(x + l * lx); /* read before writing: y may be x */             \
                 A next = COMBINE(acc[l], v);                                            \
@@ -143,10 +142,8 @@ SCAN_INLINE void KN(prod_jvp_panel_)(PANEL_ARGS)
     }
     const int64_t ahead = panel_rows_ahead(b, w, sizeof(T), contig, line);
     for (int64_t r = 0; r < b->n; r++) {
-        if (ahead && r + ahead < b->n) {
-            panel_prefetch_row(x + ahead * b->step[0], w * (int64_t)sizeof(T));
-            panel_prefetch_row(t + ahead * b->step[1], w * (int64_t)sizeof(T));
-        }
+        panel_prefetch_ahead(b, r, ahead, 0, x, w * (int64_t)sizeof(T));
+        panel_prefetch_ahead(b, r, ahead, 1, t, w * (int64_t)sizeof(T));
         for (int64_t l = 0; l < w; l++) {
             A v = LD(x + l * lx), tv = LD(t + l * lt);
             A nP = MUL(P[l], v);

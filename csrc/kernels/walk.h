@@ -66,14 +66,13 @@ SCAN_INLINE void panel_prefetch_row(const char *p, int64_t bytes)
 #endif
 }
 
-SCAN_INLINE void panel_prefetch_row_for_write(char *p, int64_t bytes)
+/* operand k's row `ahead` rows after the current one (at p), while the
+ * panel has one; ahead == 0 asks for nothing */
+SCAN_INLINE void panel_prefetch_ahead(const scan_block *b, int64_t r, int64_t ahead, int k,
+                                      const char *p, int64_t row_bytes)
 {
-#if defined(__GNUC__)
-    for (int64_t off = 0; off < bytes; off += 64)
-        __builtin_prefetch(p + off, 1);
-#else
-    (void)p, (void)bytes;
-#endif
+    if (ahead && r + ahead < b->n)
+        panel_prefetch_row(p + ahead * b->step[k], row_bytes);
 }
 
 #define DEFINE_PANEL_KERNEL(NAME, PANEL, NOPS, ...) \

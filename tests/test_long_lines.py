@@ -329,7 +329,25 @@ def _lse_lines(rng: np.random.Generator, n: int) -> dict:
         "offset_large": 1e3 + rng.uniform(-4.0, 0.0, n),
         "sawtooth": (np.arange(n) % 300) / 75.0 - 2.0,
         "many_terms": -2.0 * np.log(np.arange(1, n + 1)),
+        # tiles kept on an earlier reference: elements exactly the span
+        # above it (4 for float64 results, 64 for float32 ones), just past
+        # it, -inf among them; and lines rising too fast for one reference
+        "span_edges": _span_edges(rng.uniform(-4.0, 0.0, n)),
+        "climb": np.arange(n) * 0.03 + rng.uniform(-1.0, 0.0, n),
+        "steep": np.arange(n) * 0.5 + rng.uniform(-1.0, 0.0, n),
     }
+
+
+def _span_edges(x: np.ndarray) -> np.ndarray:
+    x[0] = 0.0
+    x[600] = 4.0     # the float64 span above the reference 0: kept
+    x[700] = 8.0 + 2.0 ** -20   # past it
+    x[900] = -np.inf
+    x[1200] = 72.0   # the float32 span above 8
+    x[1500] = 140.25  # past it
+    x[1501] = -np.inf
+    x[2500] = 1000.0  # past the range of exp(x - 140.25) itself
+    return x
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -21,10 +21,12 @@ typedef int64_t v4i __attribute__((vector_size(32)));
 #define V4_SHIFT1(v, fill) __builtin_shufflevector(v, fill, 4, 0, 1, 2)
 #define V4_SHIFT2(v, fill) __builtin_shufflevector(v, fill, 4, 5, 0, 1)
 #define V4_REVERSE(v) __builtin_shufflevector(v, v, 3, 2, 1, 0)
+#define V4_BROADCAST3(v) __builtin_shufflevector(v, v, 3, 3, 3, 3)
 #else
 #define V4_SHIFT1(v, fill) __builtin_shuffle(v, fill, (v4i){4, 0, 1, 2})
 #define V4_SHIFT2(v, fill) __builtin_shuffle(v, fill, (v4i){4, 5, 0, 1})
 #define V4_REVERSE(v) __builtin_shuffle(v, (v4i){3, 2, 1, 0})
+#define V4_BROADCAST3(v) __builtin_shuffle(v, (v4i){3, 3, 3, 3})
 #endif
 /* every lane = s (adding s to a zero vector would turn -0.0 into +0.0) */
 #define V4_SPLAT(s) ((v4d){(s), (s), (s), (s)})
@@ -162,15 +164,25 @@ static inline double affine_scan(const double *a, const double *e, double *out, 
 }
 
 /* Largest of x[0..cnt) (NaN ignored) into *max; returns whether all are
- * finite (x * 0 is NaN exactly for infinities and NaN). */
-static inline int tile_max_finite(const double *x, int64_t cnt, double *max)
+ * finite (x * 0 is NaN exactly for infinities and NaN).  With `widen` (a
+ * compile-time constant) x is float32, read ascending from `src`, and is
+ * written to x as doubles in the same pass. */
+SIMD_INLINE int tile_max_finite_(double *x, const char *src, int64_t cnt, double *max,
+                                 const int widen)
 {
     v4d m = V4_SPLAT(-INFINITY), m2 = m, z = {0.0, 0.0, 0.0, 0.0}, z2 = z;
     int64_t i = 0;
     for (; i + 8 <= cnt; i += 8) {
         v4d v, v2;
-        V4_LOAD(v, x + i);
-        V4_LOAD(v2, x + i + 4);
+        if (widen) {
+            narrow_load_f32(&v, src + 4 * i);
+            narrow_load_f32(&v2, src + 4 * (i + 4));
+            V4_STORE(x + i, v);
+            V4_STORE(x + i + 4, v2);
+        } else {
+            V4_LOAD(v, x + i);
+            V4_LOAD(v2, x + i + 4);
+        }
         const v4i gt = (v4i)(v > m), gt2 = (v4i)(v2 > m2);
         m = (v4d)(((v4i)v & gt) | ((v4i)m & ~gt));
         m2 = (v4d)(((v4i)v2 & gt2) | ((v4i)m2 & ~gt2));
@@ -184,11 +196,26 @@ static inline int tile_max_finite(const double *x, int64_t cnt, double *max)
         zs += z[k] + z2[k];
     }
     for (; i < cnt; i++) {
+        if (widen) {
+            float f;
+            memcpy(&f, src + 4 * i, 4);
+            x[i] = f;
+        }
         mx = x[i] > mx ? x[i] : mx;
         zs += x[i] * 0.0;
     }
     *max = mx;
     return zs == 0.0;
+}
+static inline int tile_max_finite(const double *x, int64_t cnt, double *max)
+{
+    return tile_max_finite_((double *)x, NULL, cnt, max, 0);
+}
+/* the float32 tile of a line running up: loaded in the pass that finds its
+ * max (one pass over the tile fewer) */
+static inline int tile_widen_max_finite(double *x, const char *src, int64_t cnt, double *max)
+{
+    return tile_max_finite_(x, src, cnt, max, 1);
 }
 
 /* out[i] = S + e[0] + ... + e[i]; returns the last.  Same shape as
@@ -197,6 +224,10 @@ static inline int tile_max_finite(const double *x, int64_t cnt, double *max)
 static inline double prefix_sum(const double *e, double *out, int64_t cnt, double S)
 {
     const v4d zero = {0.0, 0.0, 0.0, 0.0};
+    /* the carry stays a splat vector: extracting the last lane and
+     * broadcasting it again each step put a shuffle round trip (10 cycles
+     * per 8 elements) on the chain; the totals are splat off it */
+    v4d carry = V4_SPLAT(S);
     int64_t i = 0;
     for (; i + 8 <= cnt; i += 8) {
         v4d s, s2;
@@ -206,13 +237,15 @@ static inline double prefix_sum(const double *e, double *out, int64_t cnt, doubl
         s2 += V4_SHIFT1(s2, zero);
         s += V4_SHIFT2(s, zero);
         s2 += V4_SHIFT2(s2, zero);
-        s2 += s[3];
-        s += S;
-        s2 += S;
+        s2 += V4_BROADCAST3(s);
+        const v4d total = V4_BROADCAST3(s2);
+        s += carry;
+        s2 += carry;
         V4_STORE(out + i, s);
         V4_STORE(out + i + 4, s2);
-        S = s2[3];
+        carry += total;
     }
+    S = carry[0];
     for (; i < cnt; i++) {
         S += e[i];
         out[i] = S;

@@ -114,14 +114,22 @@ static inline double lse_log_plus(double x, double M, const int precise, const i
     const uint64_t t = vm_bits(x) + (0x3ff0000000000000u - 0x3fe6a09e667f3bcdu);
     const double e = vm_from_bits((t >> 52) | 0x4330000000000000u) - (4503599627370496.0 + 1023.0);
     const double f = vm_from_bits((t & 0x000fffffffffffffu) + 0x3fe6a09e667f3bcdu) - 1.0;
-    const double hfsq = 0.5 * f * f;
     const double s = f / (2.0 + f);
     const double z = s * s, w = z * z;
-    /* float32 results: the first four terms leave an error below 1e-9 */
-    const double R = precise ? VM_FMA(z, VM_FMA(w, VM_FMA(w, VM_FMA(w, Lg7, Lg5), Lg3), Lg1),
-                                      w * VM_FMA(w, VM_FMA(w, Lg6, Lg4), Lg2))
-                             : VM_FMA(z, VM_FMA(w, Lg3, Lg1), w * VM_FMA(w, Lg4, Lg2));
-    double y = VM_FMA(e, ln2_hi, M) - ((hfsq - VM_FMA(s, hfsq + R, e * ln2_lo)) - f);
+    double y;
+    if (precise) {
+        const double hfsq = 0.5 * f * f;
+        const double R = VM_FMA(z, VM_FMA(w, VM_FMA(w, VM_FMA(w, Lg7, Lg5), Lg3), Lg1),
+                                w * VM_FMA(w, VM_FMA(w, Lg6, Lg4), Lg2));
+        y = VM_FMA(e, ln2_hi, M) - ((hfsq - VM_FMA(s, hfsq + R, e * ln2_lo)) - f);
+    } else {
+        /* float32 results: the first four terms leave an error below 1e-9,
+         * and log(1 + f) = 2s + s R straight (fdlibm's split around f and
+         * f^2 / 2 keeps the last double bits, which a float32 result does
+         * not need; 20% fewer operations) */
+        const double R = VM_FMA(z, VM_FMA(w, Lg3, Lg1), w * VM_FMA(w, Lg4, Lg2));
+        y = VM_FMA(e, ln2_hi + ln2_lo, M) + VM_FMA(s, R, s + s);
+    }
     if (!finite) {
         y = x == INFINITY ? M + x : y;
         y = x == 0.0 ? M - INFINITY : y;

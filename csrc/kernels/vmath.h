@@ -99,8 +99,9 @@ static inline double lse_exp_bounded(double x, const int precise)
  * `finite` (a compile-time constant) says the caller has ruled out 0, inf and
  * NaN: fdlibm's e_log.c without the subnormal and negative cases, its
  * polynomial in fused multiply-adds (they are the bulk of the work).  M is
- * added to the exact e*ln2_hi before the small remainder, so a large |log S|
- * (a sum kept on a reference other than its own max) costs no accuracy. */
+ * added to e ln2 (the exact e*ln2_hi for float64 results) before the small
+ * remainder, so a large |log S| (a sum kept on a reference other than its
+ * own max) costs no accuracy. */
 static inline double lse_log_plus(double x, double M, const int precise, const int finite)
 {
     const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;

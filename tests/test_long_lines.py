@@ -317,10 +317,12 @@ def test_narrow_panels(lanes: int, dtype: str) -> None:
 
 
 def _lse_lines(rng: np.random.Generator, n: int) -> dict:
-    """Lines whose tiles keep their sums on a reference above the running max
-    (the finite-tile path of the line kernel) in every way it can be off: a
-    rise within a tile, a slow rise, small and large offsets, a sum that grows
-    to many times its largest term, and the plain random line."""
+    """Lines whose tiles keep their sums on a reference other than the running
+    max (the finite-tile path of the line kernel: above it, or below it when a
+    tile keeps an earlier reference) in every way it can be off: a rise within
+    a tile, a slow rise, small and large offsets, a sum that grows to many
+    times its largest term, elements at and past the span, lines rising too
+    fast for one reference, and the plain random line."""
     return {
         "uniform": rng.uniform(-4.0, 0.0, n),
         "rising": np.linspace(-3.0, 3.0, n) + rng.standard_normal(n) * 0.1,

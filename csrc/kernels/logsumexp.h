@@ -261,12 +261,14 @@ SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp)
          * where it is (55 -> 51 ms on 2^24), a float32 one converted in the
          * loop that first reads it, others are first loaded to xs.  Every
          * read of the tile comes before y is written, so y may be x. */
-        const int f64_up = !LSE_COMPLEX && sizeof(T) == 8 && sx == 8;
-        const int f32_up = !LSE_COMPLEX && LSE_WIDEN_F32 && sx == 4;
+        const int f64_up = sizeof(T) == 8 && sx == 8;
+        const int f32_up = LSE_WIDEN_F32 && sx == 4;
         const double *xv = f64_up ? (const double *)(const void *)x : xs;
-        int loaded = f64_up, fast = 0;
+        if (!f64_up && !f32_up)
+            LSE_TILE_LOAD(xs, x, sx, cnt);
+        int fast = 0;
         double R = M, scale = 1.0;
-        if (!LSE_COMPLEX && skip == 0 && M > -INFINITY && S == S) {
+        if (skip == 0 && M > -INFINITY && S == S) {
             /* Speculate that the tile stays on the reference the sums are
              * already on: each x_i - M at most LSE_SPAN above it (which
              * also rules out +inf and NaN; -inf gets weight 0), tested in
@@ -274,27 +276,18 @@ SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp)
              * starts over below, and speculation then pauses for 255 tiles
              * (on a line that keeps rising, retrying after 1, 2, 4 ... 64
              * tiles measured 8% slower than not speculating; 255: as fast). */
-            if (!f32_up && !loaded)
-                LSE_TILE_LOAD(xs, x, sx, cnt);
-            const int tame = f32_up ? KN(lse_weights_tame_)(NULL, x, cnt, M, ev)
-                                    : KN(lse_weights_tame_)(xv, NULL, cnt, M, ev);
-            loaded |= !f32_up;
-            fast = tame;
-            skip = tame ? 0 : LSE_SPECULATION_PAUSE;
+            fast = f32_up ? KN(lse_weights_tame_)(NULL, x, cnt, M, ev)
+                          : KN(lse_weights_tame_)(xv, NULL, cnt, M, ev);
+            skip = fast ? 0 : LSE_SPECULATION_PAUSE;
         } else if (skip > 0) {
             skip--;
         }
         if (!fast) {
             double top;
-            int finite;
-            if (loaded)
-                finite = tile_max_finite(xv, cnt, &top);
-            else if (f32_up)
-                finite = tile_widen_max_finite(xs, x, cnt, &top);
-            else {
-                LSE_TILE_LOAD(xs, x, sx, cnt);
-                finite = tile_max_finite(xv, cnt, &top);
-            }
+            /* a float32 tile is widened to xs only here, where it is read
+             * more than once */
+            const int finite = f32_up ? tile_widen_max_finite(xs, x, cnt, &top)
+                                      : tile_max_finite(xv, cnt, &top);
             /* Every element finite: the tile's sums go on one reference R,
              * the largest value so far, so that there is no running max, the
              * weights exp(x_i - R) are one select-free exp and S is a plain
@@ -306,8 +299,7 @@ SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp)
             const double first = M == -INFINITY ? xv[0] : M;
             if (finite && R - first <= LSE_SPAN && S == S) { /* S is NaN after a NaN */
                 scale = lse_exp(M - R, LSE_PRECISE);
-                for (int64_t i = 0; i < cnt; i++)
-                    ev[i] = lse_exp_bounded(xv[i] - R, LSE_PRECISE);
+                (void)KN(lse_weights_tame_)(xv, NULL, cnt, R, ev); /* all <= R */
                 fast = 1;
             }
         }
@@ -319,7 +311,7 @@ SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp)
              * A contiguous float64 y is written by the log's own loop
              * (10% faster; for float32 the narrowing in that loop costs
              * more than the pass it saves) */
-            if (sizeof(T) == 8 && !LSE_COMPLEX && sy == 8) {
+            if (sizeof(T) == 8 && sy == 8) {
                 for (int64_t i = 0; i < cnt; i++)
                     LST(y + i * 8, lse_log_plus(sv[i + incl], R, LSE_PRECISE, 1));
                 if (sv[incl] == 0.0)

@@ -65,7 +65,7 @@ def _close(got: np.ndarray, want: np.ndarray, dtype: np.dtype, n: int) -> None:
 
 def _column(fn, x: np.ndarray, **kw):
     """The same scan through the panel path: x as column 0 of (n, 2)."""
-    return fn(np.stack([x, x[::-1]], axis=1), axis=0, **kw)
+    return fn(_stack(x), axis=0, **kw)
 
 
 @pytest.mark.parametrize("special", ["none", "ties", "inf", "neginf_prefix", "nan"])
@@ -174,9 +174,7 @@ def test_long_line_derivatives_match_the_panel_path(name: str, dtype: str, speci
             for inclusive in (False, True):
                 kw = dict(reverse=reverse, inclusive=inclusive)
                 y, ydot = sa.jvp(fn, x, t, **kw)
-                x2 = np.stack([x, x[::-1]], axis=1)
-                t2 = np.stack([t, t[::-1]], axis=1)
-                g2 = np.stack([g, g[::-1]], axis=1)
+                x2, t2, g2 = _stack(x), _stack(t), _stack(g)
                 y2, ydot2 = sa.jvp(fn, x2, t2, axis=0, **kw)
                 _close(ydot, ydot2[:, 0], np.dtype(dtype), n)
                 _, pullback = sa.vjp(fn, x, **kw)
@@ -341,14 +339,16 @@ def _lse_lines(rng: np.random.Generator, n: int) -> dict:
 
 
 def _span_edges(x: np.ndarray) -> np.ndarray:
+    # tiles of 256 from a reference 0; a failed tile ends speculation for the
+    # rest of this line, so each dtype's failure comes after its kept edges
     x[0] = 0.0
-    x[600] = 4.0     # the float64 span above the reference 0: kept
-    x[700] = 8.0 + 2.0 ** -20   # past it
-    x[900] = -np.inf
-    x[1200] = 72.0   # the float32 span above 8
-    x[1500] = 140.25  # past it
+    x[600] = 4.0  # the float64 span above the reference: kept by both
+    x[900] = -np.inf  # inside a kept tile
+    x[1100] = 4.0 + 2.0**-20  # just past the float64 span
+    x[1200] = 64.0  # the float32 span: kept by float32
+    x[1500] = 64.0 + 2.0**-17  # just past it (one float32 ulp)
     x[1501] = -np.inf
-    x[2500] = 1000.0  # past the range of exp(x - 140.25) itself
+    x[2500] = 1000.0  # past the range of exp(x - 64) itself
     return x
 
 

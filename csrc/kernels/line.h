@@ -94,12 +94,71 @@ static void line_combine_min(scan_carry *acc, const scan_carry *next)
     (~(v4i)(V4_ABS(v) <= V4_SPLAT(ACC_PROD_HI)) |        \
      ((v4i)(V4_ABS(v) < V4_SPLAT(ACC_PROD_LO)) & (v4i)((v) != V4_SPLAT(0.0))))
 #define ACC_SUM_WILD(v) (~(v4i)(V4_ABS(v) <= V4_SPLAT(ACC_SUM_HI)))
-#define ACC_PARTIAL_WILD(v) (~(v4i)(V4_ABS(v) >= V4_SPLAT(0x1p-1022)))
+#define ACC_PARTIAL_TAME(v) ((v4i)(V4_ABS(v) >= V4_SPLAT(0x1p-1022)))
+#define ACC_PARTIAL_WILD(v) (~ACC_PARTIAL_TAME(v))
 SCAN_INLINE int acc_carry_tame(const int prod, const double S)
 {
     const double m = fabs(S);
     return !(m > (prod ? 0x1p200 : 0x1p1020) && m < INFINITY);
 }
+/* Speculative blocks (float32 products): the groups of a block are stored
+ * unchecked and their partials tested once at the block's end; a block that
+ * fails is done again from its start group by group, each checked before it
+ * is stored, and blocks pause for ACC_PAUSE elements so that a line with
+ * many zeros pays for one wasted block per pause.  The per-group test and
+ * its branch took 0.1 of the 0.65 ns per element the line took in cache. */
+#define ACC_BLOCK 64
+#define ACC_PAUSE 2048
+
+/* the eight elements a, c of a group scanned in place: partial results
+ * from the group's first element on */
+#define ACC_GROUP_SCAN(prod, a, c, id)                   \
+    do {                                                 \
+        a = LINE_COMBINE(prod, a, V4_SHIFT1(a, id));     \
+        c = LINE_COMBINE(prod, c, V4_SHIFT1(c, id));     \
+        a = LINE_COMBINE(prod, a, V4_SHIFT2(a, id));     \
+        c = LINE_COMBINE(prod, c, V4_SHIFT2(c, id));     \
+        c = LINE_COMBINE(prod, c, V4_BROADCAST3(a));     \
+    } while (0)
+/* a scanned group's outputs from carry Sv to y, and Sv past the group */
+#define ACC_GROUP_STORE(prod, incl, back, y, sz, a, c, Sv)              \
+    do {                                                                \
+        v4d ra = LINE_COMBINE(prod, a, Sv), rc = LINE_COMBINE(prod, c, Sv); \
+        const v4d next = LINE_COMBINE(prod, Sv, V4_BROADCAST3(c));     \
+        if (!(incl)) { /* each output is the state before its element */ \
+            rc = V4_SHIFT1(rc, V4_BROADCAST3(ra));                      \
+            ra = V4_SHIFT1(ra, Sv);                                     \
+        }                                                               \
+        Sv = next;                                                      \
+        LINE_STORE(y, ra, back);                                        \
+        LINE_STORE((y) + 4 * (sz), rc, back);                           \
+    } while (0)
+
+/* Read x and write y LINE_AHEAD elements ahead (sz: bytes per element, its
+ * sign the direction; a prefetch never faults, so past the line's end is
+ * harmless).  The prefetchers alone left a 2^24 line at 0.60-0.70 ns per
+ * float32 element against 0.50 in cache; with these, 0.53-0.55. */
+#define LINE_AHEAD 256
+#if defined(__GNUC__)
+#define LINE_PREFETCH(x, y, sz)                                                     \
+    do {                                                                            \
+        __builtin_prefetch((const void *)((uintptr_t)(x) + LINE_AHEAD * (sz)));     \
+        __builtin_prefetch((const void *)((uintptr_t)(y) + LINE_AHEAD * (sz)), 1);  \
+    } while (0)
+#else
+#define LINE_PREFETCH(x, y, sz) ((void)0)
+#endif
+
+/* whether the n elements from x and from y (sz bytes apart, either sign)
+ * share a byte */
+SCAN_INLINE int line_ranges_overlap(const char *x, const char *y, int64_t n, int64_t sz)
+{
+    const uintptr_t span = (uintptr_t)(n * (sz < 0 ? -sz : sz));
+    const uintptr_t xl = (uintptr_t)(sz < 0 ? x + (n - 1) * sz : x);
+    const uintptr_t yl = (uintptr_t)(sz < 0 ? y + (n - 1) * sz : y);
+    return xl < yl + span && yl < xl + span;
+}
+
 #endif
 
 #if defined(NARROW_LOAD)
@@ -149,16 +208,17 @@ SCAN_INLINE int KN(line_direction_)(const scan_block *b, int nops, const int64_t
 #if defined(LINE_F32)
 #define ACC_ELEMENTS_WILD(prod, a, c) 0
 #define ACC_PARTIALS_WILD(prod, c) ((prod) && V4_ANY(ACC_PARTIAL_WILD(c)))
+#define ACC_SPECULATES(prod) (prod)
 #else
 #define ACC_ELEMENTS_WILD(prod, a, c) \
     V4_ANY((prod) ? ACC_PROD_WILD(a) | ACC_PROD_WILD(c) : ACC_SUM_WILD(a) | ACC_SUM_WILD(c))
 #define ACC_PARTIALS_WILD(prod, c) 0
+#define ACC_SPECULATES(prod) 0
 #endif
-
 /* cumsum (prod = 0) or cumprod (prod = 1) of operand 0 into operand 1, in
  * double, eight elements per step.  Reassociation moves results by a few
- * double ulp; both operands are loaded before either is stored, so y may
- * be x. */
+ * double ulp; outside speculative blocks both operands are loaded before
+ * either is stored, so y may be x (which then never speculates). */
 SCAN_INLINE void KN(accumulate_line_)(const scan_block *b, const int prod, const int incl,
                                      const int back)
 {
@@ -167,36 +227,50 @@ SCAN_INLINE void KN(accumulate_line_)(const scan_block *b, const int prod, const
     const char *x = b->ptr[0];
     char *y = b->ptr[1];
     double S = b->carry ? b->carry->v : prod ? 1.0 : 0.0;
-    int64_t i = 0;
+    const int speculate = ACC_SPECULATES(prod) && !line_ranges_overlap(x, y, n, sz);
+    int64_t i = 0, speculate_from = 0;
     for (;;) {
         /* the carry stays a splat vector and takes the group's total, which
          * is splat off the chain: extracting the last lane and broadcasting
          * it again put a 10-cycle round trip per 8 elements on the chain */
         v4d Sv = V4_SPLAT(S);
-        for (; i + 8 <= n; i += 8, x += 8 * sz, y += 8 * sz) {
+        for (;;) {
+            if (speculate && i >= speculate_from && i + ACC_BLOCK <= n) {
+                const char *x0 = x;
+                char *y0 = y;
+                const v4d S0 = Sv;
+                v4i tame = V4I_SPLAT(-1);
+                for (int g = 0; g < ACC_BLOCK / 8; g++, x += 8 * sz, y += 8 * sz) {
+                    v4d a, c;
+                    LINE_PREFETCH(x, y, sz);
+                    LINE_LOAD(a, x, back);
+                    LINE_LOAD(c, x + 4 * sz, back);
+                    ACC_GROUP_SCAN(prod, a, c, id);
+                    tame &= ACC_PARTIAL_TAME(c);
+                    ACC_GROUP_STORE(prod, incl, back, y, sz, a, c, Sv);
+                }
+                if (!V4_ANY(~tame)) {
+                    i += ACC_BLOCK;
+                    continue;
+                }
+                x = x0, y = y0, Sv = S0;
+                speculate_from = i + ACC_PAUSE;
+            }
+            if (i + 8 > n)
+                break;
             v4d a, c;
+            LINE_PREFETCH(x, y, sz);
             LINE_LOAD(a, x, back);
             LINE_LOAD(c, x + 4 * sz, back);
             if (sizeof(T) == 8 && !acc_carry_tame(prod, Sv[0]))
                 break;
             if (ACC_ELEMENTS_WILD(prod, a, c))
                 break;
-            a = LINE_COMBINE(prod, a, V4_SHIFT1(a, id));
-            c = LINE_COMBINE(prod, c, V4_SHIFT1(c, id));
-            a = LINE_COMBINE(prod, a, V4_SHIFT2(a, id));
-            c = LINE_COMBINE(prod, c, V4_SHIFT2(c, id));
-            c = LINE_COMBINE(prod, c, V4_BROADCAST3(a));
+            ACC_GROUP_SCAN(prod, a, c, id);
             if (ACC_PARTIALS_WILD(prod, c))
                 break;
-            v4d ra = LINE_COMBINE(prod, a, Sv), rc = LINE_COMBINE(prod, c, Sv);
-            const v4d next = LINE_COMBINE(prod, Sv, V4_BROADCAST3(c));
-            if (!incl) { /* each output is the state before its element */
-                rc = V4_SHIFT1(rc, V4_BROADCAST3(ra));
-                ra = V4_SHIFT1(ra, Sv);
-            }
-            Sv = next;
-            LINE_STORE(y, ra, back);
-            LINE_STORE(y + 4 * sz, rc, back);
+            ACC_GROUP_STORE(prod, incl, back, y, sz, a, c, Sv);
+            i += 8, x += 8 * sz, y += 8 * sz;
         }
         S = Sv[0];
         if (i == n)
@@ -212,6 +286,7 @@ SCAN_INLINE void KN(accumulate_line_)(const scan_block *b, const int prod, const
 }
 #undef ACC_ELEMENTS_WILD
 #undef ACC_PARTIALS_WILD
+#undef ACC_SPECULATES
 
 /* ---- cummax / cummin ----
  * The scalar rule (a new element takes over when it compares >= / <= or is

@@ -140,14 +140,19 @@ SCAN_INLINE int acc_carry_tame(const int prod, const double S)
  * float32 element against 0.50 in cache; with these, 0.53-0.55. */
 #define LINE_AHEAD 256
 #if defined(__GNUC__)
-#define LINE_PREFETCH(x, y, sz)                                                     \
-    do {                                                                            \
-        __builtin_prefetch((const void *)((uintptr_t)(x) + LINE_AHEAD * (sz)));     \
-        __builtin_prefetch((const void *)((uintptr_t)(y) + LINE_AHEAD * (sz)), 1);  \
-    } while (0)
+#define LINE_PREFETCH_READ(p, sz) \
+    __builtin_prefetch((const void *)((uintptr_t)(p) + LINE_AHEAD * (sz)))
+#define LINE_PREFETCH_WRITE(p, sz) \
+    __builtin_prefetch((const void *)((uintptr_t)(p) + LINE_AHEAD * (sz)), 1)
 #else
-#define LINE_PREFETCH(x, y, sz) ((void)0)
+#define LINE_PREFETCH_READ(p, sz) ((void)0)
+#define LINE_PREFETCH_WRITE(p, sz) ((void)0)
 #endif
+#define LINE_PREFETCH(x, y, sz)          \
+    do {                                 \
+        LINE_PREFETCH_READ(x, sz);       \
+        LINE_PREFETCH_WRITE(y, sz);      \
+    } while (0)
 
 /* whether the n elements from x and from y (sz bytes apart, either sign)
  * share a byte */
@@ -363,6 +368,9 @@ SCAN_INLINE void KN(extreme_f32_)(const scan_block *b, const int is_max, const i
     while (i < n) {
         if (i + 8 <= n) {
             v8f a;
+            LINE_PREFETCH(x, y, sz);
+            if (jvp)
+                LINE_PREFETCH(t, yd, sz);
             V8_LOAD(a, x, back);
             /* without a NaN, "takes over" is a plain compare (a NaN carry
              * still wins, as v >= NaN is false); a group with one takes the
@@ -456,6 +464,11 @@ SCAN_INLINE void KN(extreme_line_)(const scan_block *b, const int is_max, const 
         v4d a, c;
         if (i + 8 > n)
             goto one_element;
+        LINE_PREFETCH(x, y, sz);
+        if (mode == LINE_TANGENT)
+            LINE_PREFETCH(t, po, sz);
+        else if (mode == LINE_INDEX)
+            LINE_PREFETCH_WRITE(po, psz);
         LINE_LOAD(a, x, back);
         LINE_LOAD(c, x + 4 * sz, back);
         /* a group holding a NaN takes the scalar step: without one, "takes
@@ -836,11 +849,12 @@ SCAN_INLINE void KN(store_columns_)(v4d r[4], char *row0, const int64_t row_step
 /* whether a tile's PJ_TILE factors (in memory order from `a`) are 0 or of
  * magnitude in [2^-16, 2^16] and its tangents or cotangents (from `e`)
  * within 2^64; NaN fails every compare */
-SCAN_INLINE int KN(chunk_tile_tame_)(const char *a, const char *e)
+SCAN_INLINE int KN(chunk_tile_tame_)(const char *a, const char *e, const int down)
 {
     const T *x = (const T *)(const void *)a, *t = (const T *)(const void *)e;
     int tame = 1;
-    for (int k = 0; k < PJ_TILE; k++) {
+    for (int i = 0; i < PJ_TILE; i++) {
+        const int k = down ? PJ_TILE - 1 - i : i;
         const T m = fabsf(x[k]), mt = fabsf(t[k]);
         tame &= (m <= (T)PJ_X_HI) & ((m >= (T)PJ_X_LO) | (m == 0)) & (mt <= (T)PJ_T_HI);
     }
@@ -856,7 +870,7 @@ SCAN_INLINE int KN(prod_jvp_tile_)(prod_jvp_walk *w, const int64_t left, const i
     /* the tile in memory order starts PJ_TILE - 1 elements down when walking down */
     const int64_t low = back ? (PJ_TILE - 1) * sz : 0;
     if (!(fabs(w->P) <= PJ_CARRY && fabs(w->D) <= PJ_CARRY &&
-          KN(chunk_tile_tame_)(w->x + low, w->t + low)))
+          KN(chunk_tile_tame_)(w->x + low, w->t + low, back)))
         return 0;
     /* a row of four starts at its lowest address: element j, or j + 3 when
      * walking down, where the transposed columns come in reverse order */
@@ -956,7 +970,7 @@ SCAN_INLINE int KN(prod_vjp_tile_)(const scan_block *b, const int64_t hi, double
      * memory order */
     if (!(fabs(*S_io) <= PJ_CARRY &&
           KN(chunk_tile_tame_)(b->ptr[0] + (back ? hi + 1 : lo + 1) * sz,
-                               b->ptr[2] + (back ? hi + gshift : lo + gshift) * sz)))
+                               b->ptr[2] + (back ? hi + gshift : lo + gshift) * sz, !back)))
         return 0;
     /* a row of four slots k..k+3 starts at its lowest address: element
      * hi - k - 3 walking down in memory (columns in reverse), else hi - k */

@@ -395,8 +395,9 @@ static PyArrayObject *new_like(PyArrayObject *x, int typenum)
 }
 
 /* Runs one kernel with the GIL released. */
-static int run(scan_kernel k, const scan_split *split, PyArrayObject *const *ops, int nops,
-               int lane_operand, int axis, int reverse, int inclusive, const segments_t *seg)
+static int run(scan_kernel k, const scan_split *split, int walk_back, PyArrayObject *const *ops,
+               int nops, int lane_operand, int axis, int reverse, int inclusive,
+               const segments_t *seg)
 {
     scan_problem p;
     int64_t shape[SCAN_MAX_DIMS];
@@ -424,6 +425,7 @@ static int run(scan_kernel k, const scan_split *split, PyArrayObject *const *ops
     p.chunk_size = seg->chunk_size;
     p.lane_operand = lane_operand;
     p.split = split; /* the driver checks that it has a reduce */
+    p.walk_back = walk_back;
     {
         const int nthreads = scan_get_num_threads();
         Py_BEGIN_ALLOW_THREADS
@@ -519,8 +521,8 @@ static PyObject *py_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         }
         {
             PyArrayObject *ops[3] = {xk, y, idx};
-            if (run(k, &table->split[op][scan_dtype_of(typenum)], ops, want_indices ? 3 : 2, 1, axis,
-                    reverse, inclusive, &seg) < 0)
+            if (run(k, &table->split[op][scan_dtype_of(typenum)], table->walks_back[op][MODE_FORWARD],
+                    ops, want_indices ? 3 : 2, 1, axis, reverse, inclusive, &seg) < 0)
                 goto done;
         }
     }
@@ -655,7 +657,7 @@ static PyObject *py_jvp(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     {
         PyArrayObject *ops[4] = {x, t, y, yd};
-        if (run(k, NULL, ops, 4, 3, axis, reverse, inclusive, &seg) < 0)
+        if (run(k, NULL, table->walks_back[op][MODE_JVP], ops, 4, 3, axis, reverse, inclusive, &seg) < 0)
             goto done;
     }
     result = PyTuple_Pack(2, (PyObject *)y, (PyObject *)yd);
@@ -706,7 +708,7 @@ static PyObject *py_vjp(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     {
         PyArrayObject *ops[4] = {xflat, y, g, xb};
-        if (run(k, NULL, ops, 4, 3, axis, reverse, inclusive, &seg) < 0)
+        if (run(k, NULL, table->walks_back[op][MODE_VJP], ops, 4, 3, axis, reverse, inclusive, &seg) < 0)
             goto done;
     }
     if (PyArray_NDIM(x) != PyArray_NDIM(xb) || args[4] == Py_None) {

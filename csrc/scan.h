@@ -97,6 +97,9 @@ typedef struct {
     const char *isa;
     scan_kernel k[SCAN_NUM_OPS][SCAN_NUM_DTYPES][SCAN_NUM_MODES];
     scan_split split[SCAN_NUM_OPS][SCAN_NUM_DTYPES]; /* forward only; zero: none */
+    /* 1 where the kernels walk each line from its last element in scan
+     * order (the VJPs whose recurrence runs backwards) */
+    unsigned char walks_back[SCAN_NUM_OPS][SCAN_NUM_MODES];
 } scan_table;
 
 extern const scan_table scan_table_baseline;
@@ -127,6 +130,7 @@ typedef struct {
     int64_t chunk_size;                    /* 0: no chunking */
     int lane_operand;                      /* operand whose layout decides the lanes */
     const scan_split *split;               /* NULL: a line is never split */
+    int walk_back;                         /* the kernel's walks_back entry */
 } scan_problem;
 
 /* driver.c: run kernel k over the whole problem with up to nthreads threads.

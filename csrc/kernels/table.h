@@ -326,4 +326,11 @@ const scan_table SCAN_TABLE_NAME = {
         [SCAN_MIN] = {[DT_F32] = {min_reduce_f32, line_combine_min},
                       [DT_F64] = {min_reduce_f64, line_combine_min}},
     },
+    /* the VJPs of sums, products and logcumsumexp run their recurrence from
+     * the end (the cummax/cummin VJP is one forward pass) */
+    {
+        [SCAN_SUM] = {[MODE_VJP] = 1},
+        [SCAN_PROD] = {[MODE_VJP] = 1},
+        [SCAN_LOGSUMEXP] = {[MODE_VJP] = 1},
+    },
 };

@@ -9,11 +9,17 @@ a ratio to ``np.copyto`` of the same array measured in the same run (21 runs of
 the copy, since every ratio in its row divides by it).  scanad
 writes into a preallocated ``out=`` like the copy does.  Medians of 7 runs
 after a warm-up.  Timings are reported, never asserted.
+
+A last table times the allocating forward and the derivatives again with
+glibc keeping freed memory, so that no output is page-faulted: on a virtual
+machine a fresh page can cost the guest's zeroing and the host's fault, which
+weighs most on the JVP (two fresh outputs against the forward's one).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import platform
 from typing import Callable, List, Optional
 
@@ -207,6 +213,43 @@ def thread_lines(repeat: int, quick: bool) -> List[str]:
     return out
 
 
+def keep_freed_memory() -> bool:
+    """Ask glibc to serve big blocks from its heap and keep what is freed
+    (mallopt M_MMAP_THRESHOLD 1 GiB, M_TRIM_THRESHOLD 1 TiB), so that a fresh
+    output reuses pages already mapped; False where that is not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-3, 1 << 30)) and bool(libc.mallopt(-1, 1 << 40))
+    except (OSError, AttributeError):
+        return False
+
+
+def steady_table(ops: List[str], cases: list, repeat: int) -> List[str]:
+    """The forward (allocating) and both derivatives again, with no page
+    faults: every output reuses memory freed by the call before."""
+    if not keep_freed_memory():
+        return ["(no steady-state table: the allocator is not glibc)"]
+    rows = ["| op | dtype | shape, axis | forward ms | VJP ms (x fwd) | JVP ms (x fwd) |",
+            "|" + "---|" * 6]
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        for shape, axis in cases:
+            x = rng.standard_normal(shape).astype(dtype)
+            for name in ops:
+                fn = sa.OPS[name].fn
+                t_new = median_time(lambda: fn(x, axis=axis), repeat)
+                y, pullback = sa.vjp(fn, x, axis=axis)
+                g = np.ones_like(y)
+                t_vjp = median_time(lambda: pullback(g), repeat)
+                t_jvp = median_time(lambda: sa.jvp(fn, x, g, axis=axis), repeat)
+                rows.append(
+                    f"| {name} | {np.dtype(dtype).name} | {shape}, {axis} | {t_new * 1e3:.2f} "
+                    f"| {t_vjp * 1e3:.2f} ({t_vjp / t_new:.1f}x) "
+                    f"| {t_jvp * 1e3:.2f} ({t_jvp / t_new:.1f}x) |")
+                print(rows[-1], flush=True)
+    return rows
+
+
 def warm_memory(nbytes: int = 2 << 30) -> None:
     """Touch a few GiB once before timing: on a virtual machine the first use
     of guest memory can cost the host's page faults too, which would land in
@@ -244,6 +287,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     threads = thread_lines(repeat, args.quick)
     lines += [""] + threads
     print("\n".join(threads))
+    # last: it changes how the rest of the process allocates
+    lines += ["", "Steady state (no page faults: glibc keeps freed memory for the next "
+              "output), scanad alone:", ""]
+    lines += steady_table(ops, cases, repeat)
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")
     print(f"written to {args.out}")

@@ -215,13 +215,19 @@ def thread_lines(repeat: int, quick: bool) -> List[str]:
 
 def keep_freed_memory() -> bool:
     """Ask glibc to serve big blocks from its heap and keep what is freed
-    (mallopt M_MMAP_THRESHOLD 1 GiB, M_TRIM_THRESHOLD 1 TiB), so that a fresh
+    (mallopt M_MMAP_THRESHOLD 1 GiB, M_TRIM_THRESHOLD 2 GiB), so that a fresh
     output reuses pages already mapped; False where that is not glibc."""
     try:
         libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(-3, 1 << 30)) and bool(libc.mallopt(-1, 1 << 40))
+        # mallopt takes a C int: the largest trim threshold is 2 GiB - 1
+        if not (libc.mallopt(-3, 1 << 30) and libc.mallopt(-1, (1 << 31) - 1)):
+            return False
     except (OSError, AttributeError):
         return False
+    # touched blocks below both thresholds, freed: the heap keeps them
+    blocks = [np.ones(1 << 26) for _ in range(3)]  # 3 x 512 MiB
+    del blocks
+    return True
 
 
 def steady_table(ops: List[str], cases: list, repeat: int) -> List[str]:

@@ -182,9 +182,10 @@ static void run_items(void *ctx, int64_t begin, int64_t end)
      * walks its lines down in memory (a VJP running from the end, or
      * reverse=True), the lines are taken from the last too, so that the
      * prefetchers see one long stream instead of a sawtooth (cumprod
-     * float32 VJP of (4096, 4096) along axis 1: 32 -> 23 ms). */
-    const int64_t step = p->reverse ? -pl->axis_stride[p->lane_operand] : pl->axis_stride[p->lane_operand];
-    const int down = (step < 0) != (p->walk_back != 0);
+     * float32 VJP of (4096, 4096) along axis 1, no page faults: 23.7 ->
+     * 20.9 ms). */
+    const int64_t stride = pl->axis_stride[p->lane_operand];
+    const int down = ((p->reverse ? -stride : stride) < 0) != (p->walk_back != 0);
     for (int64_t it = begin; it < end; it++) {
         const int64_t item = down ? end - 1 - (it - begin) : it;
         int64_t outer = item / per_outer, rest = item % per_outer;

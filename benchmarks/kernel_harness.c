@@ -1,0 +1,123 @@
+/* kernel_harness.c: times one kernel of the C library with no Python and no
+ * page faults, for comparing kernel variants on a noisy machine.
+ *
+ * Python timings on a shared VM move 10-20% between runs, which hides 5-10%
+ * effects; this calls scan_execute on buffers allocated and touched once, and
+ * prints the min and median of many runs.  Build against a source tree (twice,
+ * against two trees, to compare variants; alternate the binaries in rounds):
+ *
+ *   gcc -O3 -std=c11 -DNDEBUG -fwrapv -fno-trapping-math -Wall -Wextra -Icsrc \
+ *       -o /tmp/harness benchmarks/kernel_harness.c csrc/isa_*.c csrc/dispatch.c \
+ *       csrc/driver.c csrc/threads.c -lm -pthread
+ *   /tmp/harness OP DTYPE MODE ROWS COLS AXIS [REPS]
+ *
+ * OP: 0 cumsum, 1 cumprod, 2 cummax, 3 cummin, 4 logcumsumexp; DTYPE: 32 or 64
+ * (float32, float64); MODE: 0 forward, 1 JVP, 2 VJP; ROWS 1 makes a 1-D line
+ * of COLS elements.  Elements are uniform in [-1.7, 1.7], tangents and
+ * cotangents 1; the table is the one dispatch picks (SCANAD_FORCE_BASELINE=1
+ * for the portable kernels). */
+#define _GNU_SOURCE /* MADV_HUGEPAGE */
+#include "scan.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+static double seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int by_value(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* n elements of the dtype, each `value`, or uniform in [-1.7, 1.7] if value is 0;
+ * on huge pages where the OS has them, as NumPy asks for its big arrays (on
+ * 4 KiB pages the streaming kernels measure up to 2x slower, TLB-bound) */
+static char *filled(int64_t n, int f64, double value)
+{
+    const size_t huge = (size_t)2 << 20, bytes = (size_t)n * (f64 ? 8 : 4);
+    char *p = aligned_alloc(huge, (bytes + huge - 1) / huge * huge);
+#if defined(MADV_HUGEPAGE)
+    if (p != NULL)
+        madvise(p, (bytes + huge - 1) / huge * huge, MADV_HUGEPAGE);
+#endif
+    uint64_t state = 88172645463325252u;
+    for (int64_t i = 0; p != NULL && i < n; i++) {
+        state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+        const double v = value != 0.0 ? value : ((double)(state >> 11) * 0x1p-53 - 0.5) * 3.4;
+        if (f64)
+            ((double *)(void *)p)[i] = v;
+        else
+            ((float *)(void *)p)[i] = (float)v;
+    }
+    return p;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 7) {
+        fprintf(stderr, "usage: %s OP DTYPE MODE ROWS COLS AXIS [REPS]\n", argv[0]);
+        return 2;
+    }
+    const int op = atoi(argv[1]), bits = atoi(argv[2]), f64 = bits == 64, mode = atoi(argv[3]);
+    const int64_t rows = atoll(argv[4]), cols = atoll(argv[5]);
+    const int axis = atoi(argv[6]), reps = argc > 7 ? atoi(argv[7]) : 15;
+    const scan_table *table = scan_select_table(getenv("SCANAD_FORCE_BASELINE") != NULL);
+    const scan_dtype dt = f64 ? DT_F64 : DT_F32;
+    if ((bits != 32 && bits != 64) || op < 0 || op >= SCAN_NUM_OPS || mode < 0 ||
+        mode >= SCAN_NUM_MODES || rows < 1 ||
+        cols < 1 || axis < 0 || axis > (rows > 1) || reps < 1 || table->k[op][dt][mode] == NULL) {
+        fprintf(stderr, "no such kernel or shape\n");
+        return 2;
+    }
+    const int64_t n = rows * cols, size = f64 ? 8 : 4;
+    /* operands in the order of scan.h for each mode; the VJP's y is the forward's output */
+    char *x = filled(n, f64, 0.0), *a = filled(n, f64, 1.0), *b = filled(n, f64, 1.0),
+         *c = filled(n, f64, 1.0);
+    if (x == NULL || a == NULL || b == NULL || c == NULL)
+        return 1;
+    int64_t shape[2] = {rows, cols}, strides[2] = {cols * size, size};
+    const int nd = rows > 1 ? 2 : 1;
+    scan_problem p;
+    memset(&p, 0, sizeof p);
+    p.ndim = nd;
+    p.shape = nd == 2 ? shape : shape + 1;
+    p.axis = axis;
+    p.inclusive = 1;
+    for (int k = 0; k < 4; k++)
+        p.strides[k] = nd == 2 ? strides : strides + 1;
+    if (mode == MODE_VJP) { /* y = the forward's output, first */
+        scan_problem fwd = p;
+        fwd.noperands = 2, fwd.lane_operand = 1;
+        fwd.data[0] = x, fwd.data[1] = a;
+        if (scan_execute(table->k[op][dt][MODE_FORWARD], &fwd, 1) != 0)
+            return 1;
+    }
+    p.noperands = mode == MODE_FORWARD ? 2 : 4;
+    p.lane_operand = p.noperands - 1;
+    p.data[0] = x, p.data[1] = a, p.data[2] = b, p.data[3] = mode == MODE_FORWARD ? NULL : c;
+    p.walk_back = table->walks_back[op][mode];
+    double *t = malloc(sizeof(double) * (size_t)reps);
+    if (t == NULL)
+        return 1;
+    for (int r = 0; r < reps; r++) {
+        const double start = seconds();
+        if (scan_execute(table->k[op][dt][mode], &p, 1) != 0)
+            return 1;
+        t[r] = seconds() - start;
+    }
+    qsort(t, (size_t)reps, sizeof(double), by_value);
+    printf("%s op %d float%d mode %d (%lld, %lld) axis %d: min %.4f ms, median %.4f ms, "
+           "%.3f ns per element (median)\n",
+           table->isa, op, f64 ? 64 : 32, mode, (long long)rows, (long long)cols, axis,
+           t[0] * 1e3, t[reps / 2] * 1e3, t[reps / 2] * 1e9 / (double)n);
+    free(t), free(x), free(a), free(b), free(c);
+    return 0;
+}

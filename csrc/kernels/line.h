@@ -752,6 +752,8 @@ SCAN_INLINE void KN(prod_jvp_groups_)(prod_jvp_walk *w, const int64_t count, con
             LINE_LOAD(e2, t + 4 * sz, back);
             if (PROD_GROUP_TAME(a, a2, e, e2)) {
                 v4d A1, A2, B1, B2;
+                LINE_PREFETCH(x, y, sz);
+                LINE_PREFETCH(t, yd, sz);
                 affine_group_products(&a, &a2, &A1, &A2, &B1, &B2);
                 const v4d whole2 = B2 * A2[3]; /* second vector from the group start */
                 e *= V4_SHIFT1(A2, one);
@@ -1019,75 +1021,105 @@ SCAN_INLINE int KN(prod_vjp_tile_)(const scan_block *b, const int64_t hi, double
 }
 #endif
 
-#define PROD_VJP_TILE 256
+/* A cumprod VJP walking its line from the last element to the first
+ * (down in memory when the line runs up): pointers at element i to the
+ * factor x_{i+1}, the weight g_i (exclusive: g_{i+1}), E_i = y_{i-1}
+ * (exclusive: y_i) and x_bar_i, and the carry S = S_{i+1}. */
+#ifndef SCANAD_PROD_VJP_WALK
+#define SCANAD_PROD_VJP_WALK
+typedef struct {
+    const char *a, *g, *e;
+    char *xb;
+    double S;
+} prod_vjp_walk;
+#endif
+
+/* count elements from w's element down, S_i = g + x_{i+1} S_{i+1} and
+ * x_bar_i = E_i S_i, in groups of eight composed in registers (the
+ * in-register products and offsets of affine_scan_within, loaded and stored
+ * in the walk's direction, so each element is read and written once) while
+ * the group's factors are within 2^32, its weights within 2^200 and the
+ * carry within 2^200 (NaN fails); else the exact one-element step.  Every
+ * E_i read must exist: the caller keeps element 0 of an inclusive line. */
+SCAN_INLINE void KN(prod_vjp_groups_)(prod_vjp_walk *w, const int64_t count, const int back)
+{
+    /* bytes per element in the walk's direction, and which way that is in
+     * memory for LINE_LOAD / LINE_STORE */
+    const int64_t sz = back ? (int64_t)sizeof(T) : -(int64_t)sizeof(T);
+    const int down = !back;
+    const char *a = w->a, *g = w->g, *e = w->e;
+    char *xb = w->xb;
+    double S = w->S;
+    for (int64_t i = 0; i < count;) {
+        if (i + 8 <= count && fabs(S) <= PROD_TAME) {
+            v4d x, x2, t, t2;
+            LINE_LOAD(x, a, down);
+            LINE_LOAD(x2, a + 4 * sz, down);
+            LINE_LOAD(t, g, down);
+            LINE_LOAD(t2, g + 4 * sz, down);
+            if (PROD_GROUP_TAME(x, x2, t, t2)) {
+                v4d P1, P2, Q1, Q2, E, E2;
+                LINE_PREFETCH(a, xb, sz);
+                LINE_PREFETCH(g, e, sz);
+                affine_group_products(&x, &x2, &P1, &P2, &Q1, &Q2);
+                affine_group_offsets(&x, &x2, &P1, &Q1, &Q2, &t, &t2);
+                const v4d s = P2 * S + t, s2 = (Q2 * P2[3]) * S + t2;
+                LINE_LOAD(E, e, down);
+                LINE_LOAD(E2, e + 4 * sz, down);
+                const v4d r = E * s, r2 = E2 * s2;
+                LINE_STORE(xb, r, down);
+                LINE_STORE(xb + 4 * sz, r2, down);
+                S = s2[3];
+                i += 8, a += 8 * sz, g += 8 * sz, e += 8 * sz, xb += 8 * sz;
+                continue;
+            }
+        }
+        S = (double)LD(g) + (double)LD(a) * S;
+        ST(xb, (double)LD(e) * S);
+        i++, a += sz, g += sz, e += sz, xb += sz;
+    }
+    w->a = a, w->g = g, w->e = e, w->xb = xb;
+    w->S = S;
+}
+
 /* operands x, y, g, x_bar */
 SCAN_INLINE void KN(prod_vjp_line_)(const scan_block *b, const int incl, const int back)
 {
     const int64_t n = b->n, sz = back ? -(int64_t)sizeof(T) : (int64_t)sizeof(T);
-    /* E, the exclusive prefix product, is the forward's own output: y_{i-1}
-     * (inclusive; 1 before the line's start) or y_i (exclusive): the same
-     * grouped products, rounded to T, that a first pass would park in
-     * x_bar, so there is no first pass over the line. */
-    /* Backwards in tiles: element i = hi - k of the tile goes to slot k,
-     * with the factor a_k = x_{i+1} and the weight e_k = g_i (exclusive:
-     * g_{i+1}), past the end 1 and 0, so S_k = e_k + a_k S_{k-1} runs
-     * forwards in the buffers.  A tile whose factors are all <= 2^32 and
-     * weights <= 2^200 (NaN fails) is scanned eight at a time while the
-     * carry is <= 2^200; anything else takes the exact one-element step. */
     const int64_t gshift = incl ? 0 : 1;
-    _Alignas(32) double a[PROD_VJP_TILE], e[PROD_VJP_TILE], sv[PROD_VJP_TILE];
-    double S = 0.0;
-    for (int64_t hi = n - 1; hi >= 0;) {
-        const int64_t cnt = hi + 1 < PROD_VJP_TILE ? hi + 1 : PROD_VJP_TILE;
+    /* E, the exclusive prefix product, is the forward's own output: y_{i-1}
+     * (inclusive; 1 before the line's start) or y_i (exclusive), the same
+     * products in the same order, rounded to T, so there is no first pass.
+     * The last element has no x_{i+1} (and, exclusive, no g_{i+1}, and no
+     * output depends on its x; E there may be inf): */
+    const int64_t last = n - 1;
+    double S = incl ? (double)LD(b->ptr[2] + last * sz) : 0.0;
+    if (!incl)
+        ST(b->ptr[3] + last * sz, 0.0);
+    else
+        ST(b->ptr[3] + last * sz, last ? (double)LD(b->ptr[1] + (last - 1) * sz) * S : S);
+    if (n == 1)
+        return;
+    const int64_t i = n - 2;
+    prod_vjp_walk w = {b->ptr[0] + (i + 1) * sz, b->ptr[2] + (i + gshift) * sz,
+                       b->ptr[1] + (i - incl) * sz, b->ptr[3] + i * sz, S};
+    /* elements n - 2 down to 1 (inclusive: element 0 has E = 1, not in y) */
+    int64_t left = n - 1 - incl;
 #if defined(PJ_TILE)
-        /* inside the line: the chunked tile, unless out of its range */
-        if (hi + 1 < n && hi - PJ_TILE >= 0 && KN(prod_vjp_tile_)(b, hi, &S, incl, back)) {
-            hi -= PJ_TILE;
-            continue;
+    /* inside the line: the chunked tiles, unless out of their range */
+    for (int64_t hi = i; left >= PJ_TILE; left -= PJ_TILE, hi -= PJ_TILE) {
+        if (KN(prod_vjp_tile_)(b, hi, &w.S, incl, back)) {
+            const int64_t step = -PJ_TILE * sz;
+            w.a += step, w.g += step, w.e += step, w.xb += step;
+        } else {
+            KN(prod_vjp_groups_)(&w, PJ_TILE, back);
         }
-#endif
-        int64_t k0 = 0;
-        /* the slots that read past the end of the line: only in the first
-         * tile, one (inclusive) or two (exclusive) */
-        for (; k0 < cnt && hi - k0 + 1 >= n; k0++) {
-            a[k0] = 1.0;
-            e[k0] = hi - k0 + gshift < n ? (double)LD(b->ptr[2] + (hi - k0 + gshift) * sz) : 0.0;
-        }
-        {
-            const char *xn = b->ptr[0] + (hi + 1) * sz, *g = b->ptr[2] + (hi + gshift) * sz;
-            for (int64_t k = k0; k < cnt; k++) {
-                a[k] = (double)LD(xn - k * sz);
-                e[k] = (double)LD(g - k * sz);
-            }
-        }
-        int tame = 1;
-        for (int64_t k = 0; k < cnt; k++)
-            tame &= (fabs(a[k]) <= PROD_X_TAME) & (fabs(e[k]) <= PROD_TAME);
-        for (int64_t k = 0; k < cnt;) {
-            if (tame) {
-                k += affine_scan_within(a + k, e + k, sv + k, cnt - k, &S, PROD_TAME);
-                if (k == cnt)
-                    break;
-            }
-            S = e[k] + a[k] * S;
-            sv[k] = S;
-            k++;
-        }
-        {
-            char *xb = b->ptr[3] + hi * sz;
-            const char *yp = b->ptr[1] + (hi - (incl ? 1 : 0)) * sz;
-            const int64_t m = incl && hi + 1 == cnt ? cnt - 1 : cnt;
-            for (int64_t k = 0; k < m; k++)
-                ST(xb - k * sz, (double)LD(yp - k * sz) * sv[k]);
-            if (m < cnt) /* element 0, inclusive: E = 1 */
-                ST(xb - m * sz, sv[m]);
-        }
-        hi -= cnt;
     }
-    if (!incl) /* no output depends on the last x (and E there may be inf) */
-        ST(b->ptr[3] + (n - 1) * sz, 0.0);
+#endif
+    KN(prod_vjp_groups_)(&w, left, back);
+    if (incl) /* element 0: E = 1 */
+        ST(b->ptr[3], (double)LD(b->ptr[2]) + (double)LD(b->ptr[0] + sz) * w.S);
 }
-#undef PROD_VJP_TILE
 #undef PJ_LEN
 #undef PJ_TILE
 #undef PJ_X_HI

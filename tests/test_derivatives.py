@@ -30,6 +30,7 @@ import functools
 import operator
 import os
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -1348,3 +1349,35 @@ def test_chunk_float32_dtype_and_accuracy(opname):
             # sum in float64, scale, round once: 1 ulp32 of the result + float64 error
             bound = eps_of(np.float32) * np.abs(want) + 8 * eps_of(np.float64) * 14 * mag
             assert_within(got, want, bound, f"{opname} {mode} reverse={reverse}")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", ["cummax", "cummin"])
+def test_extreme_vjp_wide_panels_match_narrow_ones(name: str, dtype: str) -> None:
+    """Panels with rows of 4 KiB or more walk from the last row and find the
+    owners in y; narrower ones walk forwards and write each run's sum when it
+    ends.  The same columns through both, with ties, +-0, NaN and +-inf, in
+    every direction, inclusive choice and segmentation: the cotangents are
+    small integers, so every run's sum is exact and the two must agree bit for
+    bit."""
+    rng = np.random.default_rng(zlib.crc32(f"wide{name}{dtype}".encode()))
+    rows, cols = 37, 2100  # rows of 8.4 or 16.8 KiB; pieces of 300 lanes: narrow
+    x = np.round(rng.standard_normal((rows, cols)) * 2) / 2
+    x[rng.integers(0, rows, 60), rng.integers(0, cols, 60)] = np.nan
+    x[rng.integers(0, rows, 60), rng.integers(0, cols, 60)] = np.inf
+    x[rng.integers(0, rows, 60), rng.integers(0, cols, 60)] = -np.inf
+    x[rng.integers(0, rows, 200), rng.integers(0, cols, 200)] = -0.0
+    x[:, 5] = np.nan  # a column of NaN: every element owns its own g
+    x[:, 6] = 1.0  # a column of ties: the latest owns
+    x = x.astype(dtype)
+    g = rng.integers(-4, 5, (rows, cols)).astype(dtype)
+    fn = sa.OPS[name].fn
+    for cu in (None, np.array([0, 1, 13, 13, 37])):
+        for reverse in (False, True):
+            for inclusive in (False, True):
+                kw = dict(axis=0, reverse=reverse, inclusive=inclusive, cu_seqlens=cu)
+                wide = sa.vjp(fn, x, **kw)[1](g)
+                narrow = np.concatenate(
+                    [sa.vjp(fn, x[:, c:c + 300], **kw)[1](g[:, c:c + 300])
+                     for c in range(0, cols, 300)], axis=1)
+                np.testing.assert_array_equal(wide, narrow, err_msg=str(kw))

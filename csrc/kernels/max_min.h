@@ -117,10 +117,54 @@
         KN(OPNAME##_jvp_panels_)(b);                                                            \
     }                                                                                           \
                                                                                                 \
-    /* Owners come in contiguous runs, so one forward pass suffices: every                      \
-     * x_bar is zeroed as it is passed and an owner's sum is written when its                   \
-     * run ends. */                                                                             \
-    SCAN_INLINE void KN(OPNAME##_vjp_panel_)(PANEL_ARGS)                                        \
+    /* From the last row to the first: x_r owns g over its run, the rows up      \
+     * to the next owner, and it is an owner exactly when it takes over from      \
+     * the running value before it, which the forward left in y_r (exclusive);   \
+     * inclusive, y_r is what came out, x_r if it took over, and x_r takes       \
+     * over from that too (>= and <= hold for x_r itself, NaN always takes)     \
+     * while it does not from a y_r it did not take.  So each row is one        \
+     * branch-free step per lane (add, compare, select) that vectorises, where   \
+     * a forward pass writes each owner's sum when its run ends, a scatter      \
+     * behind a branch per element (float32 (4096, 4096) axis 0: 15.9 -> 11.0  \
+     * ms, C harness). */                                                        \
+    SCAN_INLINE void KN(OPNAME##_vjp_panel_back_)(PANEL_ARGS)                                        \
+    {                                                                                           \
+        const int64_t lx = LANE(0), ly = LANE(1), lg = LANE(2), lxb = LANE(3);                  \
+        const int64_t n = b->n;                                                                 \
+        STATE(A, acc, 0);                                                                       \
+        if (n == 0)                                                                             \
+            return;                                                                             \
+        const char *x = PANEL_LAST(0), *g = PANEL_LAST(2);                                      \
+        const char *y = PANEL_LAST(1);                                                          \
+        char *xb = PANEL_LAST(3);                                                               \
+        for (int64_t l = 0; l < w; l++)                                                         \
+            acc[l] = ZERO;                                                                      \
+        for (int64_t r = n - 1; r >= 0; r--) {                                                  \
+            for (int64_t l = 0; l < w; l++) {                                                   \
+                const MV v = MLD(x + l * lx);                                                   \
+                const A gv = LD(g + l * lg);                                                    \
+                const int owner = TAKES(v, MLD(y + l * ly));                                    \
+                A a = acc[l];                                                                   \
+                if (incl)                                                                       \
+                    a = ADD(a, gv);                                                             \
+                ST(xb + l * lxb, owner ? a : ZERO);                                             \
+                a = owner ? ZERO : a;                                                           \
+                if (!incl) /* exclusive: g[r] belongs to the owner before x[r] */               \
+                    a = ADD(a, gv);                                                             \
+                acc[l] = a;                                                                     \
+            }                                                                                   \
+            x -= b->step[0];                                                                    \
+            y -= b->step[1];                                                                    \
+            g -= b->step[2];                                                                    \
+            xb -= b->step[3];                                                                   \
+        }                                                                                       \
+    }                                                                                           \
+    /* Panels of short rows (under 4 KiB), which the walk from the last row       \
+     * would take from behind the hardware prefetchers ((256, 256, 256) axis      \
+     * 1: 19.7 ms forwards, 30-45 backwards, with software prefetches too): one    \
+     * forward pass, where owners come in contiguous runs, every x_bar is zeroed   \
+     * as it is passed and an owner's sum is written when its run ends. */        \
+    SCAN_INLINE void KN(OPNAME##_vjp_panel_forward_)(PANEL_ARGS)                                        \
     {                                                                                           \
         const char *x = PANEL_BASE(0), *g = PANEL_BASE(2);                                      \
         char *xb = PANEL_BASE(3);                                                               \
@@ -158,6 +202,13 @@
         for (int64_t l = 0; l < w; l++)                                                         \
             if (own[l] >= 0)                                                                    \
                 ST(xb0 + own[l] * sxb + l * lxb, acc[l]);                                       \
+    }                                                                                           \
+    SCAN_INLINE void KN(OPNAME##_vjp_panel_)(PANEL_ARGS)                                        \
+    {                                                                                           \
+        if (line || w * (int64_t)sizeof(T) >= 4096)                                             \
+            KN(OPNAME##_vjp_panel_back_)(b, l0, w, incl, contig, sizeof_op, line);              \
+        else                                                                                    \
+            KN(OPNAME##_vjp_panel_forward_)(b, l0, w, incl, contig, sizeof_op, line);           \
     }                                                                                           \
     DEFINE_PANEL_KERNEL(KN(OPNAME##_vjp_panels_), KN(OPNAME##_vjp_panel_), 4, sizeof(T),        \
                         sizeof(T), sizeof(T), sizeof(T))                                        \

@@ -9,12 +9,14 @@
  *   gcc -O3 -std=c11 -DNDEBUG -fwrapv -fno-trapping-math -Wall -Wextra -Icsrc \
  *       -o /tmp/harness benchmarks/kernel_harness.c csrc/isa_*.c csrc/dispatch.c \
  *       csrc/driver.c csrc/threads.c -lm -pthread
- *   /tmp/harness OP DTYPE MODE ROWS COLS AXIS [REPS]
+ *   /tmp/harness OP DTYPE MODE ROWS COLS AXIS [REPS [OUTER]]
  *
  * OP: 0 cumsum, 1 cumprod, 2 cummax, 3 cummin, 4 logcumsumexp; DTYPE: 32 or 64
  * (float32, float64); MODE: 0 forward, 1 JVP, 2 VJP; ROWS 1 makes a 1-D line
- * of COLS elements.  Elements are uniform in [-1.7, 1.7], tangents and
- * cotangents 1; the table is the one dispatch picks (SCANAD_FORCE_BASELINE=1
+ * of COLS elements; OUTER > 1 puts that many (ROWS, COLS) arrays side by side
+ * as a leading axis (ROWS 256 COLS 256 AXIS 0 OUTER 256: (256, 256, 256) along
+ * axis 1, the short rows of a panel).  Elements are uniform in [-1.7, 1.7],
+ * tangents and cotangents 1; the table is the one dispatch picks (SCANAD_FORCE_BASELINE=1
  * for the portable kernels). */
 #define _GNU_SOURCE /* MADV_HUGEPAGE */
 #include "scan.h"
@@ -63,36 +65,38 @@ static char *filled(int64_t n, int f64, double value)
 int main(int argc, char **argv)
 {
     if (argc < 7) {
-        fprintf(stderr, "usage: %s OP DTYPE MODE ROWS COLS AXIS [REPS]\n", argv[0]);
+        fprintf(stderr, "usage: %s OP DTYPE MODE ROWS COLS AXIS [REPS [OUTER]]\n", argv[0]);
         return 2;
     }
     const int op = atoi(argv[1]), bits = atoi(argv[2]), f64 = bits == 64, mode = atoi(argv[3]);
     const int64_t rows = atoll(argv[4]), cols = atoll(argv[5]);
     const int axis = atoi(argv[6]), reps = argc > 7 ? atoi(argv[7]) : 15;
+    const int64_t outer = argc > 8 ? atoll(argv[8]) : 1;
     const scan_table *table = scan_select_table(getenv("SCANAD_FORCE_BASELINE") != NULL);
     const scan_dtype dt = f64 ? DT_F64 : DT_F32;
     if ((bits != 32 && bits != 64) || op < 0 || op >= SCAN_NUM_OPS || mode < 0 ||
         mode >= SCAN_NUM_MODES || rows < 1 ||
-        cols < 1 || axis < 0 || axis > (rows > 1) || reps < 1 || table->k[op][dt][mode] == NULL) {
+        cols < 1 || axis < 0 || axis > (rows > 1) || reps < 1 || outer < 1 || (outer > 1 && rows < 2) ||
+        table->k[op][dt][mode] == NULL) {
         fprintf(stderr, "no such kernel or shape\n");
         return 2;
     }
-    const int64_t n = rows * cols, size = f64 ? 8 : 4;
+    const int64_t n = outer * rows * cols, size = f64 ? 8 : 4;
     /* operands in the order of scan.h for each mode; the VJP's y is the forward's output */
     char *x = filled(n, f64, 0.0), *a = filled(n, f64, 1.0), *b = filled(n, f64, 1.0),
          *c = filled(n, f64, 1.0);
     if (x == NULL || a == NULL || b == NULL || c == NULL)
         return 1;
-    int64_t shape[2] = {rows, cols}, strides[2] = {cols * size, size};
-    const int nd = rows > 1 ? 2 : 1;
+    int64_t shape[3] = {outer, rows, cols}, strides[3] = {rows * cols * size, cols * size, size};
+    const int nd = outer > 1 ? 3 : rows > 1 ? 2 : 1;
     scan_problem p;
     memset(&p, 0, sizeof p);
     p.ndim = nd;
-    p.shape = nd == 2 ? shape : shape + 1;
-    p.axis = axis;
+    p.shape = shape + (3 - nd);
+    p.axis = axis + (outer > 1);
     p.inclusive = 1;
     for (int k = 0; k < 4; k++)
-        p.strides[k] = nd == 2 ? strides : strides + 1;
+        p.strides[k] = strides + (3 - nd);
     if (mode == MODE_VJP) { /* y = the forward's output, first */
         scan_problem fwd = p;
         fwd.noperands = 2, fwd.lane_operand = 1;
@@ -114,10 +118,14 @@ int main(int argc, char **argv)
         t[r] = seconds() - start;
     }
     qsort(t, (size_t)reps, sizeof(double), by_value);
-    printf("%s op %d float%d mode %d (%lld, %lld) axis %d: min %.4f ms, median %.4f ms, "
+    char dims[96] = "";
+    for (int d = 0; d < nd; d++)
+        snprintf(dims + strlen(dims), sizeof dims - strlen(dims), "%s%lld", d ? ", " : "",
+                 (long long)p.shape[d]);
+    printf("%s op %d float%d mode %d (%s) axis %d: min %.4f ms, median %.4f ms, "
            "%.3f ns per element (median)\n",
-           table->isa, op, f64 ? 64 : 32, mode, (long long)rows, (long long)cols, axis,
-           t[0] * 1e3, t[reps / 2] * 1e3, t[reps / 2] * 1e9 / (double)n);
+           table->isa, op, f64 ? 64 : 32, mode, dims, p.axis, t[0] * 1e3, t[reps / 2] * 1e3,
+           t[reps / 2] * 1e9 / (double)n);
     free(t), free(x), free(a), free(b), free(c);
     return 0;
 }

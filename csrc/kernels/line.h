@@ -705,6 +705,15 @@ DEFINE_EXTREME_REDUCE(min, 0)
  * (NaN fails; one compare per vector and one mask test, as this test is a
  * fifth of the group's instructions) */
 #define V4_BEYOND(v, bound) (~(v4i)(V4_ABS(v) <= V4_SPLAT(bound)))
+/* the group's eight factors and weights from pa and pe (sz bytes per element
+ * in the walk's direction, down: whether that goes down in memory) */
+#define PROD_GROUP_LOAD(a, a2, e, e2, pa, pe, sz, down) \
+    do {                                                \
+        LINE_LOAD(a, pa, down);                         \
+        LINE_LOAD(a2, (pa) + 4 * (sz), down);           \
+        LINE_LOAD(e, pe, down);                         \
+        LINE_LOAD(e2, (pe) + 4 * (sz), down);           \
+    } while (0)
 #define PROD_GROUP_TAME(a, a2, e, e2)                                                          \
     (!V4_ANY(V4_BEYOND(a, PROD_X_TAME) | V4_BEYOND(a2, PROD_X_TAME) | V4_BEYOND(e, PROD_TAME) | \
              V4_BEYOND(e2, PROD_TAME)))
@@ -746,10 +755,7 @@ SCAN_INLINE void KN(prod_jvp_groups_)(prod_jvp_walk *w, const int64_t count, con
                                              : fabs(P[0]) <= PROD_TAME && fabs(D[0]) <= PROD_TAME;
         if (i + 8 <= count && carries_tame) {
             v4d a, a2, e, e2;
-            LINE_LOAD(a, x, back);
-            LINE_LOAD(a2, x + 4 * sz, back);
-            LINE_LOAD(e, t, back);
-            LINE_LOAD(e2, t + 4 * sz, back);
+            PROD_GROUP_LOAD(a, a2, e, e2, x, t, sz, back);
             if (PROD_GROUP_TAME(a, a2, e, e2)) {
                 v4d A1, A2, B1, B2;
                 LINE_PREFETCH(x, y, sz);
@@ -1053,10 +1059,7 @@ SCAN_INLINE void KN(prod_vjp_groups_)(prod_vjp_walk *w, const int64_t count, con
     for (int64_t i = 0; i < count;) {
         if (i + 8 <= count && fabs(S) <= PROD_TAME) {
             v4d x, x2, t, t2;
-            LINE_LOAD(x, a, down);
-            LINE_LOAD(x2, a + 4 * sz, down);
-            LINE_LOAD(t, g, down);
-            LINE_LOAD(t2, g + 4 * sz, down);
+            PROD_GROUP_LOAD(x, x2, t, t2, a, g, sz, down);
             if (PROD_GROUP_TAME(x, x2, t, t2)) {
                 v4d P1, P2, Q1, Q2, E, E2;
                 LINE_PREFETCH(a, xb, sz);
@@ -1131,6 +1134,7 @@ SCAN_INLINE void KN(prod_vjp_line_)(const scan_block *b, const int incl, const i
 #undef PROD_TAME
 #undef V4_BEYOND
 #undef PROD_GROUP_TAME
+#undef PROD_GROUP_LOAD
 #endif
 
 #undef LINE_SELECT

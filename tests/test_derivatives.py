@@ -1351,7 +1351,7 @@ def test_chunk_float32_dtype_and_accuracy(opname):
             assert_within(got, want, bound, f"{opname} {mode} reverse={reverse}")
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
 @pytest.mark.parametrize("name", ["cummax", "cummin"])
 def test_extreme_vjp_wide_panels_match_narrow_ones(name: str, dtype: str) -> None:
     """Panels with rows of 4 KiB or more walk from the last row and find the
@@ -1361,7 +1361,9 @@ def test_extreme_vjp_wide_panels_match_narrow_ones(name: str, dtype: str) -> Non
     small integers, so every run's sum is exact and the two must agree bit for
     bit."""
     rng = np.random.default_rng(zlib.crc32(f"wide{name}{dtype}".encode()))
-    rows, cols = 37, 2100  # rows of 8.4 or 16.8 KiB; pieces of 300 lanes: narrow
+    # 4200 lanes: with two threads each takes 2100, rows of 4.2-16.8 KiB; pieces of
+    # 300 lanes are narrow
+    rows, cols = 37, 4200
     x = np.round(rng.standard_normal((rows, cols)) * 2) / 2
     x[rng.integers(0, rows, 60), rng.integers(0, cols, 60)] = np.nan
     x[rng.integers(0, rows, 60), rng.integers(0, cols, 60)] = np.inf

@@ -134,8 +134,7 @@
         STATE(A, acc, 0);                                                                       \
         if (n == 0)                                                                             \
             return;                                                                             \
-        const char *x = PANEL_LAST(0), *g = PANEL_LAST(2);                                      \
-        const char *y = PANEL_LAST(1);                                                          \
+        const char *x = PANEL_LAST(0), *y = PANEL_LAST(1), *g = PANEL_LAST(2);                  \
         char *xb = PANEL_LAST(3);                                                               \
         for (int64_t l = 0; l < w; l++)                                                         \
             acc[l] = ZERO;                                                                      \
@@ -159,11 +158,10 @@
             xb -= b->step[3];                                                                   \
         }                                                                                       \
     }                                                                                           \
-    /* Panels of short rows (under 4 KiB), which the walk from the last row       \
-     * would take from behind the hardware prefetchers ((256, 256, 256) axis      \
-     * 1: 19.7 ms forwards, 30-45 backwards, with software prefetches too): one    \
-     * forward pass, where owners come in contiguous runs, every x_bar is zeroed   \
-     * as it is passed and an owner's sum is written when its run ends. */        \
+    /* Panels of short rows (PANEL_SHORT_ROW_BYTES; software prefetches did     \
+     * not help the walk from the end there) and single lines: one forward       \
+     * pass, where owners come in contiguous runs, every x_bar is zeroed as it   \
+     * is passed and an owner's sum is written when its run ends. */             \
     SCAN_INLINE void KN(OPNAME##_vjp_panel_forward_)(PANEL_ARGS)                                        \
     {                                                                                           \
         const char *x = PANEL_BASE(0), *g = PANEL_BASE(2);                                      \
@@ -205,7 +203,7 @@
     }                                                                                           \
     SCAN_INLINE void KN(OPNAME##_vjp_panel_)(PANEL_ARGS)                                        \
     {                                                                                           \
-        if (line || w * (int64_t)sizeof(T) >= 4096)                                             \
+        if (w * (int64_t)sizeof(T) >= PANEL_SHORT_ROW_BYTES)                                    \
             KN(OPNAME##_vjp_panel_back_)(b, l0, w, incl, contig, sizeof_op, line);              \
         else                                                                                    \
             KN(OPNAME##_vjp_panel_forward_)(b, l0, w, incl, contig, sizeof_op, line);           \

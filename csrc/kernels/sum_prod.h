@@ -193,7 +193,7 @@ SCAN_INLINE void KN(prod_vjp_panel_)(PANEL_ARGS)
     STATE(A, gnext, 2);
     if (n == 0)
         return;
-    const int parked = line || w * (int64_t)sizeof(T) < 4096;
+    const int parked = line || w * (int64_t)sizeof(T) < PANEL_SHORT_ROW_BYTES;
     if (parked) {
         const char *x = PANEL_BASE(0);
         char *xb = PANEL_BASE(3);

@@ -17,7 +17,10 @@
  * as a leading axis (ROWS 256 COLS 256 AXIS 0 OUTER 256: (256, 256, 256) along
  * axis 1, the short rows of a panel).  Elements are uniform in [-1.7, 1.7],
  * tangents and cotangents 1; the table is the one dispatch picks (SCANAD_FORCE_BASELINE=1
- * for the portable kernels). */
+ * for the portable kernels).  HARNESS_OFFSETS="B0,B1,B2,B3" starts the operands
+ * (in scan.h's order) that many bytes into their 2 MiB-aligned blocks;
+ * HARNESS_FRESH=1 maps the outputs anew for each run, page faults included, on
+ * a 2 MiB boundary as scanad's allocator places them. */
 #define _GNU_SOURCE /* MADV_HUGEPAGE */
 #include "scan.h"
 #include <stdio.h>
@@ -83,10 +86,21 @@ int main(int argc, char **argv)
     }
     const int64_t n = outer * rows * cols, size = f64 ? 8 : 4;
     /* operands in the order of scan.h for each mode; the VJP's y is the forward's output */
-    char *x = filled(n, f64, 0.0), *a = filled(n, f64, 1.0), *b = filled(n, f64, 1.0),
-         *c = filled(n, f64, 1.0);
+    char *x = filled(n + (1 << 19), f64, 0.0), *a = filled(n + (1 << 19), f64, 1.0),
+         *b = filled(n + (1 << 19), f64, 1.0), *c = filled(n + (1 << 19), f64, 1.0);
     if (x == NULL || a == NULL || b == NULL || c == NULL)
         return 1;
+    /* (a multiple of the element size, under 2^19 elements) */
+    int64_t offset[4] = {0, 0, 0, 0};
+    const char *offsets = getenv("HARNESS_OFFSETS");
+    for (int k = 0; offsets != NULL && k < 4; k++) {
+        offset[k] = strtoll(offsets, (char **)&offsets, 10) / size * size;
+        if (offset[k] < 0 || offset[k] >= (1 << 19) * size || (*offsets != ',' && *offsets != '\0'))
+            return fprintf(stderr, "bad HARNESS_OFFSETS\n"), 2;
+        offsets += *offsets == ',';
+    }
+    char *const blocks[4] = {x, a, b, c};
+    x += offset[0], a += offset[1], b += offset[2], c += offset[3];
     int64_t shape[3] = {outer, rows, cols}, strides[3] = {rows * cols * size, cols * size, size};
     const int nd = outer > 1 ? 3 : rows > 1 ? 2 : 1;
     scan_problem p;
@@ -111,11 +125,23 @@ int main(int argc, char **argv)
     double *t = malloc(sizeof(double) * (size_t)reps);
     if (t == NULL)
         return 1;
+    const int fresh = getenv("HARNESS_FRESH") != NULL;
+    const int first_output = mode == MODE_FORWARD ? 1 : mode == MODE_JVP ? 2 : 3;
+    const size_t huge = (size_t)2 << 20, block = ((size_t)(n * size) + huge - 1) / huge * huge;
     for (int r = 0; r < reps; r++) {
         const double start = seconds();
+        char *fresh_block[4] = {NULL, NULL, NULL, NULL};
+        for (int k = first_output; fresh && k < p.noperands; k++) {
+            if ((fresh_block[k] = aligned_alloc(huge, block + huge)) == NULL)
+                return 1;
+            madvise(fresh_block[k], block + huge, MADV_HUGEPAGE);
+            p.data[k] = fresh_block[k] + offset[k];
+        }
         if (scan_execute(table->k[op][dt][mode], &p, 1) != 0)
             return 1;
         t[r] = seconds() - start;
+        for (int k = first_output; fresh && k < p.noperands; k++)
+            free(fresh_block[k]);
     }
     qsort(t, (size_t)reps, sizeof(double), by_value);
     char dims[96] = "";
@@ -126,6 +152,8 @@ int main(int argc, char **argv)
            "%.3f ns per element (median)\n",
            table->isa, op, f64 ? 64 : 32, mode, dims, p.axis, t[0] * 1e3, t[reps / 2] * 1e3,
            t[reps / 2] * 1e9 / (double)n);
-    free(t), free(x), free(a), free(b), free(c);
+    free(t);
+    for (int k = 0; k < 4; k++)
+        free(blocks[k]);
     return 0;
 }

@@ -9,8 +9,8 @@
  * the owner: JVP gathers t at the owner, VJP sums g over each owner's run. */
 
 /* lanes per group in the VJP's forward pass over panels (float32 (256, 256,
- * 256) along axis 1, C harness: 8 or 16 lanes 24-27 ms, 32 18, 64 and 128
- * 18-19, against 20-21.6 ms lane by lane; float64 23-24 ms either way) */
+ * 256) along axis 1, C harness: 8 lanes 25-26 ms, 16 39 (GCC's code for
+ * those), 32 16.5-17.5, 64 18, against 20-22.7 ms lane by lane) */
 #define MM_GROUP 32
 /* lane l's run ends: its sum goes to the old owner's row, x's row r owns from here */
 #define MM_NEW_OWNER(l)                                     \

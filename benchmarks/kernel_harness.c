@@ -42,17 +42,27 @@ static int by_value(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* n elements of the dtype, each `value`, or uniform in [-1.7, 1.7] if value is 0;
- * on huge pages where the OS has them, as NumPy asks for its big arrays (on
- * 4 KiB pages the streaming kernels measure up to 2x slower, TLB-bound) */
-static char *filled(int64_t n, int f64, double value)
+/* elements an operand's block holds past the array, for HARNESS_OFFSETS */
+#define SLACK ((int64_t)1 << 19)
+
+/* bytes rounded up to whole 2 MiB pages, on huge pages where the OS has them,
+ * as NumPy asks for its big arrays and scanad places its outputs (on 4 KiB
+ * pages the streaming kernels measure up to 2x slower, TLB-bound); untouched */
+static char *huge_block(size_t bytes)
 {
-    const size_t huge = (size_t)2 << 20, bytes = (size_t)n * (f64 ? 8 : 4);
-    char *p = aligned_alloc(huge, (bytes + huge - 1) / huge * huge);
+    const size_t huge = (size_t)2 << 20, rounded = (bytes + huge - 1) / huge * huge;
+    char *p = aligned_alloc(huge, rounded);
 #if defined(MADV_HUGEPAGE)
     if (p != NULL)
-        madvise(p, (bytes + huge - 1) / huge * huge, MADV_HUGEPAGE);
+        madvise(p, rounded, MADV_HUGEPAGE);
 #endif
+    return p;
+}
+
+/* n elements of the dtype, each `value`, or uniform in [-1.7, 1.7] if value is 0 */
+static char *filled(int64_t n, int f64, double value)
+{
+    char *p = huge_block((size_t)n * (f64 ? 8 : 4));
     uint64_t state = 88172645463325252u;
     for (int64_t i = 0; p != NULL && i < n; i++) {
         state ^= state << 13, state ^= state >> 7, state ^= state << 17;
@@ -86,16 +96,16 @@ int main(int argc, char **argv)
     }
     const int64_t n = outer * rows * cols, size = f64 ? 8 : 4;
     /* operands in the order of scan.h for each mode; the VJP's y is the forward's output */
-    char *x = filled(n + (1 << 19), f64, 0.0), *a = filled(n + (1 << 19), f64, 1.0),
-         *b = filled(n + (1 << 19), f64, 1.0), *c = filled(n + (1 << 19), f64, 1.0);
+    char *x = filled(n + SLACK, f64, 0.0), *a = filled(n + SLACK, f64, 1.0),
+         *b = filled(n + SLACK, f64, 1.0), *c = filled(n + SLACK, f64, 1.0);
     if (x == NULL || a == NULL || b == NULL || c == NULL)
         return 1;
-    /* (a multiple of the element size, under 2^19 elements) */
+    /* (a multiple of the element size, under SLACK elements) */
     int64_t offset[4] = {0, 0, 0, 0};
     const char *offsets = getenv("HARNESS_OFFSETS");
     for (int k = 0; offsets != NULL && k < 4; k++) {
         offset[k] = strtoll(offsets, (char **)&offsets, 10) / size * size;
-        if (offset[k] < 0 || offset[k] >= (1 << 19) * size || (*offsets != ',' && *offsets != '\0'))
+        if (offset[k] < 0 || offset[k] >= SLACK * size || (*offsets != ',' && *offsets != '\0'))
             return fprintf(stderr, "bad HARNESS_OFFSETS\n"), 2;
         offsets += *offsets == ',';
     }
@@ -127,14 +137,13 @@ int main(int argc, char **argv)
         return 1;
     const int fresh = getenv("HARNESS_FRESH") != NULL;
     const int first_output = mode == MODE_FORWARD ? 1 : mode == MODE_JVP ? 2 : 3;
-    const size_t huge = (size_t)2 << 20, block = ((size_t)(n * size) + huge - 1) / huge * huge;
     for (int r = 0; r < reps; r++) {
         const double start = seconds();
         char *fresh_block[4] = {NULL, NULL, NULL, NULL};
         for (int k = first_output; fresh && k < p.noperands; k++) {
-            if ((fresh_block[k] = aligned_alloc(huge, block + huge)) == NULL)
+            /* as big as the filled blocks: an offset may be up to SLACK elements */
+            if ((fresh_block[k] = huge_block((size_t)((n + SLACK) * size))) == NULL)
                 return 1;
-            madvise(fresh_block[k], block + huge, MADV_HUGEPAGE);
             p.data[k] = fresh_block[k] + offset[k];
         }
         if (scan_execute(table->k[op][dt][mode], &p, 1) != 0)

@@ -476,27 +476,25 @@ static PyObject *output_handler_capsule;
 static PyArrayObject *new_like(PyArrayObject *x, int typenum)
 {
     PyArray_Descr *d = PyArray_DescrFromType(typenum);
+    PyObject *was = NULL; /* the caller's handler, while ours is set */
+    PyArrayObject *y;
 #if defined(__linux__)
     if (output_handler_capsule != NULL &&
-        (size_t)PyArray_SIZE(x) * (size_t)PyDataType_ELSIZE(d) >= OUTPUT_ALIGN_MIN) {
-        PyObject *was = PyDataMem_SetHandler(output_handler_capsule), *ours;
-        PyArrayObject *y;
-        if (was == NULL) {
-            Py_DECREF(d);
-            return NULL;
-        }
-        y = (PyArrayObject *)PyArray_NewLikeArray(x, NPY_KEEPORDER, d, 0);
-        ours = PyDataMem_SetHandler(was); /* the caller's handler back, even on failure */
-        Py_DECREF(was);
-        if (ours == NULL) {
-            Py_XDECREF(y);
-            return NULL;
-        }
-        Py_DECREF(ours);
-        return y;
+        (size_t)PyArray_SIZE(x) * (size_t)PyDataType_ELSIZE(d) >= OUTPUT_ALIGN_MIN &&
+        (was = PyDataMem_SetHandler(output_handler_capsule)) == NULL) {
+        Py_DECREF(d);
+        return NULL;
     }
 #endif
-    return (PyArrayObject *)PyArray_NewLikeArray(x, NPY_KEEPORDER, d, 0);
+    y = (PyArrayObject *)PyArray_NewLikeArray(x, NPY_KEEPORDER, d, 0); /* steals d */
+    if (was != NULL) {
+        PyObject *ours = PyDataMem_SetHandler(was); /* back, even on failure */
+        Py_DECREF(was);
+        if (ours == NULL)
+            Py_CLEAR(y);
+        Py_XDECREF(ours);
+    }
+    return y;
 }
 
 /* Runs one kernel with the GIL released. */

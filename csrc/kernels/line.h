@@ -1085,6 +1085,129 @@ SCAN_INLINE void KN(prod_vjp_groups_)(prod_vjp_walk *w, const int64_t count, con
     w->S = S;
 }
 
+/* The groups' walk with the weights g and the factors E read a few groups
+ * ahead of x and x_bar written a few groups behind, through rings in the
+ * thread's scratch.  Why: AMD Zen's L1 data cache predicts the way of a load
+ * from a hash of the linear address bits 12-27 (the "utag"); two lines of
+ * one set with the same hash cannot both stay in L1.  NumPy's big arrays all
+ * start 16 bytes into a page, so operands walked in step share a set at every
+ * element, and for a pair at an unlucky distance each group evicts the
+ * other's lines: two adjacent 128 MiB mmaps (2^27 + 4 KiB apart, what
+ * x.copy() and np.ones_like give for 2^24 float64) collide.  C harness,
+ * float64 2^24, x and g at that distance: 41 ms against 24 apart; with
+ * x_bar 2^27 + 4 KiB from x as well, 52.  Other kernels lose less (cumsum's
+ * forward 10.6 -> 12.6 ms, cumprod's JVP 24.4 -> 29.0); this walk, down in
+ * memory with four operands, lost most.  Skewed by 4-8 groups (256-512
+ * bytes), the four streams sit in different sets whatever their distance:
+ * 24.7 and 26.0 ms in those layouts, 22.9-24.5 in ten random ones (22.3-29.3
+ * before).  A group out of the vector range takes eight one-element steps,
+ * so the groups stay aligned with the rings; count / 8 groups are done, the
+ * rest is left to the caller. */
+#define PV_RING 16 /* groups; a power of two above PV_E_AHEAD */
+#define PV_G_AHEAD 4
+#define PV_E_AHEAD 8
+#define PV_X_BEHIND 4
+/* group j of the x_bar ring to its place p in the line */
+SCAN_INLINE void KN(prod_vjp_write_group_)(char *p, const double *rx, const int64_t j,
+                                          const int64_t sz, const int down)
+{
+    const double *slot = rx + 8 * (j & (PV_RING - 1));
+    v4d r, r2;
+    V4_LOAD(r, slot);
+    V4_LOAD(r2, slot + 4);
+    LINE_STORE(p, r, down);
+    LINE_STORE(p + 4 * sz, r2, down);
+}
+SCAN_INLINE int64_t KN(prod_vjp_skewed_)(prod_vjp_walk *w, const int64_t count, const int back,
+                                        char *scratch)
+{
+    const int64_t sz = back ? (int64_t)sizeof(T) : -(int64_t)sizeof(T);
+    const int down = !back;
+    const int64_t groups = count / 8;
+    _Static_assert(3 * PV_RING * 8 * sizeof(double) <= SCAN_SCRATCH_BYTES, "rings fit the scratch");
+    if (scratch == NULL || groups <= PV_E_AHEAD)
+        return 0;
+    /* ring slot k holds a group's eight values in walk order, as doubles */
+    double *const rg = (double *)(void *)scratch, *const re = rg + PV_RING * 8,
+                 *const rx = re + PV_RING * 8;
+    const char *a = w->a, *g = w->g, *e = w->e;
+    char *xb = w->xb;
+    double S = w->S;
+    for (int64_t j = 0; j < PV_E_AHEAD; j++) {
+        v4d v, v2;
+        if (j < PV_G_AHEAD) {
+            LINE_LOAD(v, g + 8 * j * sz, down);
+            LINE_LOAD(v2, g + (8 * j + 4) * sz, down);
+            V4_STORE(rg + 8 * j, v);
+            V4_STORE(rg + 8 * j + 4, v2);
+        }
+        LINE_LOAD(v, e + 8 * j * sz, down);
+        LINE_LOAD(v2, e + (8 * j + 4) * sz, down);
+        V4_STORE(re + 8 * j, v);
+        V4_STORE(re + 8 * j + 4, v2);
+    }
+    const char *ga = g + 8 * PV_G_AHEAD * sz, *ea = e + 8 * PV_E_AHEAD * sz;
+    for (int64_t j = 0; j < groups; j++) {
+        if (j + PV_G_AHEAD < groups) {
+            double *slot = rg + 8 * ((j + PV_G_AHEAD) & (PV_RING - 1));
+            v4d v, v2;
+            LINE_PREFETCH_READ(ga, sz);
+            LINE_LOAD(v, ga, down);
+            LINE_LOAD(v2, ga + 4 * sz, down);
+            V4_STORE(slot, v);
+            V4_STORE(slot + 4, v2);
+            ga += 8 * sz;
+        }
+        if (j + PV_E_AHEAD < groups) {
+            double *slot = re + 8 * ((j + PV_E_AHEAD) & (PV_RING - 1));
+            v4d v, v2;
+            LINE_PREFETCH_READ(ea, sz);
+            LINE_LOAD(v, ea, down);
+            LINE_LOAD(v2, ea + 4 * sz, down);
+            V4_STORE(slot, v);
+            V4_STORE(slot + 4, v2);
+            ea += 8 * sz;
+        }
+        const double *tg = rg + 8 * (j & (PV_RING - 1)), *te = re + 8 * (j & (PV_RING - 1));
+        double *tx = rx + 8 * (j & (PV_RING - 1));
+        v4d x, x2, t, t2;
+        LINE_LOAD(x, a, down);
+        LINE_LOAD(x2, a + 4 * sz, down);
+        V4_LOAD(t, tg);
+        V4_LOAD(t2, tg + 4);
+        if (fabs(S) <= PROD_TAME && PROD_GROUP_TAME(x, x2, t, t2)) {
+            v4d P1, P2, Q1, Q2, E, E2;
+            LINE_PREFETCH(a, xb, sz);
+            affine_group_products(&x, &x2, &P1, &P2, &Q1, &Q2);
+            affine_group_offsets(&x, &x2, &P1, &Q1, &Q2, &t, &t2);
+            const v4d s = P2 * S + t, s2 = (Q2 * P2[3]) * S + t2;
+            V4_LOAD(E, te);
+            V4_LOAD(E2, te + 4);
+            const v4d r = E * s, r2 = E2 * s2;
+            V4_STORE(tx, r);
+            V4_STORE(tx + 4, r2);
+            S = s2[3];
+        } else {
+            for (int k = 0; k < 8; k++) {
+                S = tg[k] + (double)LD(a + k * sz) * S;
+                tx[k] = te[k] * S;
+            }
+        }
+        if (j >= PV_X_BEHIND)
+            KN(prod_vjp_write_group_)(xb - 8 * PV_X_BEHIND * sz, rx, j - PV_X_BEHIND, sz, down);
+        a += 8 * sz, g += 8 * sz, e += 8 * sz, xb += 8 * sz;
+    }
+    for (int64_t j = groups > PV_X_BEHIND ? groups - PV_X_BEHIND : 0; j < groups; j++)
+        KN(prod_vjp_write_group_)(xb - 8 * (groups - j) * sz, rx, j, sz, down);
+    w->a = a, w->g = g, w->e = e, w->xb = xb;
+    w->S = S;
+    return 8 * groups;
+}
+#undef PV_RING
+#undef PV_G_AHEAD
+#undef PV_E_AHEAD
+#undef PV_X_BEHIND
+
 /* operands x, y, g, x_bar */
 SCAN_INLINE void KN(prod_vjp_line_)(const scan_block *b, const int incl, const int back)
 {
@@ -1119,6 +1242,7 @@ SCAN_INLINE void KN(prod_vjp_line_)(const scan_block *b, const int incl, const i
         }
     }
 #endif
+    left -= KN(prod_vjp_skewed_)(&w, left, back, b->scratch);
     KN(prod_vjp_groups_)(&w, left, back);
     if (incl) /* element 0: E = 1 */
         ST(b->ptr[3], (double)LD(b->ptr[2]) + (double)LD(b->ptr[0] + sz) * w.S);

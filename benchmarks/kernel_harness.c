@@ -20,7 +20,11 @@
  * for the portable kernels).  HARNESS_OFFSETS="B0,B1,B2,B3" starts the operands
  * (in scan.h's order) that many bytes into their 2 MiB-aligned blocks;
  * HARNESS_FRESH=1 maps the outputs anew for each run, page faults included, on
- * a 2 MiB boundary as scanad's allocator places them. */
+ * a 2 MiB boundary as scanad's allocator places them.  HARNESS_LAYOUT="A0,A1,
+ * A2,A3" puts all four in one region instead, operand k at byte offset Ak
+ * (0x prefixes allowed): the distances between them decide L1 way conflicts
+ * on AMD Zen (see prod_vjp_skewed_ in kernels/line.h), e.g. x and g of a
+ * float64 VJP 0x8001000 apart. */
 #define _GNU_SOURCE /* MADV_HUGEPAGE */
 #include "scan.h"
 #include <stdio.h>
@@ -111,6 +115,27 @@ int main(int argc, char **argv)
     }
     char *const blocks[4] = {x, a, b, c};
     x += offset[0], a += offset[1], b += offset[2], c += offset[3];
+    /* HARNESS_LAYOUT: the four operands in one huge-page region at these
+     * byte offsets from its start (the distances between NumPy's arrays) */
+    char *region = NULL;
+    const char *layout = getenv("HARNESS_LAYOUT");
+    if (layout != NULL) {
+        int64_t at[4], end = 0;
+        for (int k = 0; k < 4; k++) {
+            at[k] = strtoll(layout, (char **)&layout, 0) / size * size;
+            if (at[k] < 0 || (*layout != ',' && *layout != '\0') || (k < 3 && *layout == '\0'))
+                return fprintf(stderr, "bad HARNESS_LAYOUT\n"), 2;
+            layout += *layout == ',';
+            end = at[k] + n * size > end ? at[k] + n * size : end;
+        }
+        if ((region = huge_block((size_t)end)) == NULL)
+            return 1;
+        memset(region, 0, (size_t)end);
+        char **const operand[4] = {&x, &a, &b, &c};
+        for (int k = 3; k >= 0; k--) /* x's values and the ones last, as they may overlap */
+            memmove(region + at[k], *operand[k], (size_t)(n * size));
+        x = region + at[0], a = region + at[1], b = region + at[2], c = region + at[3];
+    }
     int64_t shape[3] = {outer, rows, cols}, strides[3] = {rows * cols * size, cols * size, size};
     const int nd = outer > 1 ? 3 : rows > 1 ? 2 : 1;
     scan_problem p;
@@ -164,5 +189,6 @@ int main(int argc, char **argv)
     free(t);
     for (int k = 0; k < 4; k++)
         free(blocks[k]);
+    free(region);
     return 0;
 }

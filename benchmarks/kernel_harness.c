@@ -132,7 +132,7 @@ int main(int argc, char **argv)
             return 1;
         memset(region, 0, (size_t)end);
         char **const operand[4] = {&x, &a, &b, &c};
-        for (int k = 3; k >= 0; k--) /* x's values and the ones last, as they may overlap */
+        for (int k = 3; k >= 0; k--) /* x last: its values win where operands overlap */
             memmove(region + at[k], *operand[k], (size_t)(n * size));
         x = region + at[0], a = region + at[1], b = region + at[2], c = region + at[3];
     }

@@ -1107,6 +1107,16 @@ SCAN_INLINE void KN(prod_vjp_groups_)(prod_vjp_walk *w, const int64_t count, con
 #define PV_G_AHEAD 4
 #define PV_E_AHEAD 8
 #define PV_X_BEHIND 4
+/* the group of eight values at p (walk order) into a ring slot, as doubles */
+SCAN_INLINE void KN(prod_vjp_stage_group_)(double *slot, const char *p, const int64_t sz,
+                                          const int down)
+{
+    v4d v, v2;
+    LINE_LOAD(v, p, down);
+    LINE_LOAD(v2, p + 4 * sz, down);
+    V4_STORE(slot, v);
+    V4_STORE(slot + 4, v2);
+}
 /* group j of the x_bar ring to its place p in the line */
 SCAN_INLINE void KN(prod_vjp_write_group_)(char *p, const double *rx, const int64_t j,
                                           const int64_t sz, const int down)
@@ -1134,38 +1144,20 @@ SCAN_INLINE int64_t KN(prod_vjp_skewed_)(prod_vjp_walk *w, const int64_t count, 
     char *xb = w->xb;
     double S = w->S;
     for (int64_t j = 0; j < PV_E_AHEAD; j++) {
-        v4d v, v2;
-        if (j < PV_G_AHEAD) {
-            LINE_LOAD(v, g + 8 * j * sz, down);
-            LINE_LOAD(v2, g + (8 * j + 4) * sz, down);
-            V4_STORE(rg + 8 * j, v);
-            V4_STORE(rg + 8 * j + 4, v2);
-        }
-        LINE_LOAD(v, e + 8 * j * sz, down);
-        LINE_LOAD(v2, e + (8 * j + 4) * sz, down);
-        V4_STORE(re + 8 * j, v);
-        V4_STORE(re + 8 * j + 4, v2);
+        if (j < PV_G_AHEAD)
+            KN(prod_vjp_stage_group_)(rg + 8 * j, g + 8 * j * sz, sz, down);
+        KN(prod_vjp_stage_group_)(re + 8 * j, e + 8 * j * sz, sz, down);
     }
     const char *ga = g + 8 * PV_G_AHEAD * sz, *ea = e + 8 * PV_E_AHEAD * sz;
     for (int64_t j = 0; j < groups; j++) {
         if (j + PV_G_AHEAD < groups) {
-            double *slot = rg + 8 * ((j + PV_G_AHEAD) & (PV_RING - 1));
-            v4d v, v2;
             LINE_PREFETCH_READ(ga, sz);
-            LINE_LOAD(v, ga, down);
-            LINE_LOAD(v2, ga + 4 * sz, down);
-            V4_STORE(slot, v);
-            V4_STORE(slot + 4, v2);
+            KN(prod_vjp_stage_group_)(rg + 8 * ((j + PV_G_AHEAD) & (PV_RING - 1)), ga, sz, down);
             ga += 8 * sz;
         }
         if (j + PV_E_AHEAD < groups) {
-            double *slot = re + 8 * ((j + PV_E_AHEAD) & (PV_RING - 1));
-            v4d v, v2;
             LINE_PREFETCH_READ(ea, sz);
-            LINE_LOAD(v, ea, down);
-            LINE_LOAD(v2, ea + 4 * sz, down);
-            V4_STORE(slot, v);
-            V4_STORE(slot + 4, v2);
+            KN(prod_vjp_stage_group_)(re + 8 * ((j + PV_E_AHEAD) & (PV_RING - 1)), ea, sz, down);
             ea += 8 * sz;
         }
         const double *tg = rg + 8 * (j & (PV_RING - 1)), *te = re + 8 * (j & (PV_RING - 1));

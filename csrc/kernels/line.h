@@ -1040,6 +1040,21 @@ typedef struct {
 } prod_vjp_walk;
 #endif
 
+/* one vector group of the walk: from the factors x, x2 and weights t, t2
+ * (walk order; both pairs are overwritten) and the carry *S, r and r2 get
+ * x_bar = E S_i for the group's eight S_i, and *S the last S_i */
+SCAN_INLINE void KN(prod_vjp_group_)(v4d *x, v4d *x2, v4d *t, v4d *t2, const v4d *E,
+                                    const v4d *E2, double *S, v4d *r, v4d *r2)
+{
+    v4d P1, P2, Q1, Q2;
+    affine_group_products(x, x2, &P1, &P2, &Q1, &Q2);
+    affine_group_offsets(x, x2, &P1, &Q1, &Q2, t, t2);
+    const v4d s = P2 * *S + *t, s2 = (Q2 * P2[3]) * *S + *t2;
+    *r = *E * s;
+    *r2 = *E2 * s2;
+    *S = s2[3];
+}
+
 /* count elements from w's element down, S_i = g + x_{i+1} S_{i+1} and
  * x_bar_i = E_i S_i, in groups of eight composed in registers (the
  * in-register products and offsets of affine_scan_within, loaded and stored
@@ -1061,18 +1076,14 @@ SCAN_INLINE void KN(prod_vjp_groups_)(prod_vjp_walk *w, const int64_t count, con
             v4d x, x2, t, t2;
             PROD_GROUP_LOAD(x, x2, t, t2, a, g, sz, down);
             if (PROD_GROUP_TAME(x, x2, t, t2)) {
-                v4d P1, P2, Q1, Q2, E, E2;
+                v4d E, E2, r, r2;
                 LINE_PREFETCH(a, xb, sz);
                 LINE_PREFETCH(g, e, sz);
-                affine_group_products(&x, &x2, &P1, &P2, &Q1, &Q2);
-                affine_group_offsets(&x, &x2, &P1, &Q1, &Q2, &t, &t2);
-                const v4d s = P2 * S + t, s2 = (Q2 * P2[3]) * S + t2;
                 LINE_LOAD(E, e, down);
                 LINE_LOAD(E2, e + 4 * sz, down);
-                const v4d r = E * s, r2 = E2 * s2;
+                KN(prod_vjp_group_)(&x, &x2, &t, &t2, &E, &E2, &S, &r, &r2);
                 LINE_STORE(xb, r, down);
                 LINE_STORE(xb + 4 * sz, r2, down);
-                S = s2[3];
                 i += 8, a += 8 * sz, g += 8 * sz, e += 8 * sz, xb += 8 * sz;
                 continue;
             }
@@ -1140,7 +1151,7 @@ SCAN_INLINE int64_t KN(prod_vjp_skewed_)(prod_vjp_walk *w, const int64_t count, 
     /* ring slot k holds a group's eight values in walk order, as doubles */
     double *const rg = (double *)(void *)scratch, *const re = rg + PV_RING * 8,
                  *const rx = re + PV_RING * 8;
-    const char *a = w->a, *g = w->g, *e = w->e;
+    const char *a = w->a, *const g = w->g, *const e = w->e;
     char *xb = w->xb;
     double S = w->S;
     for (int64_t j = 0; j < PV_E_AHEAD; j++) {
@@ -1168,17 +1179,13 @@ SCAN_INLINE int64_t KN(prod_vjp_skewed_)(prod_vjp_walk *w, const int64_t count, 
         V4_LOAD(t, tg);
         V4_LOAD(t2, tg + 4);
         if (fabs(S) <= PROD_TAME && PROD_GROUP_TAME(x, x2, t, t2)) {
-            v4d P1, P2, Q1, Q2, E, E2;
+            v4d E, E2, r, r2;
             LINE_PREFETCH(a, xb, sz);
-            affine_group_products(&x, &x2, &P1, &P2, &Q1, &Q2);
-            affine_group_offsets(&x, &x2, &P1, &Q1, &Q2, &t, &t2);
-            const v4d s = P2 * S + t, s2 = (Q2 * P2[3]) * S + t2;
             V4_LOAD(E, te);
             V4_LOAD(E2, te + 4);
-            const v4d r = E * s, r2 = E2 * s2;
+            KN(prod_vjp_group_)(&x, &x2, &t, &t2, &E, &E2, &S, &r, &r2);
             V4_STORE(tx, r);
             V4_STORE(tx + 4, r2);
-            S = s2[3];
         } else {
             for (int k = 0; k < 8; k++) {
                 S = tg[k] + (double)LD(a + k * sz) * S;
@@ -1187,11 +1194,11 @@ SCAN_INLINE int64_t KN(prod_vjp_skewed_)(prod_vjp_walk *w, const int64_t count, 
         }
         if (j >= PV_X_BEHIND)
             KN(prod_vjp_write_group_)(xb - 8 * PV_X_BEHIND * sz, rx, j - PV_X_BEHIND, sz, down);
-        a += 8 * sz, g += 8 * sz, e += 8 * sz, xb += 8 * sz;
+        a += 8 * sz, xb += 8 * sz;
     }
     for (int64_t j = groups > PV_X_BEHIND ? groups - PV_X_BEHIND : 0; j < groups; j++)
         KN(prod_vjp_write_group_)(xb - 8 * (groups - j) * sz, rx, j, sz, down);
-    w->a = a, w->g = g, w->e = e, w->xb = xb;
+    w->a = a, w->g = g + 8 * groups * sz, w->e = e + 8 * groups * sz, w->xb = xb;
     w->S = S;
     return 8 * groups;
 }

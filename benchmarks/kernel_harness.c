@@ -6,7 +6,7 @@
  * prints the min and median of many runs.  Build against a source tree (twice,
  * against two trees, to compare variants; alternate the binaries in rounds):
  *
- *   gcc -O3 -std=c11 -DNDEBUG -fwrapv -fno-trapping-math -Wall -Wextra -Icsrc \
+ *   gcc -O3 -std=c11 -DNDEBUG -fwrapv -fno-trapping-math -ffp-contract=fast -Wall -Wextra -Icsrc \
  *       -o /tmp/harness benchmarks/kernel_harness.c csrc/isa_*.c csrc/dispatch.c \
  *       csrc/driver.c csrc/threads.c -lm -pthread
  *   /tmp/harness OP DTYPE MODE ROWS COLS AXIS [REPS [OUTER]]

@@ -24,7 +24,8 @@
  * A2,A3" puts all four in one region instead, operand k at byte offset Ak
  * (0x prefixes allowed): the distances between them decide L1 way conflicts
  * on AMD Zen (see prod_vjp_skewed_ in kernels/line.h), e.g. x and g of a
- * float64 VJP 0x8001000 apart. */
+ * float64 VJP 0x8001000 apart; with HARNESS_FRESH the outputs are still
+ * mapped anew at their HARNESS_OFFSETS, only the inputs keep the layout. */
 #define _GNU_SOURCE /* MADV_HUGEPAGE */
 #include "scan.h"
 #include <stdio.h>
@@ -48,6 +49,22 @@ static int by_value(const void *a, const void *b)
 
 /* elements an operand's block holds past the array, for HARNESS_OFFSETS */
 #define SLACK ((int64_t)1 << 19)
+
+/* Up to four comma-separated byte counts from s (NULL: none) into v, each
+ * rounded down to a multiple of size and in [0, below); with all_four, fewer
+ * than four is an error.  Returns 0, or -1 on bad input. */
+static int byte_list(const char *s, int base, int64_t size, int64_t below, int all_four,
+                     int64_t v[4])
+{
+    for (int k = 0; s != NULL && k < 4; k++) {
+        v[k] = strtoll(s, (char **)&s, base) / size * size;
+        if (v[k] < 0 || v[k] >= below || (*s != ',' && *s != '\0') ||
+            (all_four && k < 3 && *s == '\0'))
+            return -1;
+        s += *s == ',';
+    }
+    return 0;
+}
 
 /* bytes rounded up to whole 2 MiB pages, on huge pages where the OS has them,
  * as NumPy asks for its big arrays and scanad places its outputs (on 4 KiB
@@ -106,13 +123,8 @@ int main(int argc, char **argv)
         return 1;
     /* (a multiple of the element size, under SLACK elements) */
     int64_t offset[4] = {0, 0, 0, 0};
-    const char *offsets = getenv("HARNESS_OFFSETS");
-    for (int k = 0; offsets != NULL && k < 4; k++) {
-        offset[k] = strtoll(offsets, (char **)&offsets, 10) / size * size;
-        if (offset[k] < 0 || offset[k] >= SLACK * size || (*offsets != ',' && *offsets != '\0'))
-            return fprintf(stderr, "bad HARNESS_OFFSETS\n"), 2;
-        offsets += *offsets == ',';
-    }
+    if (byte_list(getenv("HARNESS_OFFSETS"), 10, size, SLACK * size, 0, offset) != 0)
+        return fprintf(stderr, "bad HARNESS_OFFSETS\n"), 2;
     char *const blocks[4] = {x, a, b, c};
     x += offset[0], a += offset[1], b += offset[2], c += offset[3];
     /* HARNESS_LAYOUT: the four operands in one huge-page region at these
@@ -121,13 +133,10 @@ int main(int argc, char **argv)
     const char *layout = getenv("HARNESS_LAYOUT");
     if (layout != NULL) {
         int64_t at[4], end = 0;
-        for (int k = 0; k < 4; k++) {
-            at[k] = strtoll(layout, (char **)&layout, 0) / size * size;
-            if (at[k] < 0 || (*layout != ',' && *layout != '\0') || (k < 3 && *layout == '\0'))
-                return fprintf(stderr, "bad HARNESS_LAYOUT\n"), 2;
-            layout += *layout == ',';
+        if (byte_list(layout, 0, size, INT64_MAX, 1, at) != 0)
+            return fprintf(stderr, "bad HARNESS_LAYOUT\n"), 2;
+        for (int k = 0; k < 4; k++)
             end = at[k] + n * size > end ? at[k] + n * size : end;
-        }
         if ((region = huge_block((size_t)end)) == NULL)
             return 1;
         memset(region, 0, (size_t)end);

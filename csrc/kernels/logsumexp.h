@@ -14,7 +14,7 @@
  */
 
 /* float64 results need the full-degree exp; float16/32 results (and
- * complex64) get one accurate to 6e-9, far below their ulp.  libm is left
+ * complex64) get one accurate to 2e-9, far below their ulp.  libm is left
  * to the complex kernels on single lines and to the exact step that real
  * line tiles with infinities fall back to, where nothing vectorises. */
 #define LSE_PRECISE (sizeof(T) == 8 * (1 + LSE_COMPLEX))
@@ -98,10 +98,13 @@ SCAN_INLINE cdouble KN(lse_step_)(cdouble v, double *M, cdouble *S, double *resc
 SCAN_INLINE int KN(lse_row_is_tame_)(const char *x, int64_t lx, int64_t w, const double *M,
                                      const double *S)
 {
-    int tame = 1;
+    /* the accumulators of tests on doubles are int64_t: with an int, GCC
+     * packs each vector of 64-bit compare masks to 32 bits (five shuffles
+     * per 8 elements) before the AND */
+    int64_t tame = 1;
     for (int64_t l = 0; l < w; l++)
         tame &= LSE_LANE_IS_TAME(LLD(x + l * lx), M[l], S[l]);
-    return tame;
+    return tame != 0;
 }
 #endif
 
@@ -127,7 +130,7 @@ SCAN_INLINE void KN(lse_fwd_panel_)(PANEL_ARGS)
              * exp's and the log's constants do not fit in the vector
              * registers. */
             double *const E = SLOT(double, 2);
-            int tame = 1;
+            int64_t tame = 1;
             for (int64_t l = 0; l < w; l++) {
                 const double d = LLD(x + l * lx) - M[l];
                 tame &= (d <= LSE_SPAN) & (S[l] == S[l]);
@@ -217,7 +220,7 @@ DEFINE_PANEL_KERNEL_WIDTH(KN(lse_fwd_panels_), KN(lse_fwd_panel_), LSE_FWD_WIDTH
 SCAN_INLINE int KN(lse_weights_tame_)(const double *xv, const char *src, int64_t cnt, double R,
                                       double *ev)
 {
-    int tame = 1;
+    int64_t tame = 1;
     if (src) {
         for (int64_t i = 0; i < cnt; i++) {
             float f;
@@ -233,7 +236,7 @@ SCAN_INLINE int KN(lse_weights_tame_)(const double *xv, const char *src, int64_t
             ev[i] = lse_exp_bounded(d, LSE_PRECISE);
         }
     }
-    return tame;
+    return tame != 0;
 }
 
 #define LSE_SPECULATION_PAUSE 255
@@ -508,12 +511,12 @@ SCAN_INLINE double KN(lse_weight_)(double a, double bb, double ca, double cb, co
 SCAN_INLINE int KN(lse_vjp_row_is_tame_)(const char *x, int64_t lx, const char *y, int64_t ly,
                                          int64_t w, const double *ynext)
 {
-    int tame = 1;
+    int64_t tame = 1;
     for (int64_t l = 0; l < w; l++) {
         const double yv = LLD(y + l * ly);
         tame &= (fabs(yv) < INFINITY) & (fabs(ynext[l]) < INFINITY) & (LLD(x + l * lx) - yv <= 1.0);
     }
-    return tame;
+    return tame != 0;
 }
 #endif
 

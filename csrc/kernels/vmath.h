@@ -44,9 +44,9 @@ static inline uint64_t vm_bits(double d)
  * logsumexp.h), log of a running sum S that is 0, >= 1, or >= exp(-LSE_SPAN)
  * on such a reference.  Results below 2^-1022 flush to 0 (they are added to
  * an S that large or scale a term that is), so no subnormal steps, no
- * division in exp (a Taylor polynomial on |r| <= ln2/2), and fewer selects.
+ * division in exp (a polynomial on |r| <= ln2/2), and fewer selects.
  * `precise` (a compile-time constant) picks the degree: full for float64
- * results (error < 3 ulp of a double), shorter for float32 results (< 1e-8,
+ * results (error < 3 ulp of a double), shorter for float32 results (2e-9,
  * well under a float32 ulp); S itself is always summed in double. */
 static inline double lse_exp_core(double x, const int precise)
 {

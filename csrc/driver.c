@@ -93,15 +93,23 @@ static void run_piece(const plan_t *pl, char *const base[SCAN_MAX_OPERANDS], int
 }
 
 /* ---- one long line split between threads (a blocked two-pass scan) ----
- * Piece j holds scan positions [j L, (j + 1) L).  Pass 1 takes the totals of
- * all pieces but the last in parallel, a serial loop turns them into each
- * piece's carry, and pass 2 scans every piece from its carry in parallel. */
+ * Pass 1 takes the totals of all pieces but the last in parallel, a serial
+ * loop turns them into each piece's carry, and pass 2 scans every piece from
+ * its carry in parallel.  When the reduce costs a fraction r of the scan and
+ * never fails (scan_split.reduce_share), the first piece needs no carry and
+ * is scanned in pass 1 too, after its total: it is made shorter, b = r a /
+ * (1 + r) against the others' a, so that its thread finishes pass 1 with the
+ * ones reducing a piece of length a; t threads then take (1 + r) a / (t a + b)
+ * of the serial time instead of (1 + r) / 2 with t = 2 equal pieces
+ * (logcumsumexp, r ~ 0.45: 0.63 against 0.73). */
 #define SCAN_SPLIT_MIN_ELEMENTS (1 << 18)
 #define SCAN_MAX_PIECES 64
 
 typedef struct {
     const plan_t *pl;
-    int64_t n, piece_len;
+    int64_t n, pieces;
+    int64_t start[SCAN_MAX_PIECES + 1]; /* piece j: scan positions [start[j], start[j + 1]) */
+    int first_in_pass1;
     scan_carry total[SCAN_MAX_PIECES], carry[SCAN_MAX_PIECES];
     int supported[SCAN_MAX_PIECES];
 } split_t;
@@ -112,8 +120,7 @@ static scan_block piece_block(const split_t *sp, int64_t j)
     char *base[SCAN_MAX_OPERANDS];
     for (int k = 0; k < SCAN_MAX_OPERANDS; k++)
         base[k] = k < pl->p->noperands ? pl->p->data[k] : NULL;
-    const int64_t s0 = j * sp->piece_len;
-    const int64_t s1 = sp->n - s0 <= sp->piece_len ? sp->n : s0 + sp->piece_len;
+    const int64_t s0 = sp->start[j], s1 = sp->start[j + 1];
     /* scan positions to axis positions */
     const int64_t start = pl->p->reverse ? sp->n - s1 : s0;
     const int64_t stop = pl->p->reverse ? sp->n - s0 : s1;
@@ -125,14 +132,18 @@ static void split_totals(void *ctx, int64_t begin, int64_t end)
     split_t *sp = (split_t *)ctx;
     for (int64_t j = begin; j < end; j++) {
         const scan_block b = piece_block(sp, j);
+        /* the total first: the scan may write over x (out=x) */
         sp->supported[j] = sp->pl->p->split->reduce(&b, &sp->total[j]);
+        if (j == 0 && sp->first_in_pass1)
+            sp->pl->kernel(&b);
     }
 }
 
 static void split_scans(void *ctx, int64_t begin, int64_t end)
 {
     split_t *sp = (split_t *)ctx;
-    for (int64_t j = begin; j < end; j++) {
+    for (int64_t k = begin; k < end; k++) {
+        const int64_t j = k + sp->first_in_pass1; /* pass 1 may have done piece 0 */
         scan_block b = piece_block(sp, j);
         b.carry = j > 0 ? &sp->carry[j] : NULL;
         sp->pl->kernel(&b);
@@ -144,13 +155,27 @@ static void split_scans(void *ctx, int64_t begin, int64_t end)
 static int run_split(const plan_t *pl, int nthreads)
 {
     const int64_t n = pl->p->shape[pl->p->axis];
-    const int64_t pieces = nthreads < SCAN_MAX_PIECES ? nthreads : SCAN_MAX_PIECES;
+    const double r = pl->p->split->reduce_share;
     split_t *sp = (split_t *)calloc(1, sizeof(split_t));
     if (sp == NULL)
         return 0;
     sp->pl = pl;
     sp->n = n;
-    sp->piece_len = (n + pieces - 1) / pieces;
+    sp->first_in_pass1 = r > 0.0 && nthreads < SCAN_MAX_PIECES;
+    if (sp->first_in_pass1) {
+        /* nthreads pieces of length a after the first one of r a / (1 + r) */
+        sp->pieces = nthreads + 1;
+        const double a = (double)n / ((double)nthreads + r / (1.0 + r));
+        for (int64_t j = 1; j < sp->pieces; j++)
+            sp->start[j] = n - (int64_t)((double)(sp->pieces - j) * a);
+    } else {
+        sp->pieces = nthreads < SCAN_MAX_PIECES ? nthreads : SCAN_MAX_PIECES;
+        const int64_t len = (n + sp->pieces - 1) / sp->pieces;
+        for (int64_t j = 1; j < sp->pieces; j++)
+            sp->start[j] = j * len;
+    }
+    sp->start[sp->pieces] = n;
+    const int64_t pieces = sp->pieces;
     scan_parallel_for(split_totals, sp, pieces - 1, nthreads);
     int ok = 1;
     for (int64_t j = 0; j + 1 < pieces; j++)
@@ -161,7 +186,7 @@ static int run_split(const plan_t *pl, int nthreads)
             sp->carry[j + 1] = sp->carry[j];
             pl->p->split->combine(&sp->carry[j + 1], &sp->total[j]);
         }
-        scan_parallel_for(split_scans, sp, pieces, nthreads);
+        scan_parallel_for(split_scans, sp, pieces - sp->first_in_pass1, nthreads);
     }
     free(sp);
     return ok;

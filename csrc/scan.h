@@ -78,9 +78,10 @@ typedef void (*scan_kernel)(const scan_block *b);
  * between threads (a blocked two-pass scan: totals of the pieces in
  * parallel, a serial prefix of the totals, the pieces scanned in parallel
  * from their carries).  v: the running sum, product or extreme value
- * (accumulated in double, as the kernels do); i: the owner's index. */
+ * (accumulated in double, as the kernels do), or logcumsumexp's reference
+ * M; s: logcumsumexp's sum on it, S = sum exp(x - M); i: the owner's index. */
 typedef struct scan_carry {
-    double v;
+    double v, s;
     int64_t i;
 } scan_carry;
 
@@ -90,6 +91,10 @@ typedef struct {
     int (*reduce)(const scan_block *b, scan_carry *total);
     /* *acc = *acc followed by *next */
     void (*combine)(scan_carry *acc, const scan_carry *next);
+    /* 0, or for a reduce that never returns 0 (whatever the layout and the
+     * values), its time as a share of the forward kernel's on a piece: then
+     * the first piece, shorter, is scanned while the others are reduced */
+    double reduce_share;
 } scan_split;
 
 /* Kernels per (op, dtype, mode); NULL where the op is undefined for that dtype. */

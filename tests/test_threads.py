@@ -4,8 +4,9 @@ Results must not depend on the number of kernel threads or on other Python
 threads running kernels at the same time: the comparisons are bit for bit,
 since splitting lines or lanes between threads never changes the order of a
 line's arithmetic.  The one exception is a single line of >= 2**18 elements,
-which is scanned in pieces from carries: cummax/cummin stay exact, sums and
-products are reassociated at the piece boundaries (test at the end).
+which is scanned in pieces from carries: cummax/cummin stay exact, sums,
+products and logcumsumexp's sums are reassociated at the piece boundaries
+(the tests at the end).
 """
 
 from __future__ import annotations
@@ -218,4 +219,61 @@ def test_one_long_line_split_between_threads(name: str, dtype: str, special: str
                 if name == "cumsum" and dtype == "float64" and special == "none":
                     # the pieces reassociate the sum, so identical bits would
                     # mean the line was not split and the path above untested
+                    assert not np.array_equal(one, two), kw
+
+
+@pytest.mark.parametrize("special", ["none", "rising", "ties", "nan", "inf", "neginf_prefix"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_one_long_logcumsumexp_line_split_between_threads(dtype: str, special: str,
+                                                          restore_threads) -> None:
+    # Two threads: a short first piece (about n / 7) scanned while the
+    # second's total is taken, then two equal pieces from their carries, the
+    # state (max, sum on it).  Each output is checked against logaddexp in
+    # long double with the bound of the serial line (test_long_lines): the
+    # carries only reassociate sums in double.
+    n = 2**19 + 37
+    rng = np.random.default_rng(len(special) * 2 + (dtype == "float32"))
+    x = rng.standard_normal(n) * 3.0
+    if special == "rising":  # the max keeps moving up, across both boundaries
+        x += np.arange(n) * 1e-3
+    elif special == "ties":  # every piece's max is the same value
+        x = np.minimum(x, 2.0)
+    elif special == "nan":
+        x[3 * n // 4] = np.nan
+    elif special == "inf":
+        x[rng.integers(0, n, 5)] = -np.inf
+        x[n // 2] = np.inf
+    elif special == "neginf_prefix":  # -inf runs past the first boundary
+        x[: n // 5] = -np.inf
+    x = x.astype(dtype)
+    eps = float(np.finfo(dtype).eps)
+    bound = 1.0 * eps if dtype == "float32" else 8.0 * eps
+    for v in (x, x[::-1]):  # the second walks memory backwards
+        for reverse in (False, True):
+            for inclusive in (False, True):
+                kw = dict(reverse=reverse, inclusive=inclusive)
+                sa.set_num_threads(1)
+                one = sa.logcumsumexp(v, **kw)
+                sa.set_num_threads(2)
+                two = sa.logcumsumexp(v, **kw)
+                # in place: the first piece is written while others are read
+                buf = x.copy()
+                w = buf if v is x else buf[::-1]
+                sa.logcumsumexp(w, out=w, **kw)
+                assert np.array_equal(w, two, equal_nan=True), kw
+                with np.errstate(invalid="ignore"):  # -inf - -inf inside logaddexp
+                    exact = np.logaddexp.accumulate(
+                        _scan_order(v, reverse).astype(np.longdouble))
+                if not inclusive:
+                    exact = np.concatenate([[-np.inf], exact[:-1]])
+                got = _scan_order(two, reverse)
+                nan = np.isnan(exact)
+                assert np.array_equal(np.isnan(got), nan), kw
+                finite = np.isfinite(exact)
+                assert np.array_equal(got[~finite & ~nan], exact[~finite & ~nan]), kw
+                err = np.abs(got[finite].astype(np.longdouble) - exact[finite])
+                worst = float(np.max(err / np.maximum(1.0, np.abs(exact[finite])), initial=0.0))
+                assert worst <= bound, (kw, worst / eps)
+                if dtype == "float64" and special == "none":
+                    # identical bits would mean the line was not split
                     assert not np.array_equal(one, two), kw

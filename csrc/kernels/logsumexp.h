@@ -13,6 +13,25 @@
  * to y (DESIGN §3.5).
  */
 
+#ifndef SCANAD_LSE_ONCE
+#define SCANAD_LSE_ONCE
+/* scan_split.combine: the state (M, S) of a piece followed by the next
+ * one's, as lse_step_ would fold the next piece's elements in: equal
+ * references (both may be infinite) add, a higher one rescales the other
+ * sum (to 0 past an infinity); a NaN sum stays NaN */
+static void lse_combine(scan_carry *acc, const scan_carry *next)
+{
+    if (next->v == acc->v) {
+        acc->s += next->s;
+    } else if (next->v > acc->v) {
+        acc->s = acc->s * exp(acc->v - next->v) + next->s;
+        acc->v = next->v;
+    } else {
+        acc->s += next->s * exp(next->v - acc->v);
+    }
+}
+#endif
+
 /* float64 results need the full-degree exp; float16/32 results (and
  * complex64) get one accurate to 2e-9, far below their ulp.  libm is left
  * to the complex kernels on single lines and to the exact step that real
@@ -245,7 +264,11 @@ SCAN_INLINE int KN(lse_weights_tame_)(const double *xv, const char *src, int64_t
 #else
 #define LSE_WIDEN_F32 0
 #endif
-SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp)
+/* reduce (a constant): only the state (M, S) at the end of the line, into
+ * *total, for a piece of a line split between threads: the weights and
+ * their sums without the prefix sums, logs and stores, a third of the scan */
+SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp, const int reduce,
+                               scan_carry *total)
 {
     const char *x = b->ptr[0], *t = jvp ? b->ptr[1] : NULL;
     char *y = b->ptr[jvp ? 2 : 1], *yd = jvp ? b->ptr[3] : NULL;
@@ -256,7 +279,7 @@ SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp)
         sv[LSE_TILE + 1], out[LSE_TILE], ts[LSE_TILE], uv[LSE_TILE + 1];
     /* M is the reference the sums S and U are on: the running max, or up
      * to LSE_SPAN below it after tiles that kept an earlier one */
-    double M = -INFINITY, S = 0.0, U = 0.0;
+    double M = b->carry ? b->carry->v : -INFINITY, S = b->carry ? b->carry->s : 0.0, U = 0.0;
     int skip = 0;
     for (int64_t t0 = 0; t0 < b->n; t0 += LSE_TILE) {
         const int64_t cnt = b->n - t0 < LSE_TILE ? b->n - t0 : LSE_TILE;
@@ -305,6 +328,12 @@ SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp)
                 (void)KN(lse_weights_tame_)(xv, NULL, cnt, R, ev); /* all <= R */
                 fast = 1;
             }
+        }
+        if (fast && reduce) {
+            S = S * scale + vector_sum(ev, cnt);
+            M = R;
+            x += cnt * sx;
+            continue;
         }
         if (fast) {
             sv[0] = S * scale;
@@ -358,6 +387,10 @@ SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp)
         }
         sv[0] = S;
         S = affine_scan(av, ev, sv + 1, cnt, S);
+        if (reduce) {
+            x += cnt * sx;
+            continue;
+        }
         for (int64_t i = 0; i < cnt; i++)
             out[i] = pm[i + incl] + lse_log(sv[i + incl], LSE_PRECISE);
         LSE_TILE_STORE(y, sy, out, cnt);
@@ -378,15 +411,31 @@ SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp)
         x += cnt * sx;
         y += cnt * sy;
     }
+    if (reduce) {
+        total->v = M;
+        total->s = S;
+        total->i = 0;
+    }
 }
 
 static void KN(lse_fwd_)(const scan_block *b)
 {
     if (b->m == 1)
-        KN(lse_line_)(b, 0);
+        KN(lse_line_)(b, 0, 0, NULL);
     else
         KN(lse_fwd_panels_)(b);
 }
+#if defined(NARROW_LOAD)
+/* scan_split.reduce: lse_line_ takes every layout of a line.  Its share of
+ * the forward's time, from 1 and 2 threads on 2^24 elements of either
+ * dtype with equal pieces ((1 + r) / 2 of the serial time): 0.44-0.46 */
+#define LSE_REDUCE_SHARE 0.45
+static int KN(lse_reduce_)(const scan_block *b, scan_carry *total)
+{
+    KN(lse_line_)(b, 0, 1, total);
+    return 1;
+}
+#endif
 #else
 static void KN(lse_fwd_)(const scan_block *b)
 {
@@ -485,7 +534,7 @@ static void KN(lse_jvp_)(const scan_block *b)
 {
 #if !LSE_COMPLEX
     if (b->m == 1) {
-        KN(lse_line_)(b, 1);
+        KN(lse_line_)(b, 1, 0, NULL);
         return;
     }
 #endif

@@ -218,6 +218,26 @@ static inline int tile_widen_max_finite(double *x, const char *src, int64_t cnt,
     return tile_max_finite_(x, src, cnt, max, 1);
 }
 
+/* e[0] + ... + e[cnt - 1], in eight running sums (the one chain of a plain
+ * loop would be an add's latency per element) */
+static inline double vector_sum(const double *e, int64_t cnt)
+{
+    v4d s = V4_SPLAT(0.0), s2 = s;
+    int64_t i = 0;
+    for (; i + 8 <= cnt; i += 8) {
+        v4d v, v2;
+        V4_LOAD(v, e + i);
+        V4_LOAD(v2, e + i + 4);
+        s += v;
+        s2 += v2;
+    }
+    s += s2;
+    double total = (s[0] + s[1]) + (s[2] + s[3]);
+    for (; i < cnt; i++)
+        total += e[i];
+    return total;
+}
+
 /* out[i] = S + e[0] + ... + e[i]; returns the last.  Same shape as
  * affine_scan with every a_i = 1: two shift-and-add steps per vector off the
  * carry chain, one add per 8 elements on it. */

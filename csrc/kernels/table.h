@@ -315,7 +315,8 @@ const scan_table SCAN_TABLE_NAME = {
                             ROWD(lse, f16), ROWD(lse, f32), ROWD(lse, f64), ROWD(lse, c64),
                             ROWD(lse, c128)},
     },
-    /* one long line split between threads: the line kernels of line.h */
+    /* one long line split between threads: the line kernels of line.h and
+     * logsumexp.h */
     {
         [SCAN_SUM] = {[DT_F32] = {sum_reduce_f32, line_combine_sum},
                       [DT_F64] = {sum_reduce_f64, line_combine_sum}},
@@ -325,6 +326,8 @@ const scan_table SCAN_TABLE_NAME = {
                       [DT_F64] = {max_reduce_f64, line_combine_max}},
         [SCAN_MIN] = {[DT_F32] = {min_reduce_f32, line_combine_min},
                       [DT_F64] = {min_reduce_f64, line_combine_min}},
+        [SCAN_LOGSUMEXP] = {[DT_F32] = {lse_reduce_f32, lse_combine, LSE_REDUCE_SHARE},
+                            [DT_F64] = {lse_reduce_f64, lse_combine, LSE_REDUCE_SHARE}},
     },
     /* the VJPs of sums, products and logcumsumexp run their recurrence from
      * the end; the cummax/cummin VJP walks forwards but in panels of rows of

@@ -191,7 +191,7 @@ def size_sweep(ops: List[str], repeat: int, quick: bool, plot: Optional[str]) ->
 
 def thread_lines(repeat: int, quick: bool) -> List[str]:
     """1 vs 2 kernel threads: lines split between threads (logcumsumexp of 64
-    rows) and one long line scanned in pieces from carries (the others)."""
+    rows) and one long line scanned in pieces from carries (every scan)."""
     n = sa.get_num_threads()
     out = []
 
@@ -210,7 +210,7 @@ def thread_lines(repeat: int, quick: bool) -> List[str]:
     for dtype in ("float32", "float64"):
         line = np.random.default_rng(3).standard_normal(2**19 if quick else 2**24).astype(dtype)
         res = np.empty_like(line)
-        for name in ("cumsum", "cumprod", "cummax", "cummin"):
+        for name in SCANS:
             fn = getattr(sa, name)
             t1, t2 = both(lambda: fn(line, out=res))
             out.append(f"- {name} {dtype} {line.shape} (one line, out=): "

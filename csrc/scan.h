@@ -146,7 +146,8 @@ int scan_execute(scan_kernel k, const scan_problem *p, int nthreads);
 int scan_get_num_threads(void);
 void scan_set_num_threads(int n);
 typedef void (*scan_task_fn)(void *ctx, int64_t begin, int64_t end);
-/* Runs fn over [0, count) split into contiguous ranges on the pool. */
-void scan_parallel_for(scan_task_fn fn, void *ctx, int64_t count, int nthreads);
+/* Runs fn over [0, count) on the pool, in contiguous ranges that each
+ * thread claims as it gets free (from the end first when down). */
+void scan_parallel_for(scan_task_fn fn, void *ctx, int64_t count, int nthreads, int down);
 
 #endif

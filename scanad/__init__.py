@@ -64,10 +64,13 @@ def set_num_threads(n: int) -> None:
     or the number of CPUs).
 
     Independent lines and lanes are split between threads without changing
-    any result.  A single float32/float64 line of at least 2**18 elements
-    (cumsum, cumprod, cummax, cummin) is scanned in pieces, one per thread,
-    from carries: cummax/cummin are unchanged, sums and products are
-    reassociated at the piece boundaries (last-bit differences).  A line whose
+    any result.  A single float32/float64 line of at least 2**18 elements is
+    scanned in pieces from carries: cummax/cummin are unchanged, sums,
+    products and logcumsumexp's sums of exponentials are reassociated at the
+    piece boundaries (last-bit differences; logcumsumexp carries its running
+    max and sum exactly, so infinities, NaN and ties are as on one thread;
+    its first piece is shorter, scanned while the next one's total is
+    taken, as the total costs about half a scan).  A line whose
     pieces could overflow or underflow where the scan in order would not
     (float64 sums with elements beyond 2**960, products with elements outside
     2**+-32, zeros, inf or NaN, or partial products leaving 2**+-90, as any

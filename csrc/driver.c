@@ -192,7 +192,6 @@ static int run_split(const plan_t *pl, int nthreads)
     return ok;
 }
 
-/* Work item = (outer position, lane group, segment). */
 /* Items in the order that keeps memory moving one way: where the kernel
  * walks its lines down in memory (a VJP running from the end, or
  * reverse=True), the lines are taken from the last too, so that the
@@ -205,6 +204,7 @@ static int items_run_down(const plan_t *pl)
     return ((pl->p->reverse ? -stride : stride) < 0) != (pl->p->walk_back != 0);
 }
 
+/* Work item = (outer position, lane group, segment). */
 static void run_items(void *ctx, int64_t begin, int64_t end)
 {
     plan_t *pl = (plan_t *)ctx;

@@ -228,7 +228,8 @@ def test_one_long_logcumsumexp_line_split_between_threads(dtype: str, special: s
                                                           restore_threads) -> None:
     # Two threads: a short first piece (about n / 7) scanned while the
     # second's total is taken, then two equal pieces from their carries, the
-    # state (max, sum on it).  Each output is checked against logaddexp in
+    # state (max, sum on it); three threads: three equal pieces after the
+    # first, two carries combined.  Each output is checked against logaddexp in
     # long double with the bound of the serial line (test_long_lines): the
     # carries only reassociate sums in double.
     n = 2**19 + 37
@@ -248,32 +249,33 @@ def test_one_long_logcumsumexp_line_split_between_threads(dtype: str, special: s
     x = x.astype(dtype)
     eps = float(np.finfo(dtype).eps)
     bound = 1.0 * eps if dtype == "float32" else 8.0 * eps
-    for v in (x, x[::-1]):  # the second walks memory backwards
-        for reverse in (False, True):
-            for inclusive in (False, True):
-                kw = dict(reverse=reverse, inclusive=inclusive)
-                sa.set_num_threads(1)
-                one = sa.logcumsumexp(v, **kw)
-                sa.set_num_threads(2)
-                two = sa.logcumsumexp(v, **kw)
-                # in place: the first piece is written while others are read
-                buf = x.copy()
-                w = buf if v is x else buf[::-1]
-                sa.logcumsumexp(w, out=w, **kw)
-                assert np.array_equal(w, two, equal_nan=True), kw
-                with np.errstate(invalid="ignore"):  # -inf - -inf inside logaddexp
-                    exact = np.logaddexp.accumulate(
-                        _scan_order(v, reverse).astype(np.longdouble))
-                if not inclusive:
-                    exact = np.concatenate([[-np.inf], exact[:-1]])
-                got = _scan_order(two, reverse)
-                nan = np.isnan(exact)
-                assert np.array_equal(np.isnan(got), nan), kw
-                finite = np.isfinite(exact)
-                assert np.array_equal(got[~finite & ~nan], exact[~finite & ~nan]), kw
-                err = np.abs(got[finite].astype(np.longdouble) - exact[finite])
-                worst = float(np.max(err / np.maximum(1.0, np.abs(exact[finite])), initial=0.0))
-                assert worst <= bound, (kw, worst / eps)
-                if dtype == "float64" and special == "none":
-                    # identical bits would mean the line was not split
-                    assert not np.array_equal(one, two), kw
+    cases = [(v, reverse, inclusive, threads) for v in (x, x[::-1])  # the second walks down
+             for reverse in (False, True) for inclusive in (False, True) for threads in (2, 3)]
+    for v, reverse, inclusive, threads in cases:
+        kw = dict(reverse=reverse, inclusive=inclusive)
+        sa.set_num_threads(1)
+        one = sa.logcumsumexp(v, **kw)
+        sa.set_num_threads(threads)
+        two = sa.logcumsumexp(v, **kw)
+        kw["threads"] = threads  # for the messages below
+        # in place: the first piece is written while others are read
+        buf = x.copy()
+        w = buf if v is x else buf[::-1]
+        sa.logcumsumexp(w, out=w, reverse=reverse, inclusive=inclusive)
+        assert np.array_equal(w, two, equal_nan=True), kw
+        with np.errstate(invalid="ignore"):  # -inf - -inf inside logaddexp
+            exact = np.logaddexp.accumulate(
+                _scan_order(v, reverse).astype(np.longdouble))
+        if not inclusive:
+            exact = np.concatenate([[-np.inf], exact[:-1]])
+        got = _scan_order(two, reverse)
+        nan = np.isnan(exact)
+        assert np.array_equal(np.isnan(got), nan), kw
+        finite = np.isfinite(exact)
+        assert np.array_equal(got[~finite & ~nan], exact[~finite & ~nan]), kw
+        err = np.abs(got[finite].astype(np.longdouble) - exact[finite])
+        worst = float(np.max(err / np.maximum(1.0, np.abs(exact[finite])), initial=0.0))
+        assert worst <= bound, (kw, worst / eps)
+        if dtype == "float64" and special == "none":
+            # identical bits would mean the line was not split
+            assert not np.array_equal(one, two), kw

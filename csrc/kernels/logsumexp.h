@@ -30,6 +30,10 @@ static void lse_combine(scan_carry *acc, const scan_carry *next)
         acc->s += next->s * exp(next->v - acc->v);
     }
 }
+/* scan_split.reduce_share: the reduce's share of the forward's time, from
+ * 1 and 2 threads on 2^24 elements of either dtype with equal pieces
+ * ((1 + r) / 2 of the serial time): 0.44-0.46 */
+#define LSE_REDUCE_SHARE 0.45
 #endif
 
 /* float64 results need the full-degree exp; float16/32 results (and
@@ -266,7 +270,8 @@ SCAN_INLINE int KN(lse_weights_tame_)(const double *xv, const char *src, int64_t
 #endif
 /* reduce (a constant): only the state (M, S) at the end of the line, into
  * *total, for a piece of a line split between threads: the weights and
- * their sums without the prefix sums, logs and stores, a third of the scan */
+ * their sums without the prefix sums, logs and stores (LSE_REDUCE_SHARE of
+ * the scan's time) */
 SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp, const int reduce,
                                scan_carry *total)
 {
@@ -426,10 +431,7 @@ static void KN(lse_fwd_)(const scan_block *b)
         KN(lse_fwd_panels_)(b);
 }
 #if defined(NARROW_LOAD)
-/* scan_split.reduce: lse_line_ takes every layout of a line.  Its share of
- * the forward's time, from 1 and 2 threads on 2^24 elements of either
- * dtype with equal pieces ((1 + r) / 2 of the serial time): 0.44-0.46 */
-#define LSE_REDUCE_SHARE 0.45
+/* scan_split.reduce: lse_line_ takes every layout of a line */
 static int KN(lse_reduce_)(const scan_block *b, scan_carry *total)
 {
     KN(lse_line_)(b, 0, 1, total);

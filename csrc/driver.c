@@ -107,7 +107,7 @@ static void run_piece(const plan_t *pl, char *const base[SCAN_MAX_OPERANDS], int
 
 typedef struct {
     const plan_t *pl;
-    int64_t n, pieces;
+    int64_t n;
     int64_t start[SCAN_MAX_PIECES + 1]; /* piece j: scan positions [start[j], start[j + 1]) */
     int first_in_pass1;
     scan_carry total[SCAN_MAX_PIECES], carry[SCAN_MAX_PIECES];
@@ -162,20 +162,20 @@ static int run_split(const plan_t *pl, int nthreads)
     sp->pl = pl;
     sp->n = n;
     sp->first_in_pass1 = r > 0.0 && nthreads < SCAN_MAX_PIECES;
+    int64_t pieces;
     if (sp->first_in_pass1) {
         /* nthreads pieces of length a after the first one of r a / (1 + r) */
-        sp->pieces = nthreads + 1;
+        pieces = nthreads + 1;
         const double a = (double)n / ((double)nthreads + r / (1.0 + r));
-        for (int64_t j = 1; j < sp->pieces; j++)
-            sp->start[j] = n - (int64_t)((double)(sp->pieces - j) * a);
+        for (int64_t j = 1; j < pieces; j++)
+            sp->start[j] = n - (int64_t)((double)(pieces - j) * a);
     } else {
-        sp->pieces = nthreads < SCAN_MAX_PIECES ? nthreads : SCAN_MAX_PIECES;
-        const int64_t len = (n + sp->pieces - 1) / sp->pieces;
-        for (int64_t j = 1; j < sp->pieces; j++)
+        pieces = nthreads < SCAN_MAX_PIECES ? nthreads : SCAN_MAX_PIECES;
+        const int64_t len = (n + pieces - 1) / pieces;
+        for (int64_t j = 1; j < pieces; j++)
             sp->start[j] = j * len;
     }
-    sp->start[sp->pieces] = n;
-    const int64_t pieces = sp->pieces;
+    sp->start[pieces] = n;
     scan_parallel_for(split_totals, sp, pieces - 1, nthreads, 0);
     int ok = 1;
     for (int64_t j = 0; j + 1 < pieces; j++)

@@ -268,13 +268,13 @@ SCAN_INLINE int KN(lse_weights_tame_)(const double *xv, const char *src, int64_t
 #else
 #define LSE_WIDEN_F32 0
 #endif
-/* reduce (a constant): only the state (M, S) at the end of the line, into
- * *total, for a piece of a line split between threads: the weights and
- * their sums without the prefix sums, logs and stores (LSE_REDUCE_SHARE of
- * the scan's time) */
-SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp, const int reduce,
-                               scan_carry *total)
+/* total (NULL or not at every call site, so each variant compiles apart):
+ * only the state (M, S) at the end of the line, into *total, for a piece of
+ * a line split between threads: the weights and their sums without the
+ * prefix sums, logs and stores (LSE_REDUCE_SHARE of the scan's time) */
+SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp, scan_carry *total)
 {
+    const int reduce = total != NULL;
     const char *x = b->ptr[0], *t = jvp ? b->ptr[1] : NULL;
     char *y = b->ptr[jvp ? 2 : 1], *yd = jvp ? b->ptr[3] : NULL;
     const int64_t sx = b->step[0], st = jvp ? b->step[1] : 0;
@@ -426,7 +426,7 @@ SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp, const int red
 static void KN(lse_fwd_)(const scan_block *b)
 {
     if (b->m == 1)
-        KN(lse_line_)(b, 0, 0, NULL);
+        KN(lse_line_)(b, 0, NULL);
     else
         KN(lse_fwd_panels_)(b);
 }
@@ -434,7 +434,7 @@ static void KN(lse_fwd_)(const scan_block *b)
 /* scan_split.reduce: lse_line_ takes every layout of a line */
 static int KN(lse_reduce_)(const scan_block *b, scan_carry *total)
 {
-    KN(lse_line_)(b, 0, 1, total);
+    KN(lse_line_)(b, 0, total);
     return 1;
 }
 #endif
@@ -536,7 +536,7 @@ static void KN(lse_jvp_)(const scan_block *b)
 {
 #if !LSE_COMPLEX
     if (b->m == 1) {
-        KN(lse_line_)(b, 1, 0, NULL);
+        KN(lse_line_)(b, 1, NULL);
         return;
     }
 #endif

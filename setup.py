@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 SOURCES = [
     "csrc/module.c",
@@ -44,7 +45,36 @@ if os.environ.get("SCANAD_SANITIZE") == "1":
 if os.environ.get("SCANAD_WERROR") == "1":
     compile_args.append("-Werror")
 
+
+
+class build_ext_beside_sources(build_ext):
+    """Builds as usual, then also copies the extension into the source package.
+
+    ``python -m scanad`` run from a checkout's root imports ``./scanad`` (the
+    current directory comes first on ``sys.path``), so after ``pip install .``
+    the checkout must hold the same extension the installed package has.
+    """
+
+    def run(self) -> None:
+        super().run()
+        if self.inplace:
+            return
+        for ext in self.extensions:
+            built = self.get_ext_fullpath(ext.name)
+            self.inplace = True
+            try:
+                beside_sources = self.get_ext_fullpath(ext.name)
+            finally:
+                self.inplace = False
+            package_dir = os.path.dirname(beside_sources)
+            # only a source checkout (not, say, an unpacked sdist in a read-only place)
+            if os.path.isfile(os.path.join(package_dir, "__init__.py")) and os.access(
+                    package_dir, os.W_OK):
+                self.copy_file(built, beside_sources)
+
+
 setup(
+    cmdclass={"build_ext": build_ext_beside_sources},
     ext_modules=[
         Extension(
             "scanad._scanad",

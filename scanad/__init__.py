@@ -15,7 +15,15 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from . import _scanad
+from ._source_tree import missing_extension_error
+
+try:
+    from . import _scanad
+except ImportError as _error:
+    _missing = missing_extension_error()
+    if _missing is None:  # built, but failed to load: that error is the one to see
+        raise
+    raise _missing from _error
 from ._autodiff import check_grads, grad, jvp, vjp
 from ._chunk import chunk_global_cumsum, chunk_local_cumsum
 from ._ops import cummax, cummin, cumprod, cumsum, logcumsumexp

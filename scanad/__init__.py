@@ -18,7 +18,7 @@ from typing import Any, Dict
 from ._source_tree import missing_extension_error
 
 try:
-    from . import _scanad
+    from . import _scanad as _scanad
 except ImportError as _error:
     _missing = missing_extension_error()
     if _missing is None:  # built, but failed to load: that error is the one to see
@@ -28,10 +28,10 @@ from ._autodiff import check_grads, grad, jvp, vjp
 from ._chunk import chunk_global_cumsum, chunk_local_cumsum
 from ._ops import cummax, cummin, cumprod, cumsum, logcumsumexp
 from ._registry import OPS, OpSpec
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
+    "__version__",
     "OPS",
     "OpSpec",
     "build_info",

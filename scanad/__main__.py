@@ -6,6 +6,7 @@ The full benchmark runner is ``benchmarks/run.py`` in the source tree.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from typing import Callable, List, Optional
@@ -72,11 +73,11 @@ def _timing_table(n: int = 1 << 22) -> str:
     for label, shape, axis in cases:
         x = rng.standard_normal(shape).astype(np.float32)
         dst = np.empty_like(x)
-        t_copy = _median_time(lambda dst=dst, x=x: np.copyto(dst, x))
+        t_copy = _median_time(functools.partial(np.copyto, dst, x))
         for name in sa._registry.SCANS:
             fn, ref = sa.OPS[name].fn, NUMPY_OPS[name]
-            t_sa = _median_time(lambda fn=fn, x=x, axis=axis, out=dst: fn(x, axis=axis, out=out))
-            t_np = _median_time(lambda ref=ref, x=x, axis=axis: ref(x, axis))
+            t_sa = _median_time(functools.partial(fn, x, axis=axis, out=dst))
+            t_np = _median_time(functools.partial(ref, x, axis))
             rows.append(f"| {name} | {label} {shape} | {t_copy * 1e3:.2f} | "
                         f"{t_sa * 1e3:.2f} ({t_sa / t_copy:.1f}x) | "
                         f"{t_np * 1e3:.2f} ({t_np / t_copy:.1f}x) |")

@@ -9,7 +9,7 @@ scan restarts at every boundary.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from ._ops import SUM
 _FLOATS = (np.float16, np.float32, np.float64)
 
 
-def _resolve_scale(name: str, scale: Optional[float], kwargs: dict) -> Optional[float]:
+def _resolve_scale(name: str, scale: Optional[float], kwargs: Dict[str, Any]) -> Optional[float]:
     if "softmax_scale" in kwargs:
         alias = kwargs.pop("softmax_scale")
         if scale is not None and alias is not None:

@@ -30,6 +30,13 @@ class OpSpec:
     ``options`` are the keyword arguments the derivative helpers accept and
     pass on; ``jvp_rule(x, t, kw)`` returns ``(y, y_dot)`` and
     ``vjp_rule(x, y, g, kw)`` returns ``x_bar = J^H g``.
+
+    >>> import scanad as sa
+    >>> spec = sa.OPS["cummax"]
+    >>> spec.name, spec.linear, "complex128" in spec.dtypes_derivative
+    ('cummax', False, False)
+    >>> spec.fn([1, 3, 2]).tolist() == spec.reference([1, 3, 2]).tolist()
+    True
     """
 
     name: str
@@ -61,6 +68,8 @@ def _scan_args(kw: Dict[str, Any]) -> Tuple[Any, ...]:
 
 def _scan_spec(index: int, name: str, rule: str, identity: str) -> OpSpec:
     fn = getattr(_ops, name)
+    forward: Tuple[str, ...]
+    derivative: Tuple[str, ...]
     if rule == "order":
         forward = ("bool",) + _INTS + _REAL_FLOATS
         derivative = _REAL_FLOATS

@@ -7,6 +7,7 @@ AddressSanitizer and UndefinedBehaviorSanitizer for CI.
 
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from setuptools import Extension, setup
@@ -48,12 +49,25 @@ if os.environ.get("SCANAD_WERROR") == "1":
 
 
 class build_ext_beside_sources(build_ext):
-    """Builds as usual, then also copies the extension into the source package.
+    """Builds the sources in parallel, then also copies the extension into the
+    source package.
 
     ``python -m scanad`` run from a checkout's root imports ``./scanad`` (the
     current directory comes first on ``sys.path``), so after ``pip install .``
     the checkout must hold the same extension the installed package has.
     """
+
+    def build_extensions(self) -> None:
+        # the ISA variants are large independent units: compile them side by side
+        compile_serial = self.compiler.compile
+
+        def compile_parallel(sources, *args, **kwargs):
+            with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
+                parts = pool.map(lambda s: compile_serial([s], *args, **kwargs), sources)
+                return [obj for objects in parts for obj in objects]
+
+        self.compiler.compile = compile_parallel
+        super().build_extensions()
 
     def run(self) -> None:
         super().run()

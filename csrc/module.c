@@ -1,6 +1,6 @@
 /* module.c: the CPython binding, the only file that includes Python.h.
  *
- * It parses and validates, decides the result dtype (DESIGN §3.2), allocates,
+ * It parses and validates, decides the result dtype (docs/semantics.md), allocates,
  * releases the GIL and hands a scan_problem to the kernel library.  The
  * Python package calls these with positional arguments only, to keep the
  * per-call overhead at NumPy's level. */
@@ -656,7 +656,7 @@ done:
     return result;
 }
 
-/* x for a derivative: floating or complex only (DESIGN §3.2). */
+/* x for a derivative: floating or complex only (docs/derivatives.md). */
 static PyArrayObject *derivative_primal(int op, const char *mode, PyObject *obj, int *typenum)
 {
     PyArrayObject *x = as_array(obj), *xk;

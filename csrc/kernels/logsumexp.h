@@ -1,7 +1,7 @@
 /* logsumexp.h: logcumsumexp kernels for one floating dtype (real or complex).
  * Trait macros: T, LLD (load as double or cdouble), LST, LSE_COMPLEX.
  *
- * The state is the running-max affine recurrence (DESIGN §5): M is the
+ * The state is the running-max affine recurrence (docs/performance.md): M is the
  * largest (real part) seen, S = sum exp(x - M), so y = M + log(S).  A new
  * maximum rescales S by exp(M_old - x); an element equal to M (both may be
  * infinite) adds exactly 1, which is what makes [inf, inf] -> inf and
@@ -10,7 +10,7 @@
  * The JVP keeps U = sum exp(x - M) t on the same scale, so y_dot = U / S
  * with the very exponential the forward step computed: no global max, no
  * epsilon, and at +-inf the weights come out uniform over the entries equal
- * to y (DESIGN §3.5).
+ * to y (docs/derivatives.md, "Edges").
  */
 
 #ifndef SCANAD_LSE_ONCE
@@ -543,9 +543,9 @@ static void KN(lse_jvp_)(const scan_block *b)
     KN(lse_jvp_panels_)(b);
 }
 
-/* Weight exp(a - b) of DESIGN §4 for the VJP.  For a real infinite b the
- * weight follows the §3.5 limit: c_a / c_b where c counts the prefix entries
- * equal to b (the caller passes them). */
+/* Weight exp(a - b) of docs/derivatives.md for the VJP.  For a real infinite
+ * b the weight follows the "Edges" limit: c_a / c_b where c counts the prefix
+ * entries equal to b (the caller passes them). */
 #if !LSE_COMPLEX
 SCAN_INLINE double KN(lse_weight_)(double a, double bb, double ca, double cb, const int line)
 {
@@ -680,7 +680,7 @@ DEFINE_PANEL_KERNEL(KN(lse_vjp_panels_), KN(lse_vjp_panel_), 4, sizeof(T), sizeo
  * a_k = exp(y_i - y_{i+1}) and w_k = exp(x_i - y_i) are vectorised exps and
  * Q_i = g_i + a_k Q_{i+1} is simd.h's affine scan (a_k <= 1).  A tile where
  * some y, or the y after it, is infinite or NaN takes the panel's step
- * (libm exp, the +-inf counts of DESIGN §3.5); +-inf y only occur in a
+ * (libm exp, the +-inf counts of docs/derivatives.md); +-inf y only occur in a
  * -inf prefix and a +inf suffix, so the counts do not change in the others.
  * Weights below 2^-1022 come out 0 instead of subnormal. */
 SCAN_INLINE void KN(lse_vjp_line_)(const scan_block *b)

@@ -2,7 +2,7 @@
  * Trait macros: MV (compare type), MLD, MST, M_LOWEST, M_HIGHEST, M_ISNAN,
  * and for derivatives A, LD, ST, ADD, ZERO.
  *
- * Ownership (DESIGN §3.3, as PyTorch): a new element takes over when it
+ * Ownership (docs/semantics.md, as PyTorch): a new element takes over when it
  * compares >= (max) / <= (min) to the running value, so ties go to the latest
  * in scan order and -0.0/+0.0 to the later one; a NaN always takes over and
  * nothing but another NaN takes it back.  The derivatives give everything to

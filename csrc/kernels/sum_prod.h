@@ -2,7 +2,7 @@
  * Included by dtypes.h once per dtype with the trait macros T, A, LD, ST,
  * ADD, MUL, CONJMUL, ZERO, ONE and KN(name) defined.
  *
- * Derivative recurrences (DESIGN §4), written for the inclusive forward scan;
+ * Derivative recurrences (docs/derivatives.md), written for the inclusive forward scan;
  * the exclusive scan emits the state before the update instead of after:
  *   sum  JVP: cumsum(t)                 VJP: the same scan of g, run backwards
  *   prod JVP: D = D*x + P*t, P = P*x     VJP: E = exclusive prefix product,

@@ -151,7 +151,7 @@
 #define M_LOWEST (-INFINITY)
 #define M_HIGHEST (INFINITY)
 
-/* float16 accumulates in float32 (DESIGN §3.2) */
+/* float16 accumulates in float32 (docs/semantics.md, "dtypes") */
 #define SFX f16
 #define T uint16_t
 #define A float

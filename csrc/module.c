@@ -393,9 +393,8 @@ static int check_out(const char *op, const char *what, PyObject *obj, PyArrayObj
  * NumPy's default allocator hands a big array the page glibc's mmap happened
  * to return, so its first and last up-to-2 MiB sit on 4 KiB pages and the
  * rest on huge pages placed off the array's start; an output written while it
- * is faulted in then costs more than one on whole huge pages: the float64
- * cumprod JVP of 2^24 elements, two fresh outputs, took 62-65 ms against
- * 45-47 ms (a C harness, the same kernel).  So outputs of OUTPUT_ALIGN_MIN
+ * is faulted in then costs more than one on whole huge pages (figures in
+ * docs/performance.md, "Result placement").  So outputs of OUTPUT_ALIGN_MIN
  * bytes or more come from this allocator, which NumPy records on the array
  * and calls again to free it (NumPy >= 1.22): the array owns its data as
  * usual.  Each block is one malloc'd chunk with room to align inside it (a

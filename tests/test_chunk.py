@@ -140,7 +140,7 @@ def test_global_dense(shape, head_first, reverse):
 
 
 @pytest.mark.parametrize("kind,shape,chunk", [
-    ("local", (3, 1024, 6, 500), 128),   # big shapes from the issue, used sparingly
+    ("local", (3, 1024, 6, 500), 128),   # big linear-attention shapes, used sparingly
     ("local", (4, 2048, 8, 64), 16),
 ])
 def test_big_shapes_float32(kind, shape, chunk):
@@ -331,7 +331,7 @@ def test_float16_random(head_first):
 
 
 # --------------------------------------------------------------------------
-# exactness of the native suffix scan (issue 4)
+# exactness of the native suffix scan (docs/semantics.md)
 # --------------------------------------------------------------------------
 
 def _big_then_ones(big, dtype):

@@ -1299,7 +1299,7 @@ def test_unknown_keyword_is_type_error(opname):
 @pytest.mark.parametrize("inclusive", [True, False])
 @pytest.mark.parametrize("opname", SCANS)
 def test_single_precision_dtype_and_accuracy(opname, reverse, inclusive):
-    """float32 kernels accumulate in float64 and round once per output (issue 3),
+    """float32 kernels accumulate in float64 and round once per output (docs/semantics.md),
     so the float32 derivative is the float64 derivative of the same float32
     data rounded once: |d| <= eps32/2 |want| + the float64 error bound.  For
     logcumsumexp the pullback receives the float32-rounded y; weights

@@ -1,8 +1,8 @@
 /* kernel_harness.c: times one kernel of the C library with no Python and no
  * page faults, for comparing kernel variants on a noisy machine.
  *
- * Python timings on a shared VM move 10-20% between runs, which hides 5-10%
- * effects; this calls scan_execute on buffers allocated and touched once, and
+ * Python timings on a shared VM move more between runs than the effects
+ * being compared; this calls scan_execute on buffers allocated and touched once, and
  * prints the min and median of many runs.  Build against a source tree (twice,
  * against two trees, to compare variants; alternate the binaries in rounds):
  *
@@ -68,7 +68,7 @@ static int byte_list(const char *s, int base, int64_t size, int64_t below, int a
 
 /* bytes rounded up to whole 2 MiB pages, on huge pages where the OS has them,
  * as NumPy asks for its big arrays and scanad places its outputs (on 4 KiB
- * pages the streaming kernels measure up to 2x slower, TLB-bound); untouched */
+ * pages the streaming kernels are TLB-bound); untouched */
 static char *huge_block(size_t bytes)
 {
     const size_t huge = (size_t)2 << 20, rounded = (bytes + huge - 1) / huge * huge;

@@ -1,6 +1,6 @@
 /* module.c: the CPython binding, the only file that includes Python.h.
  *
- * It parses and validates, decides the result dtype (DESIGN §3.2), allocates,
+ * It parses and validates, decides the result dtype (docs/semantics.md), allocates,
  * releases the GIL and hands a scan_problem to the kernel library.  The
  * Python package calls these with positional arguments only, to keep the
  * per-call overhead at NumPy's level. */
@@ -393,9 +393,8 @@ static int check_out(const char *op, const char *what, PyObject *obj, PyArrayObj
  * NumPy's default allocator hands a big array the page glibc's mmap happened
  * to return, so its first and last up-to-2 MiB sit on 4 KiB pages and the
  * rest on huge pages placed off the array's start; an output written while it
- * is faulted in then costs more than one on whole huge pages: the float64
- * cumprod JVP of 2^24 elements, two fresh outputs, took 62-65 ms against
- * 45-47 ms (a C harness, the same kernel).  So outputs of OUTPUT_ALIGN_MIN
+ * is faulted in then costs more than one on whole huge pages (figures in
+ * docs/performance.md, "Result placement").  So outputs of OUTPUT_ALIGN_MIN
  * bytes or more come from this allocator, which NumPy records on the array
  * and calls again to free it (NumPy >= 1.22): the array owns its data as
  * usual.  Each block is one malloc'd chunk with room to align inside it (a
@@ -656,7 +655,7 @@ done:
     return result;
 }
 
-/* x for a derivative: floating or complex only (DESIGN §3.2). */
+/* x for a derivative: floating or complex only (docs/derivatives.md). */
 static PyArrayObject *derivative_primal(int op, const char *mode, PyObject *obj, int *typenum)
 {
     PyArrayObject *x = as_array(obj), *xk;

@@ -16,8 +16,8 @@
 #define SCAN_MAX_DIMS 64
 
 /* Lines a kernel processes side by side.  Whole rows of 4096 float32 stream
- * at copy speed; narrower panels defeat the prefetchers (measured: 512 lanes
- * ran 2.3x a copy, 4096 lanes 1.2x on a 4096x4096 axis-0 cumsum). */
+ * at copy speed; narrower panels defeat the prefetchers (docs/performance.md,
+ * "Columns: whole-row panels"). */
 #define SCAN_PANEL 4096
 /* Per-thread scratch for the kernels' per-line state: 4 slots of up to 16
  * bytes per line (see SLOT in kernels/walk.h). */

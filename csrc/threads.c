@@ -9,8 +9,7 @@
  * Threads claim ranges of a job as they get free, about four per thread,
  * instead of one fixed share each: on a shared machine one core is often
  * slower than the other for a while (a neighbour's load), and a fixed half
- * made the job wait for it (logcumsumexp of (64, 2^18) on 2 threads: 1.52x
- * or 1.94x by the moment with fixed halves, 1.89-1.94x claimed). */
+ * made the job wait for it (figures in docs/performance.md, "Threads"). */
 #define _POSIX_C_SOURCE 200809L /* sysconf, pthreads */
 #include <pthread.h>
 #include <stdatomic.h>

@@ -1,6 +1,6 @@
 """JAX-style derivative helpers: vjp, jvp, grad and check_grads.
 
-Conventions (DESIGN §3.4): ``jvp`` returns ``J t``; the pullback of ``vjp``
+Conventions (docs/derivatives.md, "Conventions"): ``jvp`` returns ``J t``; the pullback of ``vjp``
 returns the adjoint ``J^H g`` (PyTorch's convention), so
 ``np.vdot(g, jvp(t)) == np.vdot(vjp(g), t)`` for every op and flag.
 """

@@ -4,8 +4,8 @@ Slow and obviously right: NumPy's own cumsum/cumprod in a wide dtype, flips
 for ``reverse``, a shift for ``inclusive=False``, explicit loops over the
 pieces of a segmented scan, and running loops over the scan axis where NumPy
 has no primitive (the owner rule of cummax/cummin, complex logcumsumexp).
-It follows DESIGN §3; ``jacobian`` builds dense Jacobians from the
-definitions for the derivative tests.
+It follows docs/semantics.md; ``jacobian`` builds dense Jacobians from the
+definitions for the derivative tests (docs/derivatives.md).
 """
 
 from __future__ import annotations
@@ -118,14 +118,14 @@ def _sum_prod(name: str, x: Any, axis: Optional[int], reverse: bool, inclusive: 
 def cumsum(x: Any, axis: Optional[int] = None, *, reverse: bool = False, inclusive: bool = True,
            dtype: Any = None, cu_seqlens: Any = None, chunk_size: Optional[int] = None
            ) -> np.ndarray:
-    """Reference cumsum (DESIGN §3.1-§3.2)."""
+    """Reference cumsum (docs/semantics.md: scan order, dtypes)."""
     return _sum_prod("cumsum", x, axis, reverse, inclusive, dtype, cu_seqlens, chunk_size)
 
 
 def cumprod(x: Any, axis: Optional[int] = None, *, reverse: bool = False, inclusive: bool = True,
             dtype: Any = None, cu_seqlens: Any = None, chunk_size: Optional[int] = None
             ) -> np.ndarray:
-    """Reference cumprod (DESIGN §3.1-§3.2)."""
+    """Reference cumprod (docs/semantics.md: scan order, dtypes)."""
     return _sum_prod("cumprod", x, axis, reverse, inclusive, dtype, cu_seqlens, chunk_size)
 
 
@@ -175,14 +175,14 @@ def _owner_scan(x: Any, axis: Optional[int], reverse: bool, inclusive: bool,
 def cummax(x: Any, axis: Optional[int] = None, *, reverse: bool = False, inclusive: bool = True,
            return_indices: bool = False, cu_seqlens: Any = None,
            chunk_size: Optional[int] = None) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
-    """Reference cummax with PyTorch's owner rule (DESIGN §3.3)."""
+    """Reference cummax with PyTorch's owner rule (docs/semantics.md, "cummax and cummin")."""
     return _owner_scan(x, axis, reverse, inclusive, return_indices, cu_seqlens, chunk_size, True)
 
 
 def cummin(x: Any, axis: Optional[int] = None, *, reverse: bool = False, inclusive: bool = True,
            return_indices: bool = False, cu_seqlens: Any = None,
            chunk_size: Optional[int] = None) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
-    """Reference cummin with PyTorch's owner rule (DESIGN §3.3)."""
+    """Reference cummin with PyTorch's owner rule (docs/semantics.md, "cummax and cummin")."""
     return _owner_scan(x, axis, reverse, inclusive, return_indices, cu_seqlens, chunk_size, False)
 
 
@@ -217,7 +217,7 @@ def _lse_complex(z: np.ndarray) -> np.ndarray:
 def logcumsumexp(x: Any, axis: Optional[int] = None, *, reverse: bool = False,
                  inclusive: bool = True, cu_seqlens: Any = None,
                  chunk_size: Optional[int] = None) -> np.ndarray:
-    """Reference logcumsumexp: integers promote to float64 (DESIGN §3.2)."""
+    """Reference logcumsumexp: integers promote to float64 (docs/semantics.md, "dtypes")."""
     x, ax = _axis(np.asarray(x), axis)
     _check_numeric(x, "logcumsumexp")
     res = np.dtype(np.float64) if x.dtype.kind in "biu" else x.dtype
@@ -260,7 +260,8 @@ def _chunk_cumsum(name: str, g: Any, chunk_size: Optional[int], reverse: bool,
 def chunk_local_cumsum(g: Any, chunk_size: int, reverse: bool = False,
                        scale: Optional[float] = None, cu_seqlens: Any = None,
                        head_first: bool = False, output_dtype: Any = None) -> np.ndarray:
-    """Reference chunk_local_cumsum (fla semantics, DESIGN §3.6), in float64."""
+    """Reference chunk_local_cumsum (docs/semantics.md, "The linear-attention wrappers"),
+    in float64."""
     return _chunk_cumsum("chunk_local_cumsum", g, chunk_size, reverse, scale, cu_seqlens,
                          head_first, output_dtype)
 
@@ -268,7 +269,8 @@ def chunk_local_cumsum(g: Any, chunk_size: int, reverse: bool = False,
 def chunk_global_cumsum(s: Any, reverse: bool = False, cu_seqlens: Any = None,
                         scale: Optional[float] = None, head_first: bool = False,
                         output_dtype: Any = None) -> np.ndarray:
-    """Reference chunk_global_cumsum (fla semantics, DESIGN §3.6), in float64."""
+    """Reference chunk_global_cumsum (docs/semantics.md, "The linear-attention wrappers"),
+    in float64."""
     return _chunk_cumsum("chunk_global_cumsum", s, None, reverse, scale, cu_seqlens,
                          head_first, output_dtype)
 
@@ -306,8 +308,8 @@ def _inclusive_jacobian(opname: str, z: np.ndarray) -> np.ndarray:
 
 def jacobian(opname: str, x1d: Any, reverse: bool = False, inclusive: bool = True) -> np.ndarray:
     """Dense Jacobian ``J[j, i] = d y_j / d x_i`` of a 1-D scan (float64 or
-    complex128; complex: the holomorphic derivative), with DESIGN §3.5 at the
-    edges.  ``J @ t`` is the JVP and ``J.conj().T @ g`` the VJP."""
+    complex128; complex: the holomorphic derivative), with the edge rules of
+    docs/derivatives.md, "Edges".  ``J @ t`` is the JVP and ``J.conj().T @ g`` the VJP."""
     x = np.asarray(x1d)
     x = x.astype(np.complex128 if x.dtype.kind == "c" else np.float64)
     n = x.shape[0]

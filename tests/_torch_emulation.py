@@ -1,6 +1,6 @@
 """scanad's scan semantics emulated with plain PyTorch ops, for values and autograd.
 
-PyTorch has only forward, inclusive scans.  DESIGN §3.1 defines the other
+PyTorch has only forward, inclusive scans.  docs/semantics.md defines the other
 variants by flipping and shifting, and this module does exactly that with
 differentiable torch ops, so ``backward`` / ``torch.func.jvp`` through
 :func:`scan` give an independent derivative for every flag combination:
@@ -10,11 +10,11 @@ differentiable torch ops, so ``backward`` / ``torch.func.jvp`` through
   prepend the op's identity (a constant, so its derivative row is zero);
 - ``axis=None``: flatten in C order first (``reshape(-1)``);
 - ``cu_seqlens`` / ``chunk_size``: scan each segment / chunk separately and
-  concatenate (DESIGN §3.6: chunks count from each segment's start).
+  concatenate (docs/semantics.md: chunks count from each segment's start).
 
 cummax/cummin differentiate the ``values`` of ``torch.cummax`` / ``torch.cummin``,
 whose owner rule (NaN sticky, every new NaN takes the index, ties to the
-latest in scan order) is the one DESIGN §3.3 adopts.
+latest in scan order) is the one scanad adopts (docs/semantics.md).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _inclusive(opname: str, x: torch.Tensor, dim: int) -> torch.Tensor:
 
 def pieces(n: int, cu_seqlens: Optional[Sequence[int]] = None,
            chunk_size: Optional[int] = None) -> List[Tuple[int, int]]:
-    """The [start, stop) ranges the scan restarts on (DESIGN §3.6)."""
+    """The [start, stop) ranges the scan restarts on (docs/semantics.md)."""
     cu = [0, n] if cu_seqlens is None else [int(c) for c in cu_seqlens]
     out = []
     for a, b in zip(cu[:-1], cu[1:]):

@@ -1,11 +1,11 @@
-"""chunk_local_cumsum / chunk_global_cumsum (DESIGN §3.6, issue 4).
+"""chunk_local_cumsum / chunk_global_cumsum (docs/semantics.md, "The linear-attention wrappers").
 
 The oracle is a per-chunk float64 reference written here with explicit loops
 over batches, sequences and chunks, following flash-linear-attention's
 ``fla/ops/utils/cumsum.py``: chunk boundaries count from each sequence start
 (``bos``), ``reverse`` is a suffix sum within each chunk, ``scale`` multiplies
 the accumulated sum, the output has ``output_dtype`` (default: the input dtype
-— DESIGN §3.6), ``head_first`` moves time from axis 1 to axis 2.
+— docs/semantics.md), ``head_first`` moves time from axis 1 to axis 2.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def _check(got, g, want_dtype, chunk_size=None, reverse=False, scale=None, cu_se
     eps_acc costs at most n * eps_acc * |ref_abs|; the scale multiply and the
     final rounding to the output dtype cost at most eps_out * |ref| (half an
     ulp each, doubled for the scale).  float16 accumulates in float32 and
-    float32 in float64 (DESIGN §3.2), so eps_acc is float32's / float64's eps;
+    float32 in float64 (docs/semantics.md, "dtypes"), so eps_acc is float32's / float64's eps;
     an implementation accumulating float16 in float16 fails this bound.
     """
     assert got.dtype == np.dtype(want_dtype), (got.dtype, want_dtype)
@@ -140,7 +140,7 @@ def test_global_dense(shape, head_first, reverse):
 
 
 @pytest.mark.parametrize("kind,shape,chunk", [
-    ("local", (3, 1024, 6, 500), 128),   # big shapes from the issue, used sparingly
+    ("local", (3, 1024, 6, 500), 128),   # big linear-attention shapes, used sparingly
     ("local", (4, 2048, 8, 64), 16),
 ])
 def test_big_shapes_float32(kind, shape, chunk):
@@ -331,7 +331,7 @@ def test_float16_random(head_first):
 
 
 # --------------------------------------------------------------------------
-# exactness of the native suffix scan (issue 4)
+# exactness of the native suffix scan (docs/semantics.md)
 # --------------------------------------------------------------------------
 
 def _big_then_ones(big, dtype):
@@ -343,7 +343,7 @@ def test_reverse_local_exact_tail(dtype):
     # reverse, one chunk of 64: the tail's suffix sums involve only the ones,
     # so a native suffix scan gives exactly 32, 31, ..., 1 (total-minus-prefix
     # would not).  1e8 is exact in float32 (390625 * 2**8), but 1e8 + 1 is not
-    # (float32 spacing at 1e8 is 8); DESIGN §3.2 accumulates float32 in float64
+    # (float32 spacing at 1e8 is 8); scanad accumulates float32 in float64
     # and rounds once per output, so the head holds the correctly rounded sums.
     g = _big_then_ones(1e8, dtype)
     y = sa.chunk_local_cumsum(g, 64, reverse=True)[0, :, 0]
@@ -518,7 +518,7 @@ def test_bad_rank_global(shape, head_first):
 
 @pytest.mark.parametrize("head_first", [False, True])
 def test_bad_rank_global_names_its_argument(head_first):
-    # DESIGN §3.7: the message names the argument; chunk_global_cumsum's is ``s``
+    # docs/semantics.md, "Bad input": the message names the argument; chunk_global_cumsum's is ``s``
     with pytest.raises(ValueError, match=r"\bs\b"):
         sa.chunk_global_cumsum(np.ones((1, 8)), head_first=head_first)
 

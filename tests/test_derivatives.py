@@ -1,9 +1,9 @@
-"""Derivatives of every scan: VJP (J^H g) and JVP (J t), DESIGN §3.4, §3.5, §4.
+"""Derivatives of every scan: VJP (J^H g) and JVP (J t), docs/derivatives.md.
 
 Oracles, from most to least independent:
 
 1. a dense Jacobian built here from the definitions (``dense_jacobian``:
-   prefix sets of DESIGN §3.1, the §3.3 owner rule, the §3.5 edge rules);
+   prefix sets of the scan order, the cummax/cummin owner rule, the edge rules);
    it does not use ``scanad._reference``;
 2. PyTorch autograd / ``torch.func.jvp`` through a flip/shift emulation of
    reverse and exclusive scans (``tests/_torch_emulation.py``);
@@ -75,11 +75,11 @@ def test_registry_has_the_five_scans_and_two_chunk_ops():
 
 
 # --------------------------------------------------------------------------------------
-# dense Jacobian from the definitions (DESIGN §3.1, §3.3, §3.5)
+# dense Jacobian from the definitions (docs/semantics.md, docs/derivatives.md "Edges")
 # --------------------------------------------------------------------------------------
 
 def prefixes(n, reverse, inclusive):
-    """P[j]: the indices feeding y[j], listed in scan order (DESIGN §3.1)."""
+    """P[j]: the indices feeding y[j], listed in scan order (docs/semantics.md)."""
     order = list(range(n - 1, -1, -1)) if reverse else list(range(n))
     P = [None] * n
     for pos, j in enumerate(order):
@@ -88,7 +88,7 @@ def prefixes(n, reverse, inclusive):
 
 
 def owner(opname, x, P):
-    """§3.3: NaN sticky and every new NaN takes the index; otherwise the latest
+    """The owner rule: NaN sticky, every new NaN takes the index; otherwise the latest
     (in scan order) among the entries equal to the extreme (so -0.0 == +0.0 and
     the later one wins)."""
     nans = [k for k in P if np.isnan(x[k])]
@@ -127,11 +127,11 @@ def dense_jacobian(opname, x, reverse=False, inclusive=True):
             v = x[P]
             S[j, P] = True
             if x.dtype.kind == "f" and np.isposinf(v).any():
-                # y[j] = +inf: uniform over the entries equal to +inf (§3.5)
+                # y[j] = +inf: uniform over the entries equal to +inf (docs/derivatives.md, "Edges")
                 eq = np.isposinf(v)
                 J[j, P] = eq / eq.sum()
             elif x.dtype.kind == "f" and np.isneginf(v).all():
-                # y[j] = -inf: every entry equals y[j]; uniform (§3.5)
+                # y[j] = -inf: every entry equals y[j]; uniform (docs/derivatives.md)
                 J[j, P] = 1.0 / len(P)
             else:
                 # exp(x_i - y_j) = exp(x_i) / sum_k exp(x_k): a softmax, shifted by
@@ -455,7 +455,7 @@ def test_logcumsumexp_wide_range_vs_dense(case):
 @given(case=scan_cases(("logcumsumexp",), ("float64",)))
 def test_logcumsumexp_infinities_vs_dense(case):
     """Random mixes of -inf, +inf, +-1e4 and ordinary values: both modes equal
-    the dense §3.5 Jacobian (uniform weights over the entries equal to an
+    the dense Jacobian with the edge rules (uniform weights over the entries equal to an
     infinite y[j]) and nothing is NaN, since x, t and g have no NaN."""
     rng = np.random.default_rng(case["seed"])
     kw = flags(case)
@@ -674,7 +674,7 @@ def chunk_cases(draw):
 
 def chunk_as_cumsum(kw):
     """chunk_*_cumsum(g, **kw) == scale * cumsum(g, axis=time, reverse, cu_seqlens,
-    chunk_size) (DESIGN §3.6): the flags for dense_apply and the scale."""
+    chunk_size) (docs/semantics.md): the flags for dense_apply and the scale."""
     flags_ = dict(axis=2 if kw.get("head_first") else 1, reverse=kw.get("reverse", False),
                   inclusive=True, cu_seqlens=kw.get("cu_seqlens"),
                   chunk_size=kw.get("chunk_size"))
@@ -1013,7 +1013,7 @@ def test_cummax_cummin_owner_table(opname, x, kw, owners):
     np.testing.assert_array_equal(vjp_of(opname, x, g, **kw), want_bar)
     np.testing.assert_array_equal(jvp_of(opname, x, t, **kw), want_dot)
     np.testing.assert_array_equal(dense_1d(opname, x, g, "vjp", **kw), want_bar)
-    # the owners must be the forward pass's indices too (DESIGN §3.3)
+    # the owners must be the forward pass's indices too (docs/derivatives.md)
     _, idx = sa.OPS[opname].fn(x, return_indices=True, **kw)
     np.testing.assert_array_equal(idx, owners)
     # grads are finite even where the values are NaN
@@ -1090,7 +1090,7 @@ def test_logcumsumexp_edge_vjp(x, kw, g, want):
     [-745.0, 709.0, -700.0, 0.0, 3.0],
 ])
 def test_logcumsumexp_rows_sum_to_one(x, reverse, inclusive):
-    """jvp(x, ones) == ones (DESIGN §3.5), also at +-inf; the exclusive first
+    """jvp(x, ones) == ones (docs/derivatives.md, "Edges"), also at +-inf; the exclusive first
     output is 0.  A row of weights exp(x_i - y_j) sums to 1 up to the weights'
     errors: 4 eps (n + L) as in the module docstring (L = 1 + max finite |x|:
     y_j ~ 1e4 is only known to ulp(1e4) ~ 2e-12, and exp passes that on)."""
@@ -1204,7 +1204,7 @@ def test_logcumsumexp_complex_keeps_phase(reverse, inclusive):
 
 
 def test_logcumsumexp_huge_gradient_exact():
-    # DESIGN / issue 3: the gradient of [1e4, 0] is exactly [2, 0], and no NaN
+    # docs/derivatives.md, "Edges": the gradient of [1e4, 0] is exactly [2, 0], no NaN
     # anywhere for wide finite inputs
     np.testing.assert_array_equal(sa.grad(sa.logcumsumexp, np.array([1e4, 0.0])), [2.0, 0.0])
     np.testing.assert_array_equal(sa.grad(sa.logcumsumexp, np.array([1e4, 0.0]), axis=0,
@@ -1299,7 +1299,7 @@ def test_unknown_keyword_is_type_error(opname):
 @pytest.mark.parametrize("inclusive", [True, False])
 @pytest.mark.parametrize("opname", SCANS)
 def test_single_precision_dtype_and_accuracy(opname, reverse, inclusive):
-    """float32 kernels accumulate in float64 and round once per output (issue 3),
+    """float32 kernels accumulate in float64 and round once per output (docs/semantics.md),
     so the float32 derivative is the float64 derivative of the same float32
     data rounded once: |d| <= eps32/2 |want| + the float64 error bound.  For
     logcumsumexp the pullback receives the float32-rounded y; weights

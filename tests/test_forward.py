@@ -1,6 +1,6 @@
 """Forward scans against the NumPy reference and PyTorch: every op, dtype,
 axis, direction, inclusive flag and layout; edge values; out= and dtype=;
-and every bad input of DESIGN §3.7."""
+and every bad input of docs/semantics.md, "Bad input"."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Segmented scans: ``cu_seqlens=`` and ``chunk_size=`` on the five scan ops
-(DESIGN §3.6, issue 4).
+(docs/semantics.md, "Segmented and chunked scans").
 
 The contract: the scan restarts at every segment start ``cu[k]`` and every
 ``chunk_size`` elements counted from the segment start; ``reverse`` and
@@ -119,7 +119,7 @@ def _tolerances(name, x, axis, n):
     by at most ~n*eps*sum|x| (atol), a product of n factors by ~n*eps
     relative, logcumsumexp by ~n*eps*(1+|y|); 4x slack.  cummax/cummin and
     integer scans are exact.  float32 sums accumulate in float64 and round
-    once (DESIGN §3.2): one float32 ulp on the output is covered by rtol.
+    once (docs/semantics.md): one float32 ulp on the output is covered by rtol.
     """
     dt = np.asarray(x).dtype
     if dt.kind not in "fc" or name in INDEXED:
@@ -150,7 +150,7 @@ def assert_close(name, got, want, atol, rtol, what=""):
     np.testing.assert_array_equal(g[~fin], w[~fin], err_msg=what)
     d = g[fin] - w[fin]
     if name == "logcumsumexp" and np.iscomplexobj(want):
-        # imaginary parts are angles: compare modulo 2*pi (DESIGN §3.2)
+        # imaginary parts are angles: compare modulo 2*pi (docs/semantics.md)
         d = d.real + 1j * np.angle(np.exp(1j * d.imag))
     err = np.abs(d)
     bound = atol + rtol * np.abs(w[fin])
@@ -458,7 +458,7 @@ def _check_derivs(name, x, axis, cu, chunk, reverse, inclusive, seed):
     assert y_dot.shape == x.shape and x_bar.shape == x.shape and x_bar.dtype == x.dtype, what
     assert np.max(np.abs(y_dot - want_dot), initial=0.0) <= tol, what + " jvp"
     assert np.max(np.abs(x_bar - want_bar), initial=0.0) <= tol, what + " vjp"
-    # adjoint identity vdot(g, J t) == vdot(J^H g, t) (DESIGN §3.4)
+    # adjoint identity vdot(g, J t) == vdot(J^H g, t) (docs/derivatives.md)
     lhs, rhs = np.vdot(g, y_dot), np.vdot(x_bar, t)
     mag = np.linalg.norm(g) * np.linalg.norm(y_dot) + np.linalg.norm(x_bar) * np.linalg.norm(t)
     assert abs(lhs - rhs) <= 64 * max(n, 1) * np.finfo(x.dtype).eps * max(mag, 1.0), what
@@ -493,7 +493,7 @@ def test_segmented_check_grads(name, dtype):
 def test_segmented_check_grads_fwd_exclusive(name, dtype):
     # exclusive scans put the identity at the first element of every piece;
     # for cummax/cummin/logcumsumexp that is -inf, a constant output whose
-    # derivative is 0 (DESIGN §3.5: "its row is zero").  check_grads' central
+    # derivative is 0 (docs/derivatives.md, "Edges").  check_grads' central
     # differences must not turn -inf - (-inf) into a NaN failure there.
     rng = np.random.default_rng(18)
     x = make_smooth(rng, name, dtype, (4, 18))
@@ -503,7 +503,7 @@ def test_segmented_check_grads_fwd_exclusive(name, dtype):
 
 
 def test_cumprod_zeros_segmented_derivatives():
-    # zeros inside pieces: exact per piece (DESIGN §3.5), and a zero must not
+    # zeros inside pieces: exact per piece (docs/derivatives.md), and a zero must not
     # affect the derivatives of any other piece
     x = np.array([2.0, 0.0, 3.0, 0.0, 0.0, 5.0, 1.5, 0.0, -2.0, 4.0])
     for cu, chunk in [([0, 2, 2, 10], 3), (None, 4), ([0, 5, 10], None)]:

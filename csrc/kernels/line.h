@@ -75,7 +75,7 @@ static void line_combine_min(scan_carry *acc, const scan_carry *next)
  *   only those of seven and eight (c[2], c[3]) can fall below 2^-1022; the
  *   group's second vector of partials is checked once computed (0 is out:
  *   a zero element costs one slow group).  S is not bounded (a test on it
- *   waits for the carry chain and cost 10% of the line): S times a partial
+ *   would wait for the carry chain): S times a partial
  *   is the one-at-a-time partial but for rounding, and where it overflows
  *   double the float32 output is inf either way; only if the product then
  *   comes back below FLT_MAX does the grouped one keep the number that the
@@ -105,8 +105,8 @@ SCAN_INLINE int acc_carry_tame(const int prod, const double S)
  * unchecked and their partials tested once at the block's end; a block that
  * fails is done again from its start group by group, each checked before it
  * is stored, and blocks pause for ACC_PAUSE elements so that a line with
- * many zeros pays for one wasted block per pause.  The per-group test and
- * its branch took 0.1 of the 0.65 ns per element the line took in cache. */
+ * many zeros pays for one wasted block per pause.  A test and branch per
+ * group would cost a noticeable share of the line's time. */
 #define ACC_BLOCK 64
 #define ACC_PAUSE 2048
 
@@ -136,8 +136,8 @@ SCAN_INLINE int acc_carry_tame(const int prod, const double S)
 
 /* Read x and write y LINE_AHEAD elements ahead (sz: bytes per element, its
  * sign the direction; a prefetch never faults, so past the line's end is
- * harmless).  The prefetchers alone left a 2^24 line at 0.60-0.70 ns per
- * float32 element against 0.50 in cache; with these, 0.53-0.55. */
+ * harmless).  The hardware prefetchers alone leave a long line well short
+ * of its in-cache speed. */
 #define LINE_AHEAD 256
 #if defined(__GNUC__)
 #define LINE_PREFETCH_READ(p, sz) \
@@ -743,7 +743,7 @@ SCAN_INLINE void KN(prod_jvp_groups_)(prod_jvp_walk *w, const int64_t count, con
      * from one group to the next is a multiply and a multiply-add */
     v4d P = V4_SPLAT(w->P), D = V4_SPLAT(w->D);
     /* The test of the carries lags one group: a branch on the carries just
-     * computed waits for the chain (10% of the forward).  After a vector
+     * computed would wait for the chain.  After a vector
      * group whose own carries were <= 2^200, the carries out of it are
      * within 2^456 (P) and 2^628 (D: A D + P e', e' <= 8 2^200 2^224), and
      * the next group's terms stay below 2^886, so it may run on the older
@@ -807,7 +807,7 @@ SCAN_INLINE void KN(prod_jvp_groups_)(prod_jvp_walk *w, const int64_t count, con
  * the local results by them, P = Pc Pl, D = Pc Dl + Dc Pl.  Rows of four
  * elements go to columns and back in 4x4 transposes: per eight elements 16
  * shuffles and 16 multiplies or adds against the log-step group's 25 and
- * 25 (in cache 1.9 -> 1.1 ns per element).
+ * 25.
  * Ranges: with |x| in [2^-16, 2^16] or 0 and |t| <= 2^64, a chunk's local
  * P lies in [2^-512, 2^512] or is 0 and its D within 2^581, so with the
  * carries into every chunk within 2^100 no result nor any intermediate of
@@ -815,8 +815,8 @@ SCAN_INLINE void KN(prod_jvp_groups_)(prod_jvp_walk *w, const int64_t count, con
  * a carry that underflowed (the noise the groups accept too); a tile that
  * fails any of this takes the groups.
  * float32 only: a float64 line moves twice the bytes per element and is
- * bound by memory, where the tile's eight rows per operand were slower
- * than the groups' one stream ((4096, 4096) axis 1: 61-69 -> 82 ms). */
+ * bound by memory, where the tile's eight rows per operand are slower
+ * than the groups' one stream. */
 #if defined(LINE_F32)
 #define PJ_LEN 32
 #define PJ_TILE (8 * PJ_LEN)
@@ -1104,14 +1104,11 @@ SCAN_INLINE void KN(prod_vjp_groups_)(prod_vjp_walk *w, const int64_t count, con
  * start 16 bytes into a page, so operands walked in step share a set at every
  * element, and for a pair at an unlucky distance each group evicts the
  * other's lines: two adjacent 128 MiB mmaps (2^27 + 4 KiB apart, what
- * x.copy() and np.ones_like give for 2^24 float64) collide.  C harness,
- * float64 2^24, x and g at that distance: 41 ms against 24 apart; with
- * x_bar 2^27 + 4 KiB from x as well, 52.  Other kernels lose less (cumsum's
- * forward 10.6 -> 12.6 ms, cumprod's JVP 24.4 -> 29.0); this walk, down in
- * memory with four operands, lost most.  Skewed by 4-8 groups (256-512
- * bytes), the four streams sit in different sets whatever their distance:
- * 24.7 and 26.0 ms in those layouts, 22.9-24.5 in ten random ones (22.3-29.3
- * before).  A group out of the vector range takes eight one-element steps,
+ * x.copy() and np.ones_like give for 2^24 float64) collide, and this walk,
+ * down in memory with four operands, suffers most.  Skewed by 4-8 groups
+ * (256-512 bytes), the four streams sit in different sets whatever their
+ * distance (figures in docs/performance.md, "cumprod VJP and L1 way
+ * conflicts").  A group out of the vector range takes eight one-element steps,
  * so the groups stay aligned with the rings; count / 8 groups are done, the
  * rest is left to the caller. */
 #define PV_RING 16 /* groups; a power of two above PV_E_AHEAD */

@@ -1,7 +1,7 @@
 /* logsumexp.h: logcumsumexp kernels for one floating dtype (real or complex).
  * Trait macros: T, LLD (load as double or cdouble), LST, LSE_COMPLEX.
  *
- * The state is the running-max affine recurrence (DESIGN §5): M is the
+ * The state is the running-max affine recurrence (docs/performance.md): M is the
  * largest (real part) seen, S = sum exp(x - M), so y = M + log(S).  A new
  * maximum rescales S by exp(M_old - x); an element equal to M (both may be
  * infinite) adds exactly 1, which is what makes [inf, inf] -> inf and
@@ -10,7 +10,7 @@
  * The JVP keeps U = sum exp(x - M) t on the same scale, so y_dot = U / S
  * with the very exponential the forward step computed: no global max, no
  * epsilon, and at +-inf the weights come out uniform over the entries equal
- * to y (DESIGN §3.5).
+ * to y (docs/derivatives.md, "Edges").
  */
 
 #ifndef SCANAD_LSE_ONCE
@@ -190,9 +190,8 @@ SCAN_INLINE void KN(lse_fwd_panel_)(PANEL_ARGS)
     }
 }
 /* float64 panels of 1024 lines: a row's x, y and the three state arrays
- * then take 40 KiB instead of 160 ((4096, 4096) axis 0: 65 -> 54 ms);
- * float32 measured fastest at the full 4096 (1024: 40 -> 43 ms), and so did
- * the float64 JVP and VJP panels (VJP 84 -> 91 ms at 1024) */
+ * then take 40 KiB instead of 160; float32, and the float64 JVP and VJP
+ * panels, are fastest at the full width (docs/performance.md) */
 #define LSE_FWD_WIDTH (sizeof(T) == 8 && !LSE_COMPLEX ? 1024 : SCAN_PANEL)
 DEFINE_PANEL_KERNEL_WIDTH(KN(lse_fwd_panels_), KN(lse_fwd_panel_), LSE_FWD_WIDTH, 2, sizeof(T),
                           sizeof(T))
@@ -289,7 +288,7 @@ SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp, scan_carry *t
     for (int64_t t0 = 0; t0 < b->n; t0 += LSE_TILE) {
         const int64_t cnt = b->n - t0 < LSE_TILE ? b->n - t0 : LSE_TILE;
         /* the tile as doubles: a float64 line running up in memory is read
-         * where it is (55 -> 51 ms on 2^24), a float32 one converted in the
+         * where it is (no copy to xs), a float32 one converted in the
          * loop that first reads it, others are first loaded to xs.  Every
          * read of the tile comes before y is written, so y may be x. */
         const int f64_up = sizeof(T) == 8 && sx == 8;
@@ -304,9 +303,9 @@ SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp, scan_carry *t
              * already on: each x_i - M at most LSE_SPAN above it (which
              * also rules out +inf and NaN; -inf gets weight 0), tested in
              * the exp's loop, so no pass for the max.  A tile that fails
-             * starts over below, and speculation then pauses for 255 tiles
-             * (on a line that keeps rising, retrying after 1, 2, 4 ... 64
-             * tiles measured 8% slower than not speculating; 255: as fast). */
+             * starts over below, and speculation then pauses for 255 tiles,
+             * long enough that a line that keeps rising loses nothing to
+             * failed tiles (docs/performance.md, "logcumsumexp"). */
             fast = f32_up ? KN(lse_weights_tame_)(NULL, x, cnt, M, ev)
                           : KN(lse_weights_tame_)(xv, NULL, cnt, M, ev);
             skip = fast ? 0 : LSE_SPECULATION_PAUSE;
@@ -345,9 +344,9 @@ SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp, scan_carry *t
             S = prefix_sum(ev, sv + 1, cnt, sv[0]);
             M = R;
             /* S_i > 0 but for the exclusive first output of a line.
-             * A contiguous float64 y is written by the log's own loop
-             * (10% faster; for float32 the narrowing in that loop costs
-             * more than the pass it saves) */
+             * A contiguous float64 y is written by the log's own loop,
+             * saving a pass; for float32 the narrowing in that loop costs
+             * more than the pass it saves */
             if (sizeof(T) == 8 && sy == 8) {
                 for (int64_t i = 0; i < cnt; i++)
                     LST(y + i * 8, lse_log_plus(sv[i + incl], R, LSE_PRECISE, 1));
@@ -543,9 +542,9 @@ static void KN(lse_jvp_)(const scan_block *b)
     KN(lse_jvp_panels_)(b);
 }
 
-/* Weight exp(a - b) of DESIGN §4 for the VJP.  For a real infinite b the
- * weight follows the §3.5 limit: c_a / c_b where c counts the prefix entries
- * equal to b (the caller passes them). */
+/* Weight exp(a - b) of docs/derivatives.md for the VJP.  For a real infinite
+ * b the weight follows the "Edges" limit: c_a / c_b where c counts the prefix
+ * entries equal to b (the caller passes them). */
 #if !LSE_COMPLEX
 SCAN_INLINE double KN(lse_weight_)(double a, double bb, double ca, double cb, const int line)
 {
@@ -680,7 +679,7 @@ DEFINE_PANEL_KERNEL(KN(lse_vjp_panels_), KN(lse_vjp_panel_), 4, sizeof(T), sizeo
  * a_k = exp(y_i - y_{i+1}) and w_k = exp(x_i - y_i) are vectorised exps and
  * Q_i = g_i + a_k Q_{i+1} is simd.h's affine scan (a_k <= 1).  A tile where
  * some y, or the y after it, is infinite or NaN takes the panel's step
- * (libm exp, the +-inf counts of DESIGN §3.5); +-inf y only occur in a
+ * (libm exp, the +-inf counts of docs/derivatives.md); +-inf y only occur in a
  * -inf prefix and a +inf suffix, so the counts do not change in the others.
  * Weights below 2^-1022 come out 0 instead of subnormal. */
 SCAN_INLINE void KN(lse_vjp_line_)(const scan_block *b)

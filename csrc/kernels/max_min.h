@@ -2,15 +2,14 @@
  * Trait macros: MV (compare type), MLD, MST, M_LOWEST, M_HIGHEST, M_ISNAN,
  * and for derivatives A, LD, ST, ADD, ZERO.
  *
- * Ownership (DESIGN §3.3, as PyTorch): a new element takes over when it
+ * Ownership (docs/semantics.md, as PyTorch): a new element takes over when it
  * compares >= (max) / <= (min) to the running value, so ties go to the latest
  * in scan order and -0.0/+0.0 to the later one; a NaN always takes over and
  * nothing but another NaN takes it back.  The derivatives give everything to
  * the owner: JVP gathers t at the owner, VJP sums g over each owner's run. */
 
-/* lanes per group in the VJP's forward pass over panels (float32 (256, 256,
- * 256) along axis 1, C harness: 8 lanes 25-26 ms, 16 39 (GCC's code for
- * those), 32 16.5-17.5, 64 18, against 20-22.7 ms lane by lane) */
+/* lanes per group in the VJP's forward pass over panels: the fastest of 8,
+ * 16, 32 and 64 (docs/performance.md, "cummax/cummin VJP") */
 #define MM_GROUP 32
 /* lane l's run ends: its sum goes to the old owner's row, x's row r owns from here */
 #define MM_NEW_OWNER(l)                                     \
@@ -138,8 +137,7 @@
      * while it does not from a y_r it did not take.  So each row is one        \
      * branch-free step per lane (add, compare, select) that vectorises, where   \
      * a forward pass writes each owner's sum when its run ends, a scatter      \
-     * behind a branch per element (float32 (4096, 4096) axis 0: 15.9 -> 11.0  \
-     * ms, C harness). */                                                        \
+     * behind a branch per element. */                                          \
     SCAN_INLINE void KN(OPNAME##_vjp_panel_back_)(PANEL_ARGS)                                        \
     {                                                                                           \
         const int64_t lx = LANE(0), ly = LANE(1), lg = LANE(2), lxb = LANE(3);                  \

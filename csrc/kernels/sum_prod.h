@@ -2,7 +2,7 @@
  * Included by dtypes.h once per dtype with the trait macros T, A, LD, ST,
  * ADD, MUL, CONJMUL, ZERO, ONE and KN(name) defined.
  *
- * Derivative recurrences (DESIGN §4), written for the inclusive forward scan;
+ * Derivative recurrences (docs/derivatives.md), written for the inclusive forward scan;
  * the exclusive scan emits the state before the update instead of after:
  *   sum  JVP: cumsum(t)                 VJP: the same scan of g, run backwards
  *   prod JVP: D = D*x + P*t, P = P*x     VJP: E = exclusive prefix product,
@@ -181,8 +181,8 @@ static void KN(prod_jvp_)(const scan_block *b)
  * (inclusive; 1 before the first row) or y itself (exclusive): the same
  * products in the same order, rounded to T.  But the walk runs down in
  * memory, which the hardware prefetchers follow poorly when rows are short
- * (under 4 KiB: one backwards pass over x, y and g measured 10-40% slower
- * than two passes), so there a first, forward pass parks E in x_bar, and
+ * (under 4 KiB one backwards pass over x, y and g is slower than two
+ * passes), so there a first, forward pass parks E in x_bar, and
  * the second finds x and E in cache. */
 SCAN_INLINE void KN(prod_vjp_panel_)(PANEL_ARGS)
 {

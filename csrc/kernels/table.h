@@ -151,7 +151,7 @@
 #define M_LOWEST (-INFINITY)
 #define M_HIGHEST (INFINITY)
 
-/* float16 accumulates in float32 (DESIGN §3.2) */
+/* float16 accumulates in float32 (docs/semantics.md, "dtypes") */
 #define SFX f16
 #define T uint16_t
 #define A float
@@ -331,8 +331,8 @@ const scan_table SCAN_TABLE_NAME = {
     },
     /* the VJPs of sums, products and logcumsumexp run their recurrence from
      * the end; the cummax/cummin VJP walks forwards but in panels of rows of
-     * PANEL_SHORT_ROW_BYTES or more, whose order of items measured the same
-     * either way ((4096, 4096) axis 0, (16, 256, 4096) axis 1) */
+     * PANEL_SHORT_ROW_BYTES or more, for which the order of items makes no
+     * difference */
     {
         [SCAN_SUM] = {[MODE_VJP] = 1},
         [SCAN_PROD] = {[MODE_VJP] = 1},

@@ -46,8 +46,8 @@ SCAN_INLINE int lanes_are_contiguous(const scan_block *b, int nops, const int64_
 
 /* A panel walking down in memory (a reversed scan, a VJP) reads its short
  * rows from behind the hardware prefetchers; its kernel asks for the inputs
- * 4 KiB of rows ahead.  Measured on rows of 0.5-1 KiB: float32 25-50%
- * faster; with 8-byte elements or longer rows within +-7%, so 0 there. */
+ * 4 KiB of rows ahead.  It pays only for short rows of small elements, so
+ * 0 for 8-byte elements or rows over 1 KiB (docs/performance.md). */
 SCAN_INLINE int64_t panel_rows_ahead(const scan_block *b, int64_t w, int64_t elem_bytes,
                                      const int contig, const int line)
 {
@@ -59,8 +59,7 @@ SCAN_INLINE int64_t panel_rows_ahead(const scan_block *b, int64_t w, int64_t ele
 /* Rows shorter than this, walked from the last row to the first, come from
  * behind the hardware prefetchers (each 4 KiB page read as a sawtooth): the
  * VJPs that walk backwards treat such panels differently, cumprod's parking
- * E in a forward pass first, cummax/cummin's walking forwards ((256, 256,
- * 256) along axis 1, 1 KiB rows: 19.7 ms forwards, 30-45 backwards). */
+ * E in a forward pass first, cummax/cummin's walking forwards. */
 #define PANEL_SHORT_ROW_BYTES 4096
 SCAN_INLINE void panel_prefetch_row(const char *p, int64_t bytes)
 {

@@ -120,6 +120,7 @@ def jax_call(name: str, x: np.ndarray, axis: int) -> Optional[Callable[[], objec
 
 
 def maybe_time(fn: Optional[Callable[[], object]]) -> Optional[float]:
+    """median_time(fn), or None where fn is None (a library not installed)."""
     return None if fn is None else median_time(fn)
 
 
@@ -150,6 +151,7 @@ class Row:
     jax: Optional[float]
 
     def markdown(self) -> str:
+        """The row of the main table."""
         cells = [self.name, self.dtype, f"{self.shape}, {self.axis}", f"{self.copy * 1e3:.2f}",
                  fmt(self.out, self.copy), fmt(self.alloc, self.copy),
                  fmt(self.vjp, self.alloc), fmt(self.jvp, self.alloc),
@@ -200,6 +202,7 @@ def measure_rows(ops: Sequence[str], dtypes: Sequence[type],
 
 
 def op_table(rows: List[Row]) -> List[str]:
+    """The main table: every op, dtype and shape, forward and derivatives."""
     head = ("| op | dtype | shape, axis | copy ms | scanad out= | scanad alloc "
             "| VJP (x alloc) | JVP (x alloc) | NumPy | torch |")
     ncol = 10
@@ -236,6 +239,8 @@ def headline_rows(rows: List[Row], cases: Sequence[Tuple[Tuple[int, ...], int]])
 
 
 def chunk_table(quick: bool) -> List[str]:
+    """chunk_local_cumsum and chunk_global_cumsum, dense and packed (varlen),
+    against a copy and the pad-and-reshape idiom in NumPy, torch and JAX."""
     rows = ["| chunk op | shape | copyto ms | scanad out= (x copyto) | copy() ms "
             "| scanad alloc (x copy()) | NumPy pad+reshape | torch reshape |"
             + (" JAX reshape |" if jax is not None else ""),
@@ -444,6 +449,7 @@ def warm_memory(nbytes: int = 2 << 30) -> None:
 
 
 def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, or what platform knows."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -455,6 +461,8 @@ def cpu_model() -> str:
 
 
 def git_commit() -> str:
+    """The short commit of the benchmarked scanad's checkout, and whether it
+    has uncommitted changes; 'unknown' outside git."""
     here = os.path.dirname(os.path.abspath(sa.__file__))
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here,
@@ -467,6 +475,7 @@ def git_commit() -> str:
 
 
 def header(args: argparse.Namespace, jax_note: Optional[str]) -> List[str]:
+    """Title and the run's conditions: date, machine, build, threads, versions."""
     info = sa.build_info()
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -507,6 +516,8 @@ def replace_headline(path: str, table: List[str]) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Measure every table and write results.md and the plot (see the module
+    docstring for the options)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny shapes, for a smoke test")
     p.add_argument("--headline", action="store_true", help="only the README's table, printed")

@@ -1,41 +1,107 @@
-"""scanad benchmark runner.
+"""scanad benchmark runner: writes benchmarks/results.md (and results.png).
 
-    python benchmarks/run.py [--quick] [--threads N] [--ops cumsum,cummax]
-                             [--out benchmarks/results.md] [--plot benchmarks/results.png]
+    python benchmarks/run.py [--quick] [--headline] [--threads N] [--ops cumsum,cummax]
+                             [--out PATH] [--plot PATH] [--readme README.md]
 
-Every scan, its VJP (the pullback alone) and JVP, float32 and float64, on the
-issue's shapes; NumPy and torch (same thread count) beside it; each time also as
-a ratio to ``np.copyto`` of the same array measured in the same run (21 runs of
-the copy, since every ratio in its row divides by it).  scanad
-writes into a preallocated ``out=`` like the copy does.  Medians of 7 runs
-after a warm-up.  Timings are reported, never asserted.
+Every table in results.md comes from one run of this script; nothing in it is
+edited by hand.  Each scan is timed against ``np.copyto`` of the same array,
+NumPy, PyTorch and JAX (where installed), all measured in the same run with
+the same thread count.  Times are medians of 7 runs after a warm-up (3 runs
+for calls slower than 1 s; the copy gets 21, since whole rows divide by it).
+Timings are reported, never asserted.
 
-A last table times the allocating forward and the derivatives again with
-glibc keeping freed memory, so that no output is page-faulted: on a virtual
-machine a fresh page can cost the guest's zeroing and the host's fault, which
-weighs most on the JVP (two fresh outputs against the forward's one).
+--headline   only the README's small table (float32, cumsum, cumprod, cummax and
+             logcumsumexp on a 2^24 line and on (4096, 4096) along axis 0),
+             printed; results.md and the plot are left alone.
+--readme F   also write the headline table into F between the lines
+             '<!-- headline:begin -->' and '<!-- headline:end -->'.
+--quick      tiny shapes, a smoke test of every table in seconds; writes to the
+             temporary directory unless --out/--plot are given.
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import datetime
+import glob
+import os
 import platform
-from typing import Callable, List, Optional, Tuple
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-import scanad as sa
-from scanad.__main__ import NUMPY_OPS
-from scanad.__main__ import _median_time as median_time
-from scanad._registry import SCANS
+# the checkout this file sits in, when it is built in place (setup.py build_ext
+# --inplace); otherwise the installed scanad
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if glob.glob(os.path.join(ROOT, "scanad", "_scanad*")):
+    sys.path.insert(0, ROOT)
+
+import scanad as sa  # noqa: E402
+from scanad.__main__ import NUMPY_OPS  # noqa: E402
+from scanad._registry import SCANS  # noqa: E402
 
 try:
     import torch
 except ImportError:  # torch is optional here
     torch = None
 
+jax: Any = None  # imported by load_jax(), after XLA_FLAGS is set
+
+# jax.lax's name for each scan
+JAX_OPS = {"cumsum": "cumsum", "cumprod": "cumprod", "cummax": "cummax", "cummin": "cummin",
+           "logcumsumexp": "cumlogsumexp"}
+
+HEADLINE_OPS = ("cumsum", "cumprod", "cummax", "logcumsumexp")
+BEGIN, END = "<!-- headline:begin -->", "<!-- headline:end -->"
+
+REPEAT = 7
+SLOW_CALL = 1.0  # seconds: calls slower than this are timed REPEAT_SLOW times
+REPEAT_SLOW = 3
+
+
+def median_time(fn: Callable[[], object], repeat: int = REPEAT) -> float:
+    """Median wall time of ``fn()`` in seconds, after one warm-up call; a call
+    slower than SLOW_CALL is repeated only REPEAT_SLOW times."""
+    t0 = time.perf_counter()
+    fn()
+    if time.perf_counter() - t0 > SLOW_CALL:
+        repeat = min(repeat, REPEAT_SLOW)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def load_jax(threads: int) -> Optional[str]:
+    """Import JAX on the CPU with float64 enabled; with one thread, XLA's
+    Eigen thread pool is turned off.  Returns a note for the header, or None
+    when JAX is not installed."""
+    global jax
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    if threads == 1:
+        flags = os.environ.get("XLA_FLAGS", "")
+        os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false "
+                                   "intra_op_parallelism_threads=1").strip()
+    try:
+        import jax as jax_module
+    except ImportError:
+        return None
+    jax = jax_module
+    jax.config.update("jax_enable_x64", True)
+    how = "one thread (XLA_FLAGS)" if threads == 1 else "XLA's default threads"
+    return f"JAX {jax.__version__} (jitted jax.lax scans, CPU, {how})"
+
+
 def torch_call(name: str, x: np.ndarray, axis: int) -> Optional[Callable[[], object]]:
+    """torch.<op>(x, axis) on a tensor sharing x's memory, or None without torch."""
     if torch is None:
         return None
     t = torch.from_numpy(x)
@@ -43,60 +109,150 @@ def torch_call(name: str, x: np.ndarray, axis: int) -> Optional[Callable[[], obj
     return lambda: fn(t, axis)
 
 
+def jax_call(name: str, x: np.ndarray, axis: int) -> Optional[Callable[[], object]]:
+    """The jitted jax.lax scan of x (already on the device), waited for; None
+    without JAX."""
+    if jax is None:
+        return None
+    f = jax.jit(lambda a: getattr(jax.lax, JAX_OPS[name])(a, axis=axis, reverse=False))
+    xj = jax.device_put(x)
+    return lambda: f(xj).block_until_ready()
+
+
+def maybe_time(fn: Optional[Callable[[], object]]) -> Optional[float]:
+    """median_time(fn), or None where fn is None (a library not installed)."""
+    return None if fn is None else median_time(fn)
+
+
 def fmt(t: Optional[float], ref: float) -> str:
+    """'ms (ratio to ref)', or 'n/a'."""
     return "n/a" if t is None else f"{t * 1e3:.2f} ({t / ref:.1f}x)"
 
 
-def forward_and_derivative_times(fn: Callable, x: np.ndarray, axis: int,
-                                 repeat: int) -> Tuple[float, float, float]:
+def speedup(t: Optional[float], ref: float) -> str:
+    """How many times slower t is than ref, or 'n/a'."""
+    return "n/a" if t is None else f"{t / ref:.1f}x"
+
+
+@dataclass
+class Row:
+    """One op, dtype and shape of the main table, in seconds."""
+    name: str
+    dtype: str
+    shape: Tuple[int, ...]
+    axis: int
+    copy: float
+    out: float
+    alloc: float
+    vjp: float
+    jvp: float
+    numpy: float
+    torch: Optional[float]
+    jax: Optional[float]
+
+    def markdown(self) -> str:
+        """The row of the main table."""
+        cells = [self.name, self.dtype, f"{self.shape}, {self.axis}", f"{self.copy * 1e3:.2f}",
+                 fmt(self.out, self.copy), fmt(self.alloc, self.copy),
+                 fmt(self.vjp, self.alloc), fmt(self.jvp, self.alloc),
+                 fmt(self.numpy, self.copy), fmt(self.torch, self.copy)]
+        if jax is not None:
+            cells.append(fmt(self.jax, self.copy))
+        return "| " + " | ".join(cells) + " |"
+
+
+def forward_and_derivative_times(fn: Callable, x: np.ndarray, axis: int
+                                 ) -> Tuple[float, float, float]:
     """The allocating forward, the pullback alone and the JVP (cotangent and
     tangent all ones), in seconds."""
-    t_new = median_time(lambda: fn(x, axis=axis), repeat)
+    t_new = median_time(lambda: fn(x, axis=axis))
     y, pullback = sa.vjp(fn, x, axis=axis)
     g = np.ones_like(y)
-    t_vjp = median_time(lambda: pullback(g), repeat)
-    t_jvp = median_time(lambda: sa.jvp(fn, x, g, axis=axis), repeat)
+    t_vjp = median_time(lambda: pullback(g))
+    t_jvp = median_time(lambda: sa.jvp(fn, x, g, axis=axis))
     return t_new, t_vjp, t_jvp
 
 
-def op_table(ops: List[str], cases: list, repeat: int) -> List[str]:
-    rows = ["| op | dtype | shape, axis | copy ms | scanad out= | scanad alloc | VJP (x alloc fwd) "
-            "| JVP (x alloc fwd) | NumPy | torch |", "|" + "---|" * 10]
+def measure_rows(ops: Sequence[str], dtypes: Sequence[type],
+                 cases: Sequence[Tuple[Tuple[int, ...], int]], derivatives: bool = True
+                 ) -> List[Row]:
+    """Every op on every dtype and case; without derivatives their times are NaN."""
+    rows = []
     rng = np.random.default_rng(0)
-    for dtype in (np.float32, np.float64):
+    for dtype in dtypes:
         for shape, axis in cases:
             x = rng.standard_normal(shape).astype(dtype)
             dst = np.empty_like(x)
             # every ratio in the row divides by this one, so it gets more runs
-            t_copy = median_time(lambda: np.copyto(dst, x), 3 * repeat)
+            t_copy = median_time(lambda: np.copyto(dst, x), 3 * REPEAT)
             for name in ops:
                 fn = sa.OPS[name].fn
-                t_out = median_time(lambda: fn(x, axis=axis, out=dst), repeat)
-                t_new, t_vjp, t_jvp = forward_and_derivative_times(fn, x, axis, repeat)
-                t_np = median_time(lambda: NUMPY_OPS[name](x, axis), repeat)
-                tc = torch_call(name, x, axis)
-                t_torch = None if tc is None else median_time(tc, repeat)
-                rows.append(
-                    f"| {name} | {np.dtype(dtype).name} | {shape}, {axis} | {t_copy * 1e3:.2f} "
-                    f"| {fmt(t_out, t_copy)} | {fmt(t_new, t_copy)} "
-                    f"| {fmt(t_vjp, t_new)} | {fmt(t_jvp, t_new)} "
-                    f"| {fmt(t_np, t_copy)} | {fmt(t_torch, t_copy)} |")
-                print(rows[-1], flush=True)
+                t_out = median_time(lambda: fn(x, axis=axis, out=dst))
+                if derivatives:
+                    t_new, t_vjp, t_jvp = forward_and_derivative_times(fn, x, axis)
+                else:
+                    t_new, t_vjp, t_jvp = median_time(lambda: fn(x, axis=axis)), np.nan, np.nan
+                row = Row(name, np.dtype(dtype).name, shape, axis, t_copy, t_out, t_new, t_vjp,
+                          t_jvp, median_time(lambda: NUMPY_OPS[name](x, axis)),
+                          maybe_time(torch_call(name, x, axis)),
+                          maybe_time(jax_call(name, x, axis)))
+                rows.append(row)
+                print(row.markdown(), flush=True)
     return rows
 
 
-def chunk_table(repeat: int, quick: bool) -> List[str]:
+def op_table(rows: List[Row]) -> List[str]:
+    """The main table: every op, dtype and shape, forward and derivatives."""
+    head = ("| op | dtype | shape, axis | copy ms | scanad out= | scanad alloc "
+            "| VJP (x alloc) | JVP (x alloc) | NumPy | torch |")
+    ncol = 10
+    if jax is not None:
+        head += " JAX |"
+        ncol += 1
+    return [head, "|" + "---|" * ncol] + [r.markdown() for r in rows]
+
+
+def headline_table(rows: List[Row]) -> List[str]:
+    """The README's table: scanad's out= call against a copy into an existing
+    array, and NumPy, torch and JAX (which allocate their results) against
+    scanad's allocating call."""
+    head = "| op | float32 shape, axis | copy ms | scanad ms (x copy) | NumPy | torch |"
+    ncol = 6
+    if jax is not None:
+        head += " JAX |"
+        ncol += 1
+    out = [head, "|" + "---|" * ncol]
+    for r in rows:
+        cells = [r.name, f"{r.shape}, {r.axis}", f"{r.copy * 1e3:.2f}", fmt(r.out, r.copy),
+                 f"{speedup(r.numpy, r.alloc)} slower", f"{speedup(r.torch, r.alloc)} slower"]
+        if jax is not None:
+            cells.append(f"{speedup(r.jax, r.alloc)} slower")
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def headline_rows(rows: List[Row], cases: Sequence[Tuple[Tuple[int, ...], int]]) -> List[Row]:
+    """The float32 headline ops on the first two cases, in that order."""
+    keep = {(shape, axis) for shape, axis in cases[:2]}
+    return [r for r in rows if r.dtype == "float32" and r.name in HEADLINE_OPS
+            and (r.shape, r.axis) in keep]
+
+
+def chunk_table(quick: bool) -> List[str]:
+    """chunk_local_cumsum and chunk_global_cumsum, dense and packed (varlen),
+    against a copy and the pad-and-reshape idiom in NumPy, torch and JAX."""
     rows = ["| chunk op | shape | copyto ms | scanad out= (x copyto) | copy() ms "
-            "| scanad alloc (x copy()) | NumPy pad+reshape | torch reshape |",
-            "|" + "---|" * 8]
+            "| scanad alloc (x copy()) | NumPy pad+reshape | torch reshape |"
+            + (" JAX reshape |" if jax is not None else ""),
+            "|" + "---|" * (9 if jax is not None else 8)]
     rng = np.random.default_rng(1)
     shapes = [(8, 1024, 16)] if quick else [(8, 4096, 16), (8, 4096, 16, 64)]
     C = 64
     for shape in shapes:
         g = rng.standard_normal(shape).astype(np.float32)
         dst = np.empty_like(g)
-        t_copy = median_time(lambda: np.copyto(dst, g), repeat)
-        t_alloc = median_time(lambda: g.copy(), repeat)
+        t_copy = median_time(lambda: np.copyto(dst, g))
+        t_alloc = median_time(lambda: g.copy())
         B, T = shape[:2]
         tail = shape[2:]
 
@@ -110,43 +266,57 @@ def chunk_table(repeat: int, quick: bool) -> List[str]:
             t = torch.from_numpy(g)
             return torch.cumsum(t.reshape((B, T // C, C) + tail), dim=2).reshape(shape)
 
+        jax_local = jax_global = None
+        if jax is not None:
+            gj = jax.device_put(g)
+            f_local = jax.jit(lambda a: jax.lax.cumsum(a.reshape((B, T // C, C) + tail),
+                                                       axis=2).reshape(shape))
+            f_global = jax.jit(lambda a: jax.lax.cumsum(a, axis=1))
+            jax_local = lambda: f_local(gj).block_until_ready()  # noqa: E731
+            jax_global = lambda: f_global(gj).block_until_ready()  # noqa: E731
+
         packed = g.reshape((1, B * T) + tail)
         pdst = dst.reshape(packed.shape)
         cu = np.concatenate([[0], np.sort(rng.choice(np.arange(1, B * T), B - 1,
                                                      replace=False)), [B * T]])
         cases = [
             ("local dense", lambda **k: sa.chunk_local_cumsum(g, C, **k), dst, np_local,
-             torch_local if torch is not None else None),
+             torch_local if torch is not None else None, jax_local),
             ("global dense", lambda **k: sa.chunk_global_cumsum(g, **k), dst,
              lambda: np.cumsum(g, axis=1),
-             (lambda: torch.cumsum(torch.from_numpy(g), 1)) if torch is not None else None),
+             (lambda: torch.cumsum(torch.from_numpy(g), 1)) if torch is not None else None,
+             jax_global),
             ("local varlen", lambda **k: sa.chunk_local_cumsum(packed, C, cu_seqlens=cu, **k),
-             pdst, None, None),
+             pdst, None, None, None),
             ("global varlen", lambda **k: sa.chunk_global_cumsum(packed, cu_seqlens=cu, **k),
-             pdst, None, None),
+             pdst, None, None, None),
         ]
-        for label, f_sa, out, f_np, f_t in cases:
-            t_out = median_time(lambda: f_sa(out=out), repeat)
-            t_new = median_time(f_sa, repeat)
-            t_np = None if f_np is None else median_time(f_np, repeat)
-            t_t = None if f_t is None else median_time(f_t, repeat)
-            rows.append(f"| {label} | {shape} | {t_copy * 1e3:.2f} | {fmt(t_out, t_copy)} "
-                        f"| {t_alloc * 1e3:.2f} | {fmt(t_new, t_alloc)} "
-                        f"| {fmt(t_np, t_copy)} | {fmt(t_t, t_copy)} |")
-            print(rows[-1], flush=True)
+        for label, f_sa, out, f_np, f_t, f_j in cases:
+            t_out = median_time(lambda: f_sa(out=out))
+            t_new = median_time(f_sa)
+            line = (f"| {label} | {shape} | {t_copy * 1e3:.2f} | {fmt(t_out, t_copy)} "
+                    f"| {t_alloc * 1e3:.2f} | {fmt(t_new, t_alloc)} "
+                    f"| {fmt(maybe_time(f_np), t_copy)} | {fmt(maybe_time(f_t), t_copy)} |")
+            if jax is not None:
+                line += f" {fmt(maybe_time(f_j), t_copy)} |"
+            rows.append(line)
+            print(line, flush=True)
     return rows
 
 
-def size_sweep(ops: List[str], repeat: int, quick: bool, plot: Optional[str]) -> List[str]:
-    """ns per element against size, float32 1-D, for each op, NumPy and torch."""
+def size_sweep(ops: Sequence[str], quick: bool) -> Tuple[List[str], List[int],
+                                                           Dict[str, List[Optional[float]]]]:
+    """ns per element against size, float32 1-D: the table, the exponents and
+    the curves."""
     exps = list(range(10, 21, 2)) if quick else list(range(10, 27, 2))
     rows = ["| op | " + " | ".join(f"2^{e}" for e in exps) + " |",
             "|" + "---|" * (len(exps) + 1)]
     rng = np.random.default_rng(3)
-    curves = {}
-    for name in ["copy"] + ops:
-        for impl in (("copy",) if name == "copy" else ("scanad", "NumPy", "torch")):
-            ns = []
+    impls = ["scanad", "NumPy", "torch"] + (["JAX"] if jax is not None else [])
+    curves: Dict[str, List[Optional[float]]] = {}
+    for name in ["copy"] + list(ops):
+        for impl in (["copy"] if name == "copy" else impls):
+            ns: List[Optional[float]] = []
             for e in exps:
                 x = rng.standard_normal(1 << e).astype(np.float32)
                 dst = np.empty_like(x)
@@ -156,50 +326,62 @@ def size_sweep(ops: List[str], repeat: int, quick: bool, plot: Optional[str]) ->
                     f = lambda: sa.OPS[name].fn(x, out=dst)  # noqa: E731
                 elif impl == "NumPy":
                     f = lambda: NUMPY_OPS[name](x, 0)  # noqa: E731
-                else:
+                elif impl == "torch":
                     f = torch_call(name, x, 0)
-                ns.append(None if f is None else median_time(f, repeat) / x.size * 1e9)
+                else:
+                    f = jax_call(name, x, 0)
+                ns.append(None if f is None else median_time(f) / x.size * 1e9)
             label = name if impl == "copy" else f"{name} ({impl})"
             curves[label] = ns
             rows.append(f"| {label} | " + " | ".join("n/a" if v is None else f"{v:.2f}"
                                                       for v in ns) + " |")
             print(rows[-1], flush=True)
-    if plot:
-        try:
-            import matplotlib
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            print("matplotlib is not installed: no plot")
-            return rows
-        fig, axes = plt.subplots(1, len(ops), figsize=(4 * len(ops), 3.5), sharey=True,
-                                 squeeze=False)
-        for ax, name in zip(axes[0], ops):
-            for label, ns in curves.items():
-                if label == "copy" or label.startswith(name + " "):
-                    pts = [(1 << e, v) for e, v in zip(exps, ns) if v is not None]
-                    ax.loglog(*zip(*pts), marker="o", label=label)
-            ax.set_title(f"{name}, float32 1-D")
-            ax.set_xlabel("elements")
-            ax.legend(fontsize=7)
-        axes[0][0].set_ylabel("ns per element")
-        fig.tight_layout()
-        fig.savefig(plot, dpi=100)
-        print(f"plot written to {plot}")
-    return rows
+    return rows, exps, curves
 
 
-def thread_lines(repeat: int, quick: bool) -> List[str]:
+def plot_sweep(path: str, ops: Sequence[str], exps: Sequence[int],
+               curves: Dict[str, List[Optional[float]]], title: str) -> str:
+    """Draw the size sweep, one panel per op; returns a line for the log."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed: no plot (pip install matplotlib)"
+    fig, axes = plt.subplots(1, len(ops), figsize=(3.4 * len(ops), 3.4), sharey=True,
+                             squeeze=False)
+    for ax, name in zip(axes[0], ops):
+        for label, ns in curves.items():
+            if label == "copy" or label.startswith(name + " "):
+                pts = [(1 << e, v) for e, v in zip(exps, ns) if v is not None]
+                if pts:
+                    style = "k--" if label == "copy" else "-"
+                    impl = label if label == "copy" else label[len(name) + 2:-1]
+                    ax.loglog(*zip(*pts), style, marker="o", markersize=3, label=impl)
+        ax.set_title(name)
+        ax.set_xlabel("elements (float32, 1-D)")
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0][0].set_ylabel("ns per element (lower is better)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return f"plot written to {path}"
+
+
+def thread_lines(quick: bool) -> List[str]:
     """1 vs 2 kernel threads: lines split between threads (logcumsumexp of 64
     rows) and one long line scanned in pieces from carries (every scan)."""
     n = sa.get_num_threads()
     out = []
 
-    def both(fn: Callable[[], object]) -> tuple:
+    def both(fn: Callable[[], object]) -> Tuple[float, float]:
         sa.set_num_threads(1)
-        t1 = median_time(fn, repeat)
+        t1 = median_time(fn)
         sa.set_num_threads(2)
-        t2 = median_time(fn, repeat)
+        t2 = median_time(fn)
         return t1, t2
 
     x = np.random.default_rng(2).standard_normal((64, 2**14 if quick else 2**18))
@@ -237,7 +419,8 @@ def keep_freed_memory() -> bool:
     return True
 
 
-def steady_table(ops: List[str], cases: list, repeat: int) -> List[str]:
+def steady_table(ops: Sequence[str], cases: Sequence[Tuple[Tuple[int, ...], int]]
+                 ) -> List[str]:
     """The forward (allocating) and both derivatives again, with no page
     faults: every output reuses memory freed by the call before."""
     if not keep_freed_memory():
@@ -249,8 +432,7 @@ def steady_table(ops: List[str], cases: list, repeat: int) -> List[str]:
         for shape, axis in cases:
             x = rng.standard_normal(shape).astype(dtype)
             for name in ops:
-                t_new, t_vjp, t_jvp = forward_and_derivative_times(sa.OPS[name].fn, x, axis,
-                                                                   repeat)
+                t_new, t_vjp, t_jvp = forward_and_derivative_times(sa.OPS[name].fn, x, axis)
                 rows.append(
                     f"| {name} | {np.dtype(dtype).name} | {shape}, {axis} | {t_new * 1e3:.2f} "
                     f"| {fmt(t_vjp, t_new)} | {fmt(t_jvp, t_new)} |")
@@ -266,42 +448,170 @@ def warm_memory(nbytes: int = 2 << 30) -> None:
     del buf
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, or what platform knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str:
+    """The short commit of the benchmarked scanad's checkout, and whether it
+    has uncommitted changes; 'unknown' outside git."""
+    here = os.path.dirname(os.path.abspath(sa.__file__))
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here,
+                             capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=here, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return rev + (" (with uncommitted changes)" if dirty.strip() else "")
+
+
+def header(args: argparse.Namespace, jax_note: Optional[str]) -> List[str]:
+    """Title and the run's conditions: date, machine, build, threads, versions."""
+    info = sa.build_info()
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# scanad benchmark results",
+        "",
+        "Written by `python benchmarks/run.py" + "".join(" " + a for a in sys.argv[1:])
+        + "`; do not edit by hand.",
+        "",
+        f"- date: {date}",
+        f"- machine: {cpu_model()}, {os.cpu_count()} logical CPUs, {platform.machine()}, "
+        f"{platform.system()} {platform.release()}",
+        f"- scanad {info['version']} ({os.path.dirname(sa.__file__)}, commit {git_commit()}): "
+        f"{info['isa']} kernels "
+        f"(CPU features: {info['cpu']}), {info['compiler']}",
+        f"- threads: {args.threads} for scanad, torch and JAX",
+        f"- Python {platform.python_version()}, NumPy {np.__version__}, torch "
+        + (torch.__version__ if torch is not None else "not installed") + ", "
+        + (jax_note or "JAX not installed"),
+        f"- medians of {REPEAT} runs after a warm-up ({REPEAT_SLOW} for calls slower than "
+        f"{SLOW_CALL:.0f} s; the copy {3 * REPEAT}); ratios are of medians",
+    ]
+    if args.quick:
+        lines.append("- **--quick**: smoke-test shapes, not for comparison")
+    return lines
+
+
+def replace_headline(path: str, table: List[str]) -> None:
+    """Write the headline table between BEGIN and END in path."""
+    with open(path) as f:
+        text = f.read()
+    start, stop = text.find(BEGIN), text.find(END)
+    if start < 0 or stop < start:
+        raise SystemExit(f"{path}: no '{BEGIN}' ... '{END}' block to replace")
+    text = text[:start + len(BEGIN)] + "\n" + "\n".join(table) + "\n" + text[stop:]
+    with open(path, "w") as f:
+        f.write(text)
+    print(f"headline table written into {path}")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    """Measure every table and write results.md and the plot (see the module
+    docstring for the options)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="small shapes, for a smoke test")
+    p.add_argument("--quick", action="store_true", help="tiny shapes, for a smoke test")
+    p.add_argument("--headline", action="store_true", help="only the README's table, printed")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--ops", default=",".join(SCANS))
-    p.add_argument("--out", default="benchmarks/results.md")
-    p.add_argument("--plot", default="benchmarks/results.png",
-                   help="PNG of the size sweep (needs matplotlib; '' for none)")
+    p.add_argument("--out", default=None,
+                   help="results file (default benchmarks/results.md; --quick: a temp file)")
+    p.add_argument("--plot", default=None,
+                   help="PNG of the size sweep (default benchmarks/results.png; --quick: a "
+                        "temp file; '' for none; needs matplotlib)")
+    p.add_argument("--readme", default=None, help="also put the headline table into this file")
     args = p.parse_args(argv)
+    here = os.path.dirname(os.path.abspath(__file__))
+    tmp = tempfile.gettempdir()
+    if args.out is None:
+        args.out = (os.path.join(tmp, "scanad-quick-results.md") if args.quick
+                    else os.path.join(here, "results.md"))
+    if args.plot is None:
+        args.plot = (os.path.join(tmp, "scanad-quick-results.png") if args.quick
+                     else os.path.join(here, "results.png"))
+
     sa.set_num_threads(args.threads)
     if torch is not None:
         torch.set_num_threads(args.threads)
+    jax_note = load_jax(args.threads)
     ops = [o for o in args.ops.split(",") if o]
-    repeat = 7
     if args.quick:
-        cases = [((1 << 18,), 0), ((512, 512), 0), ((512, 512), 1)]
+        cases = [((1 << 16,), 0), ((256, 256), 0), ((256, 256), 1)]
     else:
-        warm_memory()
         cases = [((1 << 24,), 0), ((4096, 4096), 0), ((4096, 4096), 1), ((256, 256, 256), 1)]
-    head = (f"scanad {sa.__version__} {sa.build_info()['isa']}, NumPy {np.__version__}, "
-            f"torch {getattr(torch, '__version__', 'n/a')}, {args.threads} thread(s), "
-            f"{platform.processor() or platform.machine()}")
-    print(head)
-    lines = [head, ""] + op_table(ops, cases, repeat) + [""] + chunk_table(repeat, args.quick)
-    lines += ["", "ns per element, float32 1-D:", ""]
-    lines += size_sweep(ops, repeat, args.quick, args.plot)
-    threads = thread_lines(repeat, args.quick)
-    lines += [""] + threads
-    print("\n".join(threads))
+    head = header(args, jax_note)
+    print("\n".join(head[4:]), flush=True)
+    headline_note = ("scanad's `out=` call against `np.copyto` into an existing array; NumPy, "
+                     "torch and JAX (which allocate their results) against scanad's allocating "
+                     "call: how many times slower they are.")
+
+    if args.headline:
+        rows = measure_rows([o for o in HEADLINE_OPS if o in ops], [np.float32], cases[:2],
+                            derivatives=False)
+        table = headline_table(rows)
+        print()
+        print("\n".join(table))
+        if args.readme:
+            replace_headline(args.readme, table)
+        return 0
+
+    if not args.quick:
+        warm_memory()
+    lines = head + ["", "## Every op: forward, derivatives, NumPy, torch"
+                    + (", JAX" if jax is not None else ""), "",
+                    "Times in ms; in brackets the ratio to `np.copyto` of the same array into an "
+                    "existing one (VJP and JVP: to scanad's allocating forward, since they "
+                    "allocate their results too). `VJP` times the pullback alone, `JVP` the "
+                    "whole `jvp` call; cotangent and tangent are all ones.", ""]
+    rows = measure_rows(ops, [np.float32, np.float64], cases)
+    hl = headline_table(headline_rows(rows, cases))
+    lines += op_table(rows)
+    lines += ["", "## Headline (the README's table)", "", headline_note, ""] + hl
+
+    lines += ["", "## Chunk cumsums of linear attention (float32, chunk 64)", "",
+              "scanad with `out=` against `np.copyto`, the allocating call against "
+              "`g.copy()`; NumPy, torch and JAX against `np.copyto`. `varlen`: 8 sequences "
+              "of random lengths packed into one (`cu_seqlens`).", ""]
+    lines += chunk_table(args.quick)
+
+    drawn = f" Drawn in `{os.path.basename(args.plot)}`." if args.plot else ""
+    lines += ["", "## Size sweep (float32, 1-D)", "",
+              "ns per element; scanad with `out=`." + drawn, ""]
+    sweep, exps, curves = size_sweep(ops, args.quick)
+    lines += sweep
+    if args.plot:
+        title = (f"scanad {sa.build_info()['isa']}, {cpu_model()}, {args.threads} thread(s)"
+                 + (" [--quick]" if args.quick else ""))
+        print(plot_sweep(args.plot, ops, exps, curves, title), flush=True)
+
+    lines += ["", "## One thread against two (scanad)", "",
+              "Lines are split between threads; one long float32/float64 line is scanned "
+              "in pieces from carries (a cumprod line whose partial products leave 2^+-90, as "
+              "normal data's do, stays on one thread).", ""]
+    threads = thread_lines(args.quick)
+    lines += threads
+    print("\n".join(threads), flush=True)
+
     # last: it changes how the rest of the process allocates
-    lines += ["", "Steady state (no page faults: glibc keeps freed memory for the next "
-              "output), scanad alone:", ""]
-    lines += steady_table(ops, cases, repeat)
+    lines += ["", "## Derivatives without page faults (scanad)", "",
+              "The allocating forward and both derivatives again, with glibc keeping freed "
+              "memory (`mallopt`), so no result is page-faulted: the kernels' own cost.", ""]
+    lines += steady_table(ops, cases)
+
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")
     print(f"written to {args.out}")
+    if args.readme:
+        replace_headline(args.readme, hl)
     return 0
 
 

@@ -1,0 +1,132 @@
+"""Numerical edges found by differential testing.
+
+1. complex logcumsumexp of -inf + i(+-inf or NaN): exp of it is 0 (C99
+   Annex G), so it adds nothing and poisons nothing after it;
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Iterator, Tuple
+
+import numpy as np
+import pytest
+
+import scanad as sa
+
+INF = np.inf
+DEAD = (complex(-INF, INF), complex(-INF, -INF), complex(-INF, np.nan))
+
+
+@pytest.fixture
+def two_threads() -> Iterator[None]:
+    before = sa.get_num_threads()
+    sa.set_num_threads(2)
+    yield
+    sa.set_num_threads(before)
+
+
+# ------------------------------------------------------------------ 1. complex -inf + i inf
+@pytest.mark.parametrize("dtype", ["complex64", "complex128"])
+def test_dead_element_forward(dtype: str) -> None:
+    y = sa.logcumsumexp(np.array([complex(-INF, INF), 0j], dtype))
+    np.testing.assert_array_equal(y, np.array([complex(-INF, 0), 0j], dtype))
+    # PyTorch's test input; exp(2.4 + i inf) is genuinely NaN
+    x = np.array([complex(-INF, INF), complex(-INF, INF), complex(-INF, 1), 1.2 + 2.1j,
+                  complex(2.4, INF)], dtype)
+    y = sa.logcumsumexp(x)
+    # the -inf outputs keep the imaginary part of the phases summed so far:
+    # 0 for a prefix that adds nothing (as a lone -inf + 0i gives), 1 after
+    # -inf + 1i
+    np.testing.assert_array_equal(y[:3], np.array([complex(-INF, 0), complex(-INF, 0),
+                                                    complex(-INF, 1)], dtype))
+    np.testing.assert_allclose(y[3], x[3], rtol=np.finfo(dtype).eps)
+    assert np.isnan(y[4].real) and np.isnan(y[4].imag)
+    # the derivatives: the dead elements have weight 0 everywhere
+    _, pullback = sa.vjp(sa.logcumsumexp, x[:4])
+    x_bar = pullback(np.ones(4, dtype))
+    np.testing.assert_array_equal(x_bar[:2], 0)
+    np.testing.assert_allclose(x_bar[3], 1, rtol=2 * np.finfo(dtype).eps)
+    _, y_dot = sa.jvp(sa.logcumsumexp, x, np.full(5, 1 + 1j, dtype))
+    np.testing.assert_array_equal(y_dot[:2], 0)  # y = -inf whatever the change
+    np.testing.assert_allclose(y_dot[2:4], 1 + 1j, rtol=2 * np.finfo(dtype).eps)
+    # element 4 and every output after it may be NaN: exp(2.4 + i inf) is
+    _, pullback = sa.vjp(sa.logcumsumexp, x)
+    np.testing.assert_array_equal(pullback(np.ones(5, dtype))[:2], 0)
+
+
+@pytest.mark.parametrize("dtype", ["complex64", "complex128"])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("inclusive", [True, False])
+def test_dead_prefix(dtype: str, reverse: bool, inclusive: bool) -> None:
+    core = np.array([complex(-INF, INF), complex(-INF, np.nan), complex(-INF, -INF), 0.5 - 1j])
+    x = (core[::-1] if reverse else core).astype(dtype)
+    y = sa.logcumsumexp(x, reverse=reverse, inclusive=inclusive)
+    y = y[::-1] if reverse else y
+    # nothing but dead elements before the last output (exclusive: before
+    # every output): -inf + 0i, as a lone -inf + 0i gives
+    last = 4 if inclusive else 3
+    np.testing.assert_array_equal(y[:last - 1] if inclusive else y, complex(-INF, 0))
+    if inclusive:
+        np.testing.assert_array_equal(y[3], np.array(0.5 - 1j, dtype))
+    assert np.all(np.isfinite(sa.jvp(sa.logcumsumexp, x, np.ones(4, dtype), reverse=reverse,
+                                     inclusive=inclusive)[1]))
+    _, pullback = sa.vjp(sa.logcumsumexp, x, reverse=reverse, inclusive=inclusive)
+    x_bar = pullback(np.ones(4, dtype))
+    x_bar = x_bar[::-1] if reverse else x_bar
+    np.testing.assert_array_equal(x_bar[:3], 0)
+    assert np.isfinite(x_bar[3])
+
+
+def _with_dead(rng: np.random.Generator, shape: Tuple[int, ...], dtype: str
+               ) -> Tuple[np.ndarray, np.ndarray]:
+    """Random complex data with dead elements spread over it (never at the
+    start of a line), and the same data with those replaced by -1e4 + 0i,
+    whose exp is also exactly 0 next to any value above -9000."""
+    x = (rng.standard_normal(shape) * 3 + 1j * rng.standard_normal(shape) * 3).astype(dtype)
+    where = rng.random(shape) < 0.1
+    where.reshape(shape[0], -1)[0] = False
+    where.reshape(shape[0], -1)[-1] = False  # the first element of a reverse scan
+    dead = x.copy()
+    dead[where] = np.array(DEAD, dtype)[rng.integers(0, 3, int(where.sum()))]
+    tame = x.copy()
+    tame[where] = -1e4
+    return dead, tame
+
+
+@pytest.mark.parametrize("dtype", ["complex64", "complex128"])
+@pytest.mark.parametrize("case", ["line", "reverse", "exclusive", "segments", "strided",
+                                  "axis0", "long"])
+def test_dead_elements_every_path(dtype: str, case: str, two_threads: None) -> None:
+    rng = np.random.default_rng(zlib.crc32(case.encode()))
+    n = 2**18 + 77 if case == "long" else 1000
+    shape = (n, 33) if case == "axis0" else (n,)
+    dead, tame = _with_dead(rng, shape, dtype)
+    kw: dict = {"axis": 0}
+    if case == "reverse":
+        kw["reverse"] = True
+    elif case == "exclusive":
+        kw["inclusive"] = False
+    elif case == "segments":
+        kw["cu_seqlens"] = np.array([0, 300, 301, 700, n])
+        for s in (300, 301, 700):  # segment starts stay finite
+            dead[s] = tame[s] = 0.25j
+    elif case == "strided":
+        wide = np.zeros(2 * n, dtype)
+        wide[::2] = dead
+        dead = wide[::2]
+    t = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dtype)
+    g = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dtype)
+    # the dead elements' arithmetic is the -1e4's (a zero weight, a zero
+    # rescale), so the results agree bit for bit
+    y, y_dot = sa.jvp(sa.logcumsumexp, dead, t, **kw)
+    y2, y_dot2 = sa.jvp(sa.logcumsumexp, tame, t, **kw)
+    np.testing.assert_array_equal(y, y2)
+    np.testing.assert_array_equal(y_dot, y_dot2)
+    np.testing.assert_array_equal(sa.logcumsumexp(dead, **kw), sa.logcumsumexp(tame, **kw))
+    _, pullback = sa.vjp(sa.logcumsumexp, dead, **kw)
+    _, pullback2 = sa.vjp(sa.logcumsumexp, tame, **kw)
+    x_bar, x_bar2 = pullback(g), pullback2(g)
+    np.testing.assert_array_equal(x_bar, x_bar2)
+    assert np.all(np.isfinite(x_bar)) and np.all(np.isfinite(y_dot))
+    np.testing.assert_array_equal(x_bar[np.isneginf(dead.real)], 0)

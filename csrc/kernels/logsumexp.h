@@ -332,8 +332,13 @@ SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp, scan_carry *t
             R = top > M ? top : M;
             const double first = M == -INFINITY ? xv[0] : M;
             if (finite && R - first <= LSE_SPAN && S == S) { /* S is NaN after a NaN */
+                /* at a line's start the reference is its first element, not
+                 * the tile's max: S_0 = exp(0) = 1 exactly, so y_0 = x_0
+                 * exactly, where R + log(exp(x_0 - R)) rounds twice */
+                if (M == -INFINITY)
+                    R = first;
                 scale = lse_exp(M - R, LSE_PRECISE);
-                (void)KN(lse_weights_tame_)(xv, NULL, cnt, R, ev); /* all <= R */
+                (void)KN(lse_weights_tame_)(xv, NULL, cnt, R, ev); /* all <= R + LSE_SPAN */
                 fast = 1;
             }
         }

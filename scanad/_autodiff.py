@@ -46,12 +46,25 @@ def _back_to(x_bar: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return x_bar.astype(dtype)
 
 
+def _split_complex(rule: Callable[[np.ndarray], np.ndarray], v: np.ndarray,
+                   dtype: np.dtype) -> np.ndarray:
+    """``L v`` for a real linear map ``L`` (``J`` or ``J^T`` of a real primal)
+    and a complex ``v``: ``L Re(v) + i L Im(v)``, exact since ``L`` is real,
+    in the complex dtype matching ``dtype``."""
+    out_dtype = np.result_type(dtype, np.complex64)
+    out = np.empty(np.shape(v), dtype=out_dtype)
+    out.real = rule(np.ascontiguousarray(v.real))
+    out.imag = rule(np.ascontiguousarray(v.imag))
+    return out
+
+
 def vjp(op: Any, x: Any, **kwargs: Any) -> Tuple[np.ndarray, Callable[[Any], np.ndarray]]:
     """Forward value and pullback: ``y, pullback = vjp(op, x, **kw)``.
 
     ``pullback(g)`` returns ``J^H g`` with x's shape and dtype; it keeps only
     x and y.  ``op`` is a scanad function or its name; ``kw`` are the op's
     own options (axis, reverse, inclusive, cu_seqlens, chunk_size, ...).
+    A complex ``g`` for a real ``x`` gives the complex ``J^T g`` (J is real).
 
     >>> import numpy as np, scanad as sa
     >>> y, pullback = sa.vjp(sa.cumprod, np.array([2.0, 0.0, 3.0]))
@@ -67,6 +80,8 @@ def vjp(op: Any, x: Any, **kwargs: Any) -> Tuple[np.ndarray, Callable[[Any], np.
         if g.shape != np.shape(y):
             raise ValueError(f"vjp of {spec.name}: the cotangent g must have the output's shape "
                              f"{np.shape(y)}; got {g.shape}")
+        if g.dtype.kind == "c" and xp.dtype.kind == "f":
+            return _split_complex(lambda v: spec.vjp_rule(xp, y, v, kw), g, in_dtype)
         return _back_to(spec.vjp_rule(xp, y, g, kw), in_dtype)
 
     return y, pullback
@@ -79,6 +94,11 @@ def jvp(op: Any, x: Any, t: Any, **kwargs: Any) -> Tuple[np.ndarray, np.ndarray]
     >>> y, y_dot = sa.jvp(sa.logcumsumexp, np.array([0.0, 0.0]), np.array([1.0, 0.0]))
     >>> y_dot
     array([1. , 0.5])
+
+    A complex ``t`` for a real ``x`` gives the complex ``J t`` (J is real):
+
+    >>> sa.jvp(sa.cumsum, np.array([1.0, 2.0]), np.array([1j, 1.0]))[1]
+    array([0.+1.j, 1.+1.j])
     """
     spec = resolve(op)
     xp, kw, _ = _primal(spec, "jvp", x, kwargs)
@@ -86,6 +106,12 @@ def jvp(op: Any, x: Any, t: Any, **kwargs: Any) -> Tuple[np.ndarray, np.ndarray]
     if t.shape != xp.shape:
         raise ValueError(f"jvp of {spec.name}: the tangent t must have x's shape {xp.shape}; "
                          f"got {t.shape}")
+    if t.dtype.kind == "c" and xp.dtype.kind == "f":
+        y, y_re = spec.jvp_rule(xp, np.ascontiguousarray(t.real), kw)
+        y_dot = np.empty(y_re.shape, dtype=np.result_type(y_re.dtype, np.complex64))
+        y_dot.real = y_re
+        y_dot.imag = spec.jvp_rule(xp, np.ascontiguousarray(t.imag), kw)[1]
+        return y, y_dot
     return spec.jvp_rule(xp, t, kw)
 
 

@@ -201,7 +201,9 @@ def _lse_complex(z: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         for j in range(z.shape[-1]):
             zr = z[..., j].real
-            phase = np.exp(1j * z[..., j].imag)
+            # exp(-inf + iy) is 0 even for y = +-inf or NaN (C99 Annex G)
+            phase = np.where((zr == -np.inf) & ~np.isfinite(z[..., j].imag), 0,
+                             np.exp(1j * z[..., j].imag))
             new_m = np.maximum(m, zr)
             grow = zr > m
             old_scale = np.where(grow, np.exp(m - zr), 1.0)
@@ -302,6 +304,9 @@ def _inclusive_jacobian(opname: str, z: np.ndarray) -> np.ndarray:
             else:
                 with np.errstate(invalid="ignore", over="ignore"):
                     jac[j, : j + 1] = np.exp(z[: j + 1] - yj)
+                if z.dtype.kind == "c":  # exp(-inf + iy) = 0, y = +-inf or NaN too
+                    dead = (z[: j + 1].real == -np.inf) & ~np.isfinite(z[: j + 1].imag)
+                    jac[j, : j + 1][dead] = 0
         return jac
     raise ValueError(f"jacobian: unknown op {opname!r}")
 

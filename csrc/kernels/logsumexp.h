@@ -78,7 +78,10 @@ typedef cdouble KN(lse_val_);
 SCAN_INLINE cdouble KN(lse_step_)(cdouble v, double *M, cdouble *S, double *rescale, const int line)
 {
     const double vr = creal(v);
-    const cdouble phase = cis(cimag(v));
+    /* exp(-inf + iy) is 0 for every y, +-inf and NaN too (C99 G.6.3.1), where
+     * cis(y) would be NaN: such an element adds nothing, not even to a -inf
+     * prefix (a prefix of nothing but these is S = 0, y = -inf + 0i) */
+    const cdouble phase = vr == -INFINITY && !isfinite(cimag(v)) ? CMPLX(0.0, 0.0) : cis(cimag(v));
     if (vr > *M) {
         double e = VEXP(*M - vr);
         *rescale = e;
@@ -328,8 +331,13 @@ SCAN_INLINE void KN(lse_line_)(const scan_block *b, const int jvp, scan_carry *t
             R = top > M ? top : M;
             const double first = M == -INFINITY ? xv[0] : M;
             if (finite && R - first <= LSE_SPAN && S == S) { /* S is NaN after a NaN */
+                /* at a line's start the reference is its first element, not
+                 * the tile's max: S_0 = exp(0) = 1 exactly, so y_0 = x_0
+                 * exactly, where R + log(exp(x_0 - R)) rounds twice */
+                if (M == -INFINITY)
+                    R = first;
                 scale = lse_exp(M - R, LSE_PRECISE);
-                (void)KN(lse_weights_tame_)(xv, NULL, cnt, R, ev); /* all <= R */
+                (void)KN(lse_weights_tame_)(xv, NULL, cnt, R, ev); /* all <= R + LSE_SPAN */
                 fast = 1;
             }
         }
@@ -446,7 +454,13 @@ static void KN(lse_fwd_)(const scan_block *b)
 
 #if HAS_DERIV
 #if LSE_COMPLEX
-#define LSE_DIV(u, s) cdiv(u, s)
+/* S = 0 only after elements exp maps to 0 (see lse_step_): y = -inf there
+ * whatever finite change the inputs get, so y_dot = 0, not 0 / 0 */
+SCAN_INLINE cdouble KN(lse_cdiv_)(cdouble u, cdouble s)
+{
+    return creal(s) == 0.0 && cimag(s) == 0.0 ? CMPLX(0.0, 0.0) : cdiv(u, s);
+}
+#define LSE_DIV(u, s) KN(lse_cdiv_)(u, s)
 #define LSE_MUL(a, b) cmul(a, b)
 #define LSE_CONJMUL(a, b) cconjmul(a, b)
 #else
@@ -657,9 +671,15 @@ SCAN_INLINE void KN(lse_vjp_panel_)(PANEL_ARGS)
                     Q[l] = gv + LSE_CONJMUL(VEXP(creal(yv) - creal(ynext[l])) *
                                                 cis(cimag(yv) - cimag(ynext[l])),
                                             Q[l]);
+                /* weight 0 in every output: x = -inf + i(+-inf or NaN), whose
+                 * exp is 0, or x = -inf under a finite y (the later y are
+                 * not below it); a NaN Q (a NaN y further on) stays out */
+                const int dead = creal(xv) == -INFINITY &&
+                                 (!isfinite(cimag(xv)) || creal(yv) > -INFINITY);
                 LST(xb + l * lxb,
-                    LSE_CONJMUL(VEXP(creal(xv) - creal(yv)) * cis(cimag(xv) - cimag(yv)),
-                                Q[l]));
+                    dead ? LSE_ZERO
+                         : LSE_CONJMUL(VEXP(creal(xv) - creal(yv)) * cis(cimag(xv) - cimag(yv)),
+                                       Q[l]));
 #endif
                 ynext[l] = yv;
             }

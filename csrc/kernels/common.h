@@ -100,7 +100,7 @@ SCAN_INLINE cdouble cdiv(cdouble u, cdouble s)
 /* exp(i*theta) */
 SCAN_INLINE cdouble cis(double theta) { return CMPLX(cos(theta), sin(theta)); }
 
-/* log with the imaginary part in (-pi, pi] as the design asks (carg gives
+/* log with the imaginary part in (-pi, pi] as docs/semantics.md specifies (carg gives
  * -pi for a negative real with a negative-zero imaginary part). */
 SCAN_INLINE cdouble clog_principal(cdouble s)
 {

@@ -11,6 +11,9 @@
  *       csrc/driver.c csrc/threads.c -lm -pthread
  *   /tmp/harness OP DTYPE MODE ROWS COLS AXIS [REPS [OUTER]]
  *
+ * benchmarks/build_harness.sh builds it so, with -Werror, and runs every op
+ * and mode once on a tiny line (CI's smoke test).
+ *
  * OP: 0 cumsum, 1 cumprod, 2 cummax, 3 cummin, 4 logcumsumexp; DTYPE: 32 or 64
  * (float32, float64); MODE: 0 forward, 1 JVP, 2 VJP; ROWS 1 makes a 1-D line
  * of COLS elements; OUTER > 1 puts that many (ROWS, COLS) arrays side by side

@@ -11,14 +11,18 @@
  *       csrc/driver.c csrc/threads.c -lm -pthread
  *   /tmp/harness OP DTYPE MODE ROWS COLS AXIS [REPS [OUTER]]
  *
+ * benchmarks/build_harness.sh builds it so, with -Werror, and runs every op
+ * and mode once on a tiny line (CI's smoke test).
+ *
  * OP: 0 cumsum, 1 cumprod, 2 cummax, 3 cummin, 4 logcumsumexp; DTYPE: 32 or 64
  * (float32, float64); MODE: 0 forward, 1 JVP, 2 VJP; ROWS 1 makes a 1-D line
  * of COLS elements; OUTER > 1 puts that many (ROWS, COLS) arrays side by side
  * as a leading axis (ROWS 256 COLS 256 AXIS 0 OUTER 256: (256, 256, 256) along
  * axis 1, the short rows of a panel).  Elements are uniform in [-1.7, 1.7],
- * tangents and cotangents 1; the table is the one dispatch picks (SCANAD_FORCE_BASELINE=1
- * for the portable kernels).  HARNESS_OFFSETS="B0,B1,B2,B3" starts the operands
- * (in scan.h's order) that many bytes into their 2 MiB-aligned blocks;
+ * tangents and cotangents 1; the table is the one dispatch picks, or the one
+ * SCANAD_ISA=baseline|avx2|avx512 names (SCANAD_FORCE_BASELINE=1: baseline).
+ * HARNESS_OFFSETS="B0,B1,B2,B3" starts the operands (in scan.h's order) that
+ * many bytes into their 2 MiB-aligned blocks;
  * HARNESS_FRESH=1 maps the outputs anew for each run, page faults included, on
  * a 2 MiB boundary as scanad's allocator places them.  HARNESS_LAYOUT="A0,A1,
  * A2,A3" puts all four in one region instead, operand k at byte offset Ak
@@ -106,7 +110,15 @@ int main(int argc, char **argv)
     const int64_t rows = atoll(argv[4]), cols = atoll(argv[5]);
     const int axis = atoi(argv[6]), reps = argc > 7 ? atoi(argv[7]) : 15;
     const int64_t outer = argc > 8 ? atoll(argv[8]) : 1;
-    const scan_table *table = scan_select_table(getenv("SCANAD_FORCE_BASELINE") != NULL);
+    const char *isa = getenv("SCANAD_ISA");
+    char err[320];
+    if (getenv("SCANAD_FORCE_BASELINE") != NULL)
+        isa = "baseline";
+    const scan_table *table = scan_select_table(isa != NULL && isa[0] ? isa : NULL, err, sizeof err);
+    if (table == NULL) {
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    }
     const scan_dtype dt = f64 ? DT_F64 : DT_F32;
     if ((bits != 32 && bits != 64) || op < 0 || op >= SCAN_NUM_OPS || mode < 0 ||
         mode >= SCAN_NUM_MODES || rows < 1 ||

@@ -1,6 +1,7 @@
 /* dispatch.c: chooses the kernel table once, from what the CPU reports and
  * what the OS has enabled.  A CPU flag alone is not enough: the OS must save
  * the wider registers (XCR0 via xgetbv), or AVX code faults. */
+#include <stdio.h>
 #include <string.h>
 
 #include "scan.h"
@@ -16,54 +17,145 @@ static unsigned long long read_xcr0(void)
     return ((unsigned long long)edx << 32) | eax;
 }
 
-static int have_avx2 = 0, have_avx512 = 0, probed = 0;
+/* what each table needs, kept apart so that a refusal can name what is missing */
+static struct {
+    int probed, avx, fma, f16c, avx2, avx512f, avx512dq, avx512bw, avx512vl;
+    int ymm_state, zmm_state; /* the OS saves the registers (XCR0) */
+} cpu;
 
 static void probe(void)
 {
     unsigned int a, b, c, d;
-    if (probed)
+    if (cpu.probed)
         return;
-    probed = 1;
+    cpu.probed = 1;
     if (!__get_cpuid(1, &a, &b, &c, &d))
         return;
-    const int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1,
-              f16c = (c >> 29) & 1;
-    if (!(osxsave && avx))
-        return;
-    const unsigned long long xcr0 = read_xcr0();
-    const int ymm_state = (xcr0 & 0x6) == 0x6;     /* SSE and AVX state */
-    const int zmm_state = (xcr0 & 0xe6) == 0xe6;   /* + opmask, ZMM_Hi256, Hi16_ZMM */
+    const int osxsave = (c >> 27) & 1;
+    cpu.avx = (c >> 28) & 1;
+    cpu.fma = (c >> 12) & 1;
+    cpu.f16c = (c >> 29) & 1;
+    if (osxsave) {
+        const unsigned long long xcr0 = read_xcr0();
+        cpu.ymm_state = (xcr0 & 0x6) == 0x6;   /* SSE and AVX state */
+        cpu.zmm_state = (xcr0 & 0xe6) == 0xe6; /* + opmask, ZMM_Hi256, Hi16_ZMM */
+    }
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
         return;
-    const int avx2 = (b >> 5) & 1;
-    const int avx512f = (b >> 16) & 1, avx512dq = (b >> 17) & 1, avx512bw = (b >> 30) & 1,
-              avx512vl = (b >> 31) & 1;
-    have_avx2 = ymm_state && avx2 && fma && f16c;
-    have_avx512 = have_avx2 && zmm_state && avx512f && avx512dq && avx512bw && avx512vl;
+    cpu.avx2 = (b >> 5) & 1;
+    cpu.avx512f = (b >> 16) & 1;
+    cpu.avx512dq = (b >> 17) & 1;
+    cpu.avx512bw = (b >> 30) & 1;
+    cpu.avx512vl = (b >> 31) & 1;
+}
+
+/* Appends the names of the flags that are 0 to buf; returns how many. */
+static int missing(char *buf, size_t len, const int *flags, const char *const *names, int n)
+{
+    int count = 0;
+    for (int i = 0; i < n; i++) {
+        if (flags[i])
+            continue;
+        const size_t used = strlen(buf);
+        snprintf(buf + used, len - used, "%s%s", count ? "/" : "", names[i]);
+        count++;
+    }
+    return count;
+}
+
+/* Whether the host can run table i (SCAN_ISA_*); if not and why != NULL, the
+ * reason, naming the missing CPU features or the OS state. */
+static int can_run(int i, char *why, size_t len)
+{
+    static const char *const names[] = {"avx", "avx2", "fma", "f16c",
+                                        "avx512f", "avx512dq", "avx512bw", "avx512vl"};
+    char lacks[128] = "";
+    probe();
+    if (i == SCAN_ISA_BASELINE_ID)
+        return 1;
+    const int flags[8] = {cpu.avx, cpu.avx2, cpu.fma, cpu.f16c,
+                          cpu.avx512f, cpu.avx512dq, cpu.avx512bw, cpu.avx512vl};
+    const int n = i == SCAN_ISA_AVX512_ID ? 8 : 4;
+    if (missing(lacks, sizeof lacks, flags, names, n) > 0) {
+        if (why != NULL)
+            snprintf(why, len, "this CPU lacks %s", lacks);
+        return 0;
+    }
+    if (!cpu.ymm_state || (i == SCAN_ISA_AVX512_ID && !cpu.zmm_state)) {
+        if (why != NULL)
+            snprintf(why, len, "the OS does not save %s state (XCR0)",
+                     cpu.ymm_state ? "the opmask and ZMM" : "the YMM");
+        return 0;
+    }
+    return 1;
 }
 #endif
 
-const scan_table *scan_select_table(int force_baseline)
+static const char *const isa_names[SCAN_NUM_ISAS] = {"baseline", "avx2", "avx512"};
+
+const char *scan_isa_name(int i)
 {
+    return i >= 0 && i < SCAN_NUM_ISAS ? isa_names[i] : NULL;
+}
+
+int scan_isa_supported(int i, char *why, size_t len)
+{
+    if (i == SCAN_ISA_BASELINE_ID)
+        return 1;
 #ifdef SCAN_X86
-    probe();
-    if (!force_baseline && have_avx512)
-        return &scan_table_avx512;
-    if (!force_baseline && have_avx2)
-        return &scan_table_avx2;
+    return can_run(i, why, len);
 #else
-    (void)force_baseline;
+    if (why != NULL)
+        snprintf(why, len, "this build is not for x86-64 (%s)", scan_cpu_features());
+    return 0;
 #endif
-    return &scan_table_baseline;
+}
+
+static const scan_table *scan_table_of(int i)
+{
+    switch (i) {
+    case SCAN_ISA_BASELINE_ID:
+        return &scan_table_baseline;
+#ifdef SCAN_X86
+    case SCAN_ISA_AVX2_ID:
+        return &scan_table_avx2;
+    case SCAN_ISA_AVX512_ID:
+        return &scan_table_avx512;
+#endif
+    default:
+        return NULL;
+    }
+}
+
+const scan_table *scan_select_table(const char *request, char *err, size_t len)
+{
+    if (request == NULL) {
+        for (int i = SCAN_NUM_ISAS - 1; i > 0; i--)
+            if (scan_isa_supported(i, NULL, 0))
+                return scan_table_of(i);
+        return &scan_table_baseline;
+    }
+    for (int i = 0; i < SCAN_NUM_ISAS; i++) {
+        char why[192];
+        if (strcmp(request, isa_names[i]) != 0)
+            continue;
+        if (scan_isa_supported(i, why, sizeof why))
+            return scan_table_of(i);
+        snprintf(err, len, "SCANAD_ISA=%s but %s; this host can run: %s", request, why,
+                 scan_isa_supported(SCAN_ISA_AVX2_ID, NULL, 0) ? "baseline, avx2" : "baseline");
+        return NULL;
+    }
+    snprintf(err, len, "SCANAD_ISA=%.40s is not a kernel table; valid names: baseline, avx2, avx512",
+             request);
+    return NULL;
 }
 
 const char *scan_cpu_features(void)
 {
 #ifdef SCAN_X86
-    probe();
-    if (have_avx512)
+    if (scan_isa_supported(SCAN_ISA_AVX512_ID, NULL, 0))
         return "x86-64 avx2 fma f16c avx512f avx512dq avx512bw avx512vl";
-    if (have_avx2)
+    if (scan_isa_supported(SCAN_ISA_AVX2_ID, NULL, 0))
         return "x86-64 avx2 fma f16c";
     return "x86-64";
 #elif defined(__aarch64__)

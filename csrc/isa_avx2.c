@@ -7,6 +7,11 @@
 #else
 #pragma GCC target("avx2,fma,f16c")
 #endif
+/* what the target above enables, named for the kernels (kernels/isa.h):
+ * clang's pragma does not define __AVX2__ and the like */
+#define SCAN_ISA_AVX2 1
+#define SCAN_HAVE_AVX 1
+#define SCAN_HAVE_FMA 1
 #define SCAN_TABLE_NAME scan_table_avx2
 #define SCAN_ISA_NAME "avx2"
 #include "kernels/table.h"

@@ -6,6 +6,11 @@
 #else
 #pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,f16c")
 #endif
+/* what the target above enables, named for the kernels (kernels/isa.h):
+ * clang's pragma does not define __AVX2__ and the like */
+#define SCAN_ISA_AVX512 1
+#define SCAN_HAVE_AVX 1
+#define SCAN_HAVE_FMA 1
 #define SCAN_TABLE_NAME scan_table_avx512
 #define SCAN_ISA_NAME "avx512"
 #include "kernels/table.h"

@@ -833,11 +833,57 @@ done:
     return result;
 }
 
+/* The table SCANAD_ISA names (unset or empty: the best the host runs);
+ * SCANAD_FORCE_BASELINE=1 (set, not empty, not 0) is the older spelling of
+ * SCANAD_ISA=baseline.  NULL with ImportError set if the name is unknown, the
+ * host cannot run it, or the two variables disagree: a table asked for and
+ * silently not used would make a test run or a benchmark mean something else. */
+static const scan_table *choose_table(void)
+{
+    const char *isa = getenv("SCANAD_ISA"), *force = getenv("SCANAD_FORCE_BASELINE");
+    const scan_table *t;
+    char err[320];
+    if (isa != NULL && isa[0] == '\0')
+        isa = NULL;
+    if (force != NULL && force[0] != '\0' && strcmp(force, "0") != 0) {
+        if (isa != NULL && strcmp(isa, "baseline") != 0) {
+            PyErr_Format(PyExc_ImportError,
+                         "SCANAD_FORCE_BASELINE=%.40s asks for the baseline kernels but "
+                         "SCANAD_ISA=%.40s; unset one of them",
+                         force, isa);
+            return NULL;
+        }
+        isa = "baseline";
+    }
+    if ((t = scan_select_table(isa, err, sizeof err)) == NULL)
+        PyErr_Format(PyExc_ImportError, "scanad: %s", err);
+    return t;
+}
+
+/* the names of the tables this host can run, baseline first and best last */
+static PyObject *isas_supported(void)
+{
+    PyObject *list = PyList_New(0);
+    for (int i = 0; list != NULL && i < SCAN_NUM_ISAS; i++) {
+        if (!scan_isa_supported(i, NULL, 0))
+            continue;
+        PyObject *name = PyUnicode_FromString(scan_isa_name(i));
+        if (name == NULL || PyList_Append(list, name) < 0)
+            Py_CLEAR(list);
+        Py_XDECREF(name);
+    }
+    return list;
+}
+
 static PyObject *py_build_info(PyObject *self, PyObject *noargs)
 {
+    PyObject *supported = isas_supported();
     (void)self;
     (void)noargs;
-    return Py_BuildValue("{s:s,s:s,s:i,s:s,s:s}", "isa", table->isa, "cpu", scan_cpu_features(),
+    if (supported == NULL)
+        return NULL;
+    return Py_BuildValue("{s:s,s:N,s:s,s:i,s:s,s:s}", "isa", table->isa, "isas_supported", supported,
+                         "cpu", scan_cpu_features(),
                          "num_threads", scan_get_num_threads(), "compiler",
 #if defined(__clang__)
                          "clang " __clang_version__,
@@ -916,9 +962,9 @@ static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_scanad", "scanad
 PyMODINIT_FUNC PyInit__scanad(void)
 {
     PyObject *m;
-    const char *force = getenv("SCANAD_FORCE_BASELINE");
     import_array();
-    table = scan_select_table(force != NULL && force[0] != '\0' && strcmp(force, "0") != 0);
+    if ((table = choose_table()) == NULL)
+        return NULL;
     m = PyModule_Create(&moduledef);
     if (m == NULL)
         return NULL;

@@ -113,8 +113,18 @@ extern const scan_table scan_table_avx2;
 extern const scan_table scan_table_avx512;
 #endif
 
-/* dispatch.c: picks the table once.  force_baseline overrides cpu detection. */
-const scan_table *scan_select_table(int force_baseline);
+/* dispatch.c: the kernel tables by index, worst first (a table runs
+ * wherever a later one does) */
+enum { SCAN_ISA_BASELINE_ID, SCAN_ISA_AVX2_ID, SCAN_ISA_AVX512_ID, SCAN_NUM_ISAS };
+/* "baseline", "avx2", "avx512"; NULL out of range */
+const char *scan_isa_name(int i);
+/* Whether this CPU and OS can run table i; if not, the reason into why
+ * (may be NULL), e.g. "this CPU lacks avx512f/avx512bw". */
+int scan_isa_supported(int i, char *why, size_t len);
+/* The table named by request (NULL: the best this host runs); NULL with a
+ * message in err when the name is unknown or the host cannot run it.  Called
+ * once at import. */
+const scan_table *scan_select_table(const char *request, char *err, size_t len);
 const char *scan_cpu_features(void);
 
 /* A whole call: every operand has the same shape; strides are in bytes, as

@@ -52,14 +52,23 @@ __all__ = [
 
 
 def build_info() -> Dict[str, Any]:
-    """The kernel variant chosen at import (``isa``), the CPU features seen,
-    the thread count and the compiler.
+    """The kernel table chosen at import (``isa``), the tables this host can
+    run (``isas_supported``: ``"baseline"`` first, the best last, e.g.
+    ``["baseline", "avx2"]``), the CPU features seen, the thread count and the
+    compiler.
 
-    ``SCANAD_FORCE_BASELINE=1`` in the environment before import forces the
-    portable kernels.
+    Without ``SCANAD_ISA`` the best supported table is used.
+    ``SCANAD_ISA=baseline|avx2|avx512`` in the environment before import picks
+    one; a name that is unknown or that this CPU or OS cannot run makes the
+    import fail with ImportError saying why.  ``SCANAD_FORCE_BASELINE=1`` is
+    the same as ``SCANAD_ISA=baseline`` (setting both to disagree is an
+    ImportError).  The table is chosen once; calls pay nothing for it.
 
     >>> import scanad as sa
-    >>> sa.build_info()["isa"] in ("baseline", "avx2", "avx512")
+    >>> info = sa.build_info()
+    >>> info["isas_supported"][0]
+    'baseline'
+    >>> info["isa"] in info["isas_supported"]
     True
     """
     info = dict(_scanad.build_info())

@@ -14,6 +14,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "isa.h"
+
 typedef double v4d __attribute__((vector_size(32)));
 typedef int64_t v4i __attribute__((vector_size(32)));
 
@@ -39,7 +41,7 @@ typedef int64_t v4i __attribute__((vector_size(32)));
 
 typedef float v8f __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
-#if defined(__AVX__) && defined(__GNUC__)
+#if defined(SCAN_HAVE_AVX) && defined(__GNUC__)
 #define V8_ANY(m) (__builtin_ia32_movmskps256((v8f)(m)) != 0)
 #define V4_ANY(m) (__builtin_ia32_movmskpd256((v4d)(m)) != 0)
 #else
@@ -53,7 +55,7 @@ static inline void narrow_load_f32(v4d *dst, const char *p)
 {
     v4f f;
     memcpy(&f, p, sizeof f);
-#if defined(__AVX__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(SCAN_HAVE_AVX) && defined(__GNUC__) && !defined(__clang__)
     /* GCC 12 lowers the generic conversion to two 2-lane halves through
      * the stack (store, reload, insert); the AVX instruction does it in one */
     *dst = __builtin_ia32_cvtps2pd256(f);

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "isa.h"
+
 static inline double vm_from_bits(uint64_t u)
 {
     double d;
@@ -25,9 +27,8 @@ static inline uint64_t vm_bits(double d)
     return u;
 }
 
-/* a*b + c, fused where the ISA variant has FMA (GCC defines __FMA__ after
- * the target pragma of isa_avx2.c / isa_avx512.c) */
-#if defined(__FMA__)
+/* a*b + c, fused where the ISA variant has FMA (isa_avx2.c, isa_avx512.c) */
+#if defined(SCAN_HAVE_FMA)
 #define VM_FMA(a, b, c) __builtin_fma((a), (b), (c))
 #else
 #define VM_FMA(a, b, c) ((a) * (b) + (c))

@@ -30,7 +30,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -43,7 +42,7 @@ if glob.glob(os.path.join(ROOT, "scanad", "_scanad*")):
     sys.path.insert(0, ROOT)
 
 import scanad as sa  # noqa: E402
-from scanad.__main__ import NUMPY_OPS  # noqa: E402
+from scanad.__main__ import NUMPY_OPS, _median_time  # noqa: E402
 from scanad._registry import SCANS  # noqa: E402
 
 try:
@@ -68,16 +67,7 @@ REPEAT_SLOW = 3
 def median_time(fn: Callable[[], object], repeat: int = REPEAT) -> float:
     """Median wall time of ``fn()`` in seconds, after one warm-up call; a call
     slower than SLOW_CALL is repeated only REPEAT_SLOW times."""
-    t0 = time.perf_counter()
-    fn()
-    if time.perf_counter() - t0 > SLOW_CALL:
-        repeat = min(repeat, REPEAT_SLOW)
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return _median_time(fn, repeat, SLOW_CALL, REPEAT_SLOW)
 
 
 def load_jax(threads: int) -> Optional[str]:

@@ -54,8 +54,14 @@ def _self_check(rng: np.random.Generator) -> List[str]:
     return failures
 
 
-def _median_time(fn: Callable[[], object], repeat: int = 7) -> float:
+def _median_time(fn: Callable[[], object], repeat: int = 7, slow_call: float = float("inf"),
+                 repeat_slow: int = 3) -> float:
+    """Median wall time of ``fn()`` in seconds, after one warm-up call; a call
+    slower than ``slow_call`` seconds is repeated only ``repeat_slow`` times."""
+    t0 = time.perf_counter()
     fn()
+    if time.perf_counter() - t0 > slow_call:
+        repeat = min(repeat, repeat_slow)
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()

@@ -15,6 +15,8 @@ from setuptools.command.build_ext import build_ext
 
 SOURCES = [
     "csrc/module.c",
+    "csrc/binding_args.c",
+    "csrc/binding_output.c",
     "csrc/driver.c",
     "csrc/threads.c",
     "csrc/dispatch.c",

@@ -1,0 +1,202 @@
+/* binding_output.c: where results go: checking and using out=, and the
+ * allocator that starts big outputs on a 2 MiB boundary. */
+#include "binding.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Byte range [lo, hi) an array touches. */
+static void byte_extent(PyArrayObject *a, char **lo, char **hi)
+{
+    char *l = PyArray_BYTES(a), *h = PyArray_BYTES(a);
+    for (int d = 0; d < PyArray_NDIM(a); d++) {
+        const npy_intp ext = (PyArray_DIM(a, d) - 1) * PyArray_STRIDE(a, d);
+        if (PyArray_DIM(a, d) == 0)
+            return (void)(*lo = *hi = l);
+        if (ext < 0) l += ext; else h += ext;
+    }
+    *lo = l;
+    *hi = h + PyArray_ITEMSIZE(a);
+}
+
+/* out may be written directly only when the kernel can write it in place:
+ * same dtype, aligned, native, and either disjoint from every input or
+ * laid out exactly like it (each element is read before it is written). */
+int out_usable_directly(PyArrayObject *out, int typenum, PyArrayObject *const *inputs, int ninputs)
+{
+    if (sized_typenum(PyArray_DESCR(out)) != typenum || !PyArray_ISALIGNED(out) ||
+        !PyArray_ISNOTSWAPPED(out))
+        return 0;
+    for (int i = 0; i < ninputs; i++) {
+        char *ol, *oh, *il, *ih;
+        byte_extent(out, &ol, &oh);
+        byte_extent(inputs[i], &il, &ih);
+        if (ol >= ih || il >= oh)
+            continue;
+        if (PyArray_BYTES(out) == PyArray_BYTES(inputs[i]) &&
+            memcmp(PyArray_STRIDES(out), PyArray_STRIDES(inputs[i]), sizeof(npy_intp) * PyArray_NDIM(out)) == 0 &&
+            PyArray_ITEMSIZE(out) == PyArray_ITEMSIZE(inputs[i]))
+            continue;
+        return 0;
+    }
+    return 1;
+}
+
+int check_out(const char *op, const char *what, PyObject *obj, PyArrayObject *like, int typenum,
+                     PyArrayObject **out)
+{
+    PyArrayObject *o;
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s: %s must be a numpy.ndarray; got %.100s", op, what,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    o = (PyArrayObject *)obj;
+    if (PyArray_NDIM(o) != PyArray_NDIM(like) ||
+        !PyArray_CompareLists(PyArray_DIMS(o), PyArray_DIMS(like), PyArray_NDIM(like))) {
+        PyObject *got = PyObject_GetAttrString(obj, "shape");
+        PyObject *want = PyObject_GetAttrString((PyObject *)like, "shape");
+        if (got != NULL && want != NULL)
+            PyErr_Format(PyExc_ValueError, "%s: %s must have the result's shape %R; got %R", op, what, want, got);
+        Py_XDECREF(got);
+        Py_XDECREF(want);
+        return -1;
+    }
+    if (!PyArray_ISWRITEABLE(o)) {
+        PyErr_Format(PyExc_ValueError, "%s: %s must be a writeable array; it is read-only", op, what);
+        return -1;
+    }
+    {
+        PyArray_Descr *rd = PyArray_DescrFromType(typenum);
+        int ok = PyArray_CanCastTypeTo(rd, PyArray_DESCR(o), NPY_SAME_KIND_CASTING);
+        if (!ok) {
+            PyObject *a = descr_repr(rd), *b = descr_repr(PyArray_DESCR(o));
+            if (a && b)
+                PyErr_Format(PyExc_TypeError, "%s: cannot write the %U result into %s of dtype %U (same_kind casting)",
+                             op, a, what, b);
+            Py_XDECREF(a);
+            Py_XDECREF(b);
+        }
+        Py_DECREF(rd);
+        if (!ok)
+            return -1;
+    }
+    *out = o;
+    return 0;
+}
+
+/* ---- big outputs start on a 2 MiB boundary ----
+ * NumPy's default allocator hands a big array the page glibc's mmap happened
+ * to return, so its first and last up-to-2 MiB sit on 4 KiB pages and the
+ * rest on huge pages placed off the array's start; an output written while it
+ * is faulted in then costs more than one on whole huge pages (figures in
+ * docs/performance.md, "Result placement").  So outputs of OUTPUT_ALIGN_MIN
+ * bytes or more come from this allocator, which NumPy records on the array
+ * and calls again to free it (NumPy >= 1.22): the array owns its data as
+ * usual.  Each block is one malloc'd chunk with room to align inside it (a
+ * header before the data keeps the chunk and the size), not posix_memalign,
+ * whose split-off ends keep a freed block from being reused whole: with
+ * glibc serving big blocks from its heap, repeated JVPs grew it by a block
+ * per call.  Smaller outputs keep NumPy's allocator. */
+#if defined(__linux__)
+#include <sys/mman.h>
+#define OUTPUT_ALIGN_MIN ((size_t)4 << 20) /* where NumPy starts asking for huge pages */
+
+typedef struct {
+    void *chunk;
+    size_t size;
+} output_header;
+
+static void *output_malloc(void *ctx, size_t size)
+{
+    const size_t align = size >= OUTPUT_ALIGN_MIN ? (size_t)2 << 20 : 64;
+    char *chunk, *p;
+    (void)ctx;
+    if (size > SIZE_MAX - align - sizeof(output_header) ||
+        (chunk = malloc(size + align + sizeof(output_header))) == NULL)
+        return NULL;
+    p = chunk + ((align - ((uintptr_t)chunk + sizeof(output_header)) % align) % align) +
+        sizeof(output_header);
+    memcpy(p - sizeof(output_header), &(output_header){chunk, size}, sizeof(output_header));
+#if defined(MADV_HUGEPAGE)
+    if (size >= OUTPUT_ALIGN_MIN) /* advice, like NumPy's: failure is harmless */
+        madvise(p, size & ~(size_t)4095, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+static output_header output_header_of(void *p)
+{
+    output_header h;
+    memcpy(&h, (char *)p - sizeof(output_header), sizeof(output_header));
+    return h;
+}
+
+static void *output_calloc(void *ctx, size_t nelem, size_t elsize)
+{
+    void *p;
+    if (elsize != 0 && nelem > SIZE_MAX / elsize)
+        return NULL;
+    if ((p = output_malloc(ctx, nelem * elsize)) != NULL)
+        memset(p, 0, nelem * elsize);
+    return p;
+}
+
+static void *output_realloc(void *ctx, void *p, size_t size)
+{
+    void *q;
+    if (p == NULL)
+        return output_malloc(ctx, size);
+    if ((q = output_malloc(ctx, size)) != NULL) {
+        const output_header h = output_header_of(p);
+        memcpy(q, p, h.size < size ? h.size : size);
+        free(h.chunk);
+    }
+    return q;
+}
+
+static void output_free(void *ctx, void *p, size_t size)
+{
+    (void)ctx, (void)size;
+    if (p != NULL)
+        free(output_header_of(p).chunk);
+}
+
+static PyDataMem_Handler output_handler = {
+    "scanad_output_huge_aligned", 1,
+    {NULL, output_malloc, output_calloc, output_realloc, output_free}};
+static PyObject *output_handler_capsule;
+
+int binding_output_init(void)
+{
+    if ((output_handler_capsule = PyCapsule_New(&output_handler, "mem_handler", NULL)) == NULL)
+        return -1;
+    return 0;
+}
+#else
+int binding_output_init(void) { return 0; }
+#endif
+
+PyArrayObject *new_like(PyArrayObject *x, int typenum)
+{
+    PyArray_Descr *d = PyArray_DescrFromType(typenum);
+    PyObject *was = NULL; /* the caller's handler, while ours is set */
+    PyArrayObject *y;
+#if defined(__linux__)
+    if (output_handler_capsule != NULL &&
+        (size_t)PyArray_SIZE(x) * (size_t)PyDataType_ELSIZE(d) >= OUTPUT_ALIGN_MIN &&
+        (was = PyDataMem_SetHandler(output_handler_capsule)) == NULL) {
+        Py_DECREF(d);
+        return NULL;
+    }
+#endif
+    y = (PyArrayObject *)PyArray_NewLikeArray(x, NPY_KEEPORDER, d, 0); /* steals d */
+    if (was != NULL) {
+        PyObject *ours = PyDataMem_SetHandler(was); /* back, even on failure */
+        Py_DECREF(was);
+        if (ours == NULL)
+            Py_CLEAR(y);
+        Py_XDECREF(ours);
+    }
+    return y;
+}

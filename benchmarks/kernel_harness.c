@@ -123,7 +123,7 @@ int main(int argc, char **argv)
     if ((bits != 32 && bits != 64) || op < 0 || op >= SCAN_NUM_OPS || mode < 0 ||
         mode >= SCAN_NUM_MODES || rows < 1 ||
         cols < 1 || axis < 0 || axis > (rows > 1) || reps < 1 || outer < 1 || (outer > 1 && rows < 2) ||
-        table->k[op][dt][mode] == NULL) {
+        table->cells[op][dt][mode].kernel == NULL) {
         fprintf(stderr, "no such kernel or shape\n");
         return 2;
     }
@@ -171,13 +171,13 @@ int main(int argc, char **argv)
         scan_problem fwd = p;
         fwd.noperands = 2, fwd.lane_operand = 1;
         fwd.data[0] = x, fwd.data[1] = a;
-        if (scan_execute(table->k[op][dt][MODE_FORWARD], &fwd, 1) != 0)
+        if (scan_execute(table->cells[op][dt][MODE_FORWARD].kernel, &fwd, 1) != 0)
             return 1;
     }
     p.noperands = mode == MODE_FORWARD ? 2 : 4;
     p.lane_operand = p.noperands - 1;
     p.data[0] = x, p.data[1] = a, p.data[2] = b, p.data[3] = mode == MODE_FORWARD ? NULL : c;
-    p.walk_back = table->walks_back[op][mode];
+    p.walk_back = table->cells[op][dt][mode].walks_back;
     double *t = malloc(sizeof(double) * (size_t)reps);
     if (t == NULL)
         return 1;
@@ -192,7 +192,7 @@ int main(int argc, char **argv)
                 return 1;
             p.data[k] = fresh_block[k] + offset[k];
         }
-        if (scan_execute(table->k[op][dt][mode], &p, 1) != 0)
+        if (scan_execute(table->cells[op][dt][mode].kernel, &p, 1) != 0)
             return 1;
         t[r] = seconds() - start;
         for (int k = first_output; fresh && k < p.noperands; k++)

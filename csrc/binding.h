@@ -19,6 +19,7 @@
 #include "scan.h"
 
 /* ---- binding_args.c: ops, dtypes, arguments ---- */
+/* the dtype rule of each op (SCAN_OPS in scan_matrix.h) */
 typedef enum {
     RULE_ACCUMULATE, /* cumsum/cumprod: bool and narrow ints -> 64-bit, dtype= allowed */
     RULE_ORDER,      /* cummax/cummin: keep the dtype, no complex */
@@ -38,6 +39,10 @@ extern PyObject *scanad_axis_error;
 int parse_op(PyObject *obj);
 /* the kernels' dtype for a sized NumPy type number, -1 if none */
 int scan_dtype_of(int typenum);
+/* the NumPy name of the kernels' dtype dt */
+const char *scan_dtype_name(int dt);
+/* the NumPy type number of the kernels' dtype dt */
+int scan_dtype_typenum(int dt);
 /* NumPy keeps separate type numbers for long/longlong of the same size: map
  * a descriptor to the sized type number the kernels are keyed on. */
 int sized_typenum(PyArray_Descr *d);
@@ -86,9 +91,9 @@ PyArrayObject *new_like(PyArrayObject *x, int typenum);
 int binding_output_init(void);
 
 /* ---- module.c ---- */
-/* Runs one kernel over the operands with the GIL released; ops[lane_operand]
+/* Runs a cell's kernel over the operands with the GIL released; ops[lane_operand]
  * decides the lanes.  -1 with MemoryError if the driver ran out of memory. */
-int run(scan_kernel k, const scan_split *split, int walk_back, PyArrayObject *const *ops,
-        int nops, int lane_operand, int axis, int reverse, int inclusive, const segments_t *seg);
+int run(const scan_cell *cell, PyArrayObject *const *ops, int nops, int lane_operand, int axis,
+        int reverse, int inclusive, const segments_t *seg);
 
 #endif

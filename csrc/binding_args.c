@@ -9,50 +9,37 @@
 
 PyObject *scanad_axis_error = NULL; /* numpy's AxisError (a ValueError), set at import */
 
-/* ---- the op table: the one description of the ops; Python mirrors it ---- */
-const op_info OPS[SCAN_NUM_OPS] = {
-    [SCAN_SUM] = {"cumsum", RULE_ACCUMULATE, "0"},
-    [SCAN_PROD] = {"cumprod", RULE_ACCUMULATE, "1"},
-    [SCAN_MAX] = {"cummax", RULE_ORDER, "-inf (integers: the minimum, bool: False)"},
-    [SCAN_MIN] = {"cummin", RULE_ORDER, "+inf (integers: the maximum, bool: True)"},
-    [SCAN_LOGSUMEXP] = {"logcumsumexp", RULE_LOG, "-inf"},
-};
+/* ---- the rows of scan_matrix.h as the binding needs them ---- */
+#define OP_INFO_(E, prefix, name, rule, identity, a) [SCAN_##E] = {name, RULE_##rule, identity},
+const op_info OPS[SCAN_NUM_OPS] = {SCAN_OPS(OP_INFO_, )};
 
-/* ---- dtypes ---- */
+typedef struct {
+    int typenum;
+    char kind;
+    int size;
+    const char *name;
+} dtype_info;
+#define DTYPE_INFO_(E, sfx, npy, name, kind, size, a) [DT_##E] = {NPY_##npy, kind, size, name},
+static const dtype_info DTYPES[SCAN_NUM_DTYPES] = {SCAN_DTYPES(DTYPE_INFO_, )};
+
+const char *scan_dtype_name(int dt) { return DTYPES[dt].name; }
+int scan_dtype_typenum(int dt) { return DTYPES[dt].typenum; }
+
 int scan_dtype_of(int typenum)
 {
-    switch (typenum) {
-    case NPY_BOOL: return DT_BOOL;
-    case NPY_INT8: return DT_I8;
-    case NPY_INT16: return DT_I16;
-    case NPY_INT32: return DT_I32;
-    case NPY_INT64: return DT_I64;
-    case NPY_UINT8: return DT_U8;
-    case NPY_UINT16: return DT_U16;
-    case NPY_UINT32: return DT_U32;
-    case NPY_UINT64: return DT_U64;
-    case NPY_FLOAT16: return DT_F16;
-    case NPY_FLOAT32: return DT_F32;
-    case NPY_FLOAT64: return DT_F64;
-    case NPY_COMPLEX64: return DT_C64;
-    case NPY_COMPLEX128: return DT_C128;
-    default: return -1;
-    }
+    for (int dt = 0; dt < SCAN_NUM_DTYPES; dt++)
+        if (DTYPES[dt].typenum == typenum)
+            return dt;
+    return -1;
 }
 
-/* NumPy keeps separate type numbers for long/longlong of the same size: map
- * a descriptor to the sized type number the kernels are keyed on. */
 int sized_typenum(PyArray_Descr *d)
 {
     const int size = (int)PyDataType_ELSIZE(d);
-    switch (d->kind) {
-    case 'b': return NPY_BOOL;
-    case 'i': return size == 1 ? NPY_INT8 : size == 2 ? NPY_INT16 : size == 4 ? NPY_INT32 : size == 8 ? NPY_INT64 : -1;
-    case 'u': return size == 1 ? NPY_UINT8 : size == 2 ? NPY_UINT16 : size == 4 ? NPY_UINT32 : size == 8 ? NPY_UINT64 : -1;
-    case 'f': return size == 2 ? NPY_FLOAT16 : size == 4 ? NPY_FLOAT32 : size == 8 ? NPY_FLOAT64 : -1;
-    case 'c': return size == 8 ? NPY_COMPLEX64 : size == 16 ? NPY_COMPLEX128 : -1;
-    default: return -1;
-    }
+    for (int dt = 0; dt < SCAN_NUM_DTYPES; dt++)
+        if (DTYPES[dt].kind == d->kind && DTYPES[dt].size == size)
+            return DTYPES[dt].typenum;
+    return -1;
 }
 
 PyObject *descr_repr(PyArray_Descr *d) { return PyObject_Str((PyObject *)d); }

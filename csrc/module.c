@@ -11,8 +11,18 @@
 
 static const scan_table *table = NULL;
 
-int run(scan_kernel k, const scan_split *split, int walk_back, PyArrayObject *const *ops,
-        int nops, int lane_operand, int axis, int reverse, int inclusive, const segments_t *seg)
+/* the cell of op on the kernel dtype of typenum in mode; NULL where the op
+ * has no kernel for it */
+static const scan_cell *cell_of(int op, int typenum, scan_mode mode)
+{
+    const int dt = scan_dtype_of(typenum);
+    if (dt < 0 || table->cells[op][dt][mode].kernel == NULL)
+        return NULL;
+    return &table->cells[op][dt][mode];
+}
+
+int run(const scan_cell *cell, PyArrayObject *const *ops, int nops, int lane_operand, int axis,
+        int reverse, int inclusive, const segments_t *seg)
 {
     scan_problem p;
     int64_t shape[SCAN_MAX_DIMS];
@@ -39,12 +49,12 @@ int run(scan_kernel k, const scan_split *split, int walk_back, PyArrayObject *co
     p.nseg = seg->nseg;
     p.chunk_size = seg->chunk_size;
     p.lane_operand = lane_operand;
-    p.split = split; /* the driver checks that it has a reduce */
-    p.walk_back = walk_back;
+    p.split = &cell->split; /* the driver checks that it has a reduce */
+    p.walk_back = cell->walks_back;
     {
         const int nthreads = scan_get_num_threads();
         Py_BEGIN_ALLOW_THREADS
-        rc = scan_execute(k, &p, nthreads);
+        rc = scan_execute(cell->kernel, &p, nthreads);
         Py_END_ALLOW_THREADS
     }
     if (rc != 0) {
@@ -102,9 +112,9 @@ static PyObject *py_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         }
     }
     {
-        scan_kernel k = table->k[op][scan_dtype_of(typenum)][MODE_FORWARD];
+        const scan_cell *cell = cell_of(op, typenum, MODE_FORWARD);
         PyArrayObject *inputs[1] = {xk};
-        if (k == NULL) {
+        if (cell == NULL) {
             raise_bad_dtype(name, "x", PyArray_DESCR(xk), "of a dtype this op supports");
             goto done;
         }
@@ -124,8 +134,7 @@ static PyObject *py_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         }
         {
             PyArrayObject *ops[3] = {xk, y, idx};
-            if (run(k, &table->split[op][scan_dtype_of(typenum)], table->walks_back[op][MODE_FORWARD],
-                    ops, want_indices ? 3 : 2, 1, axis, reverse, inclusive, &seg) < 0)
+            if (run(cell, ops, want_indices ? 3 : 2, 1, axis, reverse, inclusive, &seg) < 0)
                 goto done;
         }
     }
@@ -163,7 +172,7 @@ static PyObject *py_jvp(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyArrayObject *x = NULL, *t = NULL, *y = NULL, *yd = NULL;
     PyObject *result = NULL;
     segments_t seg = {NULL, 0, 0};
-    scan_kernel k;
+    const scan_cell *cell;
     (void)self;
     if (nargs != 8) {
         PyErr_SetString(PyExc_TypeError, "jvp() takes 8 positional arguments");
@@ -185,8 +194,7 @@ static PyObject *py_jvp(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     if (parse_segments(OPS[op].name, args[6], args[7], PyArray_DIM(x, axis), &seg) < 0)
         goto done;
-    k = table->k[op][scan_dtype_of(typenum)][MODE_JVP];
-    if (k == NULL) {
+    if ((cell = cell_of(op, typenum, MODE_JVP)) == NULL) {
         raise_bad_dtype(OPS[op].name, "x", PyArray_DESCR(x), "of a dtype whose JVP is defined");
         goto done;
     }
@@ -194,7 +202,7 @@ static PyObject *py_jvp(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     {
         PyArrayObject *ops[4] = {x, t, y, yd};
-        if (run(k, NULL, table->walks_back[op][MODE_JVP], ops, 4, 3, axis, reverse, inclusive, &seg) < 0)
+        if (run(cell, ops, 4, 3, axis, reverse, inclusive, &seg) < 0)
             goto done;
     }
     result = PyTuple_Pack(2, (PyObject *)y, (PyObject *)yd);
@@ -216,7 +224,7 @@ static PyObject *py_vjp(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyArrayObject *x = NULL, *xflat = NULL, *y = NULL, *g = NULL, *xb = NULL;
     PyObject *result = NULL;
     segments_t seg = {NULL, 0, 0};
-    scan_kernel k;
+    const scan_cell *cell;
     (void)self;
     if (nargs != 9) {
         PyErr_SetString(PyExc_TypeError, "vjp() takes 9 positional arguments");
@@ -236,8 +244,7 @@ static PyObject *py_vjp(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     if (parse_segments(OPS[op].name, args[7], args[8], PyArray_DIM(xflat, axis), &seg) < 0)
         goto done;
-    k = table->k[op][scan_dtype_of(typenum)][MODE_VJP];
-    if (k == NULL) {
+    if ((cell = cell_of(op, typenum, MODE_VJP)) == NULL) {
         raise_bad_dtype(OPS[op].name, "x", PyArray_DESCR(x), "of a dtype whose VJP is defined");
         goto done;
     }
@@ -245,7 +252,7 @@ static PyObject *py_vjp(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     {
         PyArrayObject *ops[4] = {xflat, y, g, xb};
-        if (run(k, NULL, table->walks_back[op][MODE_VJP], ops, 4, 3, axis, reverse, inclusive, &seg) < 0)
+        if (run(cell, ops, 4, 3, axis, reverse, inclusive, &seg) < 0)
             goto done;
     }
     /* with axis None x_bar was computed flat: x's shape again, a view unless
@@ -357,22 +364,75 @@ static PyObject *py_get_num_threads(PyObject *self, PyObject *noargs)
     return PyLong_FromLong(scan_get_num_threads());
 }
 
-/* The op table as Python sees it: (name, rule, identity) per op index. */
+#define MODE_NAME_(E, name, a) [MODE_##E] = name,
+static const char *const mode_names[SCAN_NUM_MODES] = {SCAN_MODES(MODE_NAME_, )};
+
+/* {mode name: (dtype name, ...)}: the dtypes op has a kernel for, per mode */
+static PyObject *op_dtypes(int op)
+{
+    PyObject *modes = PyDict_New();
+    for (int mode = 0; modes != NULL && mode < SCAN_NUM_MODES; mode++) {
+        PyObject *names = PyList_New(0), *tuple = NULL;
+        for (int dt = 0; names != NULL && dt < SCAN_NUM_DTYPES; dt++) {
+            if (table->cells[op][dt][mode].kernel == NULL)
+                continue;
+            PyObject *name = PyUnicode_FromString(scan_dtype_name(dt));
+            if (name == NULL || PyList_Append(names, name) < 0)
+                Py_CLEAR(names);
+            Py_XDECREF(name);
+        }
+        if (names == NULL || (tuple = PyList_AsTuple(names)) == NULL ||
+            PyDict_SetItemString(modes, mode_names[mode], tuple) < 0)
+            Py_CLEAR(modes);
+        Py_XDECREF(names);
+        Py_XDECREF(tuple);
+    }
+    return modes;
+}
+
+/* (dtype name, ...): the dtypes x may have, those of the forward kernels and
+ * those the op's dtype rule casts to one of them */
+static PyObject *op_accepts(int op)
+{
+    PyObject *names = PyList_New(0), *tuple;
+    for (int dt = 0; names != NULL && dt < SCAN_NUM_DTYPES; dt++) {
+        PyArray_Descr *d = PyArray_DescrFromType(scan_dtype_typenum(dt));
+        const int result = d != NULL ? result_typenum(op, d, Py_None) : -1;
+        Py_XDECREF(d);
+        if (result < 0) {
+            PyErr_Clear();
+            continue;
+        }
+        if (cell_of(op, result, MODE_FORWARD) == NULL)
+            continue;
+        PyObject *name = PyUnicode_FromString(scan_dtype_name(dt));
+        if (name == NULL || PyList_Append(names, name) < 0)
+            Py_CLEAR(names);
+        Py_XDECREF(name);
+    }
+    if (names == NULL)
+        return NULL;
+    tuple = PyList_AsTuple(names);
+    Py_DECREF(names);
+    return tuple;
+}
+
+/* The matrix as Python sees it: (index, name, dtype rule, identity,
+ * {mode: dtypes with kernels}, dtypes x may have) per op. */
 static PyObject *py_ops(PyObject *self, PyObject *noargs)
 {
-    static const char *rules[] = {"accumulate", "order", "log"};
+    static const char *const rules[] = {
+        [RULE_ACCUMULATE] = "accumulate", [RULE_ORDER] = "order", [RULE_LOG] = "log"};
     PyObject *t = PyTuple_New(SCAN_NUM_OPS);
     (void)self;
     (void)noargs;
-    if (t == NULL)
-        return NULL;
-    for (int i = 0; i < SCAN_NUM_OPS; i++) {
-        PyObject *row = Py_BuildValue("(iss s)", i, OPS[i].name, rules[OPS[i].rule], OPS[i].identity);
-        if (row == NULL) {
-            Py_DECREF(t);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(t, i, row);
+    for (int i = 0; t != NULL && i < SCAN_NUM_OPS; i++) {
+        PyObject *row = Py_BuildValue("(isssNN)", i, OPS[i].name, rules[OPS[i].rule],
+                                      OPS[i].identity, op_dtypes(i), op_accepts(i));
+        if (row == NULL)
+            Py_CLEAR(t);
+        else
+            PyTuple_SET_ITEM(t, i, row);
     }
     return t;
 }
@@ -387,7 +447,7 @@ static PyMethodDef methods[] = {
     {"build_info", py_build_info, METH_NOARGS, "the kernel variant chosen at import and the build"},
     {"set_num_threads", py_set_num_threads, METH_O, "set the number of kernel threads"},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "the number of kernel threads"},
-    {"ops", py_ops, METH_NOARGS, "the op table: (index, name, dtype rule, identity) per op"},
+    {"ops", py_ops, METH_NOARGS, "the op matrix: (index, name, dtype rule, identity, {mode: dtypes}, accepted dtypes) per op"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "scan_matrix.h"
+
 #define SCAN_MAX_OPERANDS 5
 #define SCAN_MAX_DIMS 64
 
@@ -23,33 +25,6 @@
  * bytes per line (see SLOT in kernels/walk.h). */
 #define SCAN_SCRATCH_SLOTS 4
 #define SCAN_SCRATCH_BYTES ((size_t)SCAN_SCRATCH_SLOTS * SCAN_PANEL * 16)
-
-typedef enum {
-    SCAN_SUM = 0,
-    SCAN_PROD,
-    SCAN_MAX,
-    SCAN_MIN,
-    SCAN_LOGSUMEXP,
-    SCAN_NUM_OPS
-} scan_op;
-
-/* Storage dtypes the kernels know.  The binding maps NumPy dtypes onto these. */
-typedef enum {
-    DT_BOOL = 0,
-    DT_I8, DT_I16, DT_I32, DT_I64,
-    DT_U8, DT_U16, DT_U32, DT_U64,
-    DT_F16, DT_F32, DT_F64,
-    DT_C64, DT_C128,
-    SCAN_NUM_DTYPES
-} scan_dtype;
-
-/* What a kernel computes.  Operand order per mode:
- *   FORWARD: 0 x, 1 y, 2 indices (int64, max/min only; may be absent)
- *   JVP:     0 x, 1 t, 2 y, 3 y_dot
- *   VJP:     0 x, 1 y (the forward output), 2 g, 3 x_bar
- * A VJP block is laid out in the forward scan order like the others; the
- * kernel itself walks it backwards where its recurrence needs to. */
-typedef enum { MODE_FORWARD = 0, MODE_JVP, MODE_VJP, SCAN_NUM_MODES } scan_mode;
 
 /* One block of the line view: m independent lines of n steps each.
  * ptr[k] points at operand k's first element in scan order; step[k] is the
@@ -97,14 +72,19 @@ typedef struct {
     double reduce_share;
 } scan_split;
 
-/* Kernels per (op, dtype, mode); NULL where the op is undefined for that dtype. */
+/* One cell of the matrix: how to run one op on one dtype in one mode. */
+typedef struct {
+    scan_kernel kernel; /* NULL: the op is undefined for this dtype and mode */
+    scan_split split;   /* forward only; zero: a line is never split */
+    /* 1 where the kernel walks each line from its last element in scan
+     * order (the VJPs whose recurrence runs backwards) */
+    unsigned char walks_back;
+} scan_cell;
+
+/* One ISA's kernels: the cells of op and dtype, one per mode */
 typedef struct {
     const char *isa;
-    scan_kernel k[SCAN_NUM_OPS][SCAN_NUM_DTYPES][SCAN_NUM_MODES];
-    scan_split split[SCAN_NUM_OPS][SCAN_NUM_DTYPES]; /* forward only; zero: none */
-    /* 1 where the kernels walk each line from its last element in scan
-     * order (the VJPs whose recurrence runs backwards) */
-    unsigned char walks_back[SCAN_NUM_OPS][SCAN_NUM_MODES];
+    const scan_cell *cells[SCAN_NUM_OPS][SCAN_NUM_DTYPES];
 } scan_table;
 
 extern const scan_table scan_table_baseline;

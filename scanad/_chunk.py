@@ -17,6 +17,8 @@ from . import _scanad as _C
 from ._ops import SUM
 
 _FLOATS = (np.float16, np.float32, np.float64)
+#: the dtypes the chunk functions take and return (their registry entries)
+DTYPES = tuple(np.dtype(t).name for t in _FLOATS)
 
 
 def _resolve_scale(name: str, scale: Optional[float], kwargs: Dict[str, Any]) -> Optional[float]:

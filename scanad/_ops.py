@@ -13,7 +13,10 @@ import numpy as np
 
 from . import _scanad as _C
 
-SUM, PROD, MAX, MIN, LOGSUMEXP = range(5)
+# op numbers as the C matrix (csrc/scan_matrix.h) has them
+_INDEX = {row[1]: row[0] for row in _C.ops()}
+SUM, PROD, MAX, MIN, LOGSUMEXP = (_INDEX[name] for name in
+                                  ("cumsum", "cumprod", "cummax", "cummin", "logcumsumexp"))
 
 ArrayLike = Any
 IndexedResult = Tuple[np.ndarray, np.ndarray]

@@ -1,8 +1,9 @@
-"""The op registry: one entry per public op, mirroring the C op table.
+"""The op registry: one entry per public op, built from the C matrix.
 
-``vjp``, ``jvp``, ``check_grads``, ``python -m scanad`` and the tests all
-iterate :data:`OPS`, so adding an op is one row in ``csrc/module.c`` (plus
-its kernels) and one entry here.
+``_scanad.ops()`` reports each scan of ``csrc/scan_matrix.h`` with the
+dtypes it has kernels for in each mode; ``vjp``, ``jvp``, ``check_grads``,
+``python -m scanad`` and the tests all iterate :data:`OPS`, so a new row in
+the C matrix (plus its kernels) reaches all of them with no edit here.
 """
 
 from __future__ import annotations
@@ -15,10 +16,6 @@ import numpy as np
 from . import _chunk, _ops
 from . import _scanad as _C
 
-_INTS = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
-_REAL_FLOATS = ("float16", "float32", "float64")
-_COMPLEX = ("complex64", "complex128")
-
 JvpRule = Callable[[np.ndarray, np.ndarray, Dict[str, Any]], Tuple[np.ndarray, np.ndarray]]
 VjpRule = Callable[[np.ndarray, np.ndarray, np.ndarray, Dict[str, Any]], np.ndarray]
 
@@ -27,8 +24,11 @@ VjpRule = Callable[[np.ndarray, np.ndarray, np.ndarray, Dict[str, Any]], np.ndar
 class OpSpec:
     """What scanad knows about one op.
 
-    ``options`` are the keyword arguments the derivative helpers accept and
-    pass on; ``jvp_rule(x, t, kw)`` returns ``(y, y_dot)`` and
+    ``dtypes_forward`` are the dtypes ``x`` may have (those of the forward
+    kernels and those the op's dtype rule casts to one of them);
+    ``dtypes_derivative`` those with JVP and VJP kernels, both as the C
+    matrix reports them.  ``options`` are the keyword arguments the
+    derivative helpers accept and pass on; ``jvp_rule(x, t, kw)`` returns ``(y, y_dot)`` and
     ``vjp_rule(x, y, g, kw)`` returns ``x_bar = J^H g``.
 
     >>> import scanad as sa
@@ -66,19 +66,12 @@ def _scan_args(kw: Dict[str, Any]) -> Tuple[Any, ...]:
             kw.get("cu_seqlens"), kw.get("chunk_size"))
 
 
-def _scan_spec(index: int, name: str, rule: str, identity: str) -> OpSpec:
+def _scan_spec(index: int, name: str, rule: str, identity: str,
+               dtypes: Dict[str, Tuple[str, ...]], accepts: Tuple[str, ...]) -> OpSpec:
     fn = getattr(_ops, name)
-    forward: Tuple[str, ...]
-    derivative: Tuple[str, ...]
-    if rule == "order":
-        forward = ("bool",) + _INTS + _REAL_FLOATS
-        derivative = _REAL_FLOATS
-    elif rule == "log":
-        forward = ("bool",) + _INTS + _REAL_FLOATS + _COMPLEX
-        derivative = _REAL_FLOATS + _COMPLEX
-    else:
-        forward = ("bool",) + _INTS + _REAL_FLOATS + _COMPLEX
-        derivative = _REAL_FLOATS + _COMPLEX
+    if dtypes["jvp"] != dtypes["vjp"]:
+        raise ImportError(f"scanad: the kernel matrix gives {name} a JVP for {dtypes['jvp']} "
+                          f"but a VJP for {dtypes['vjp']}; both modes must cover the same dtypes")
 
     def jvp_rule(x: np.ndarray, t: np.ndarray, kw: Dict[str, Any]) -> Tuple[np.ndarray, np.ndarray]:
         return _C.jvp(index, x, t, *_scan_args(kw))
@@ -88,8 +81,8 @@ def _scan_spec(index: int, name: str, rule: str, identity: str) -> OpSpec:
         return _C.vjp(index, x, y, g, axis, reverse, inclusive, cu, chunk)
 
     options = _SCAN_OPTIONS + (("dtype",) if rule == "accumulate" else ())
-    return OpSpec(name, fn, rule, identity, forward, derivative, options, jvp_rule, vjp_rule,
-                  linear=(index == _ops.SUM))
+    return OpSpec(name, fn, rule, identity, accepts, dtypes["vjp"], options, jvp_rule,
+                  vjp_rule, linear=(name == "cumsum"))
 
 
 def _chunk_spec(name: str, options: Tuple[str, ...]) -> OpSpec:
@@ -104,14 +97,14 @@ def _chunk_spec(name: str, options: Tuple[str, ...]) -> OpSpec:
         flipped = {**kw, "reverse": not kw.get("reverse", False), "output_dtype": x.dtype}
         return fn(np.asarray(g, dtype=x.dtype), **flipped)
 
-    return OpSpec(name, fn, "chunk", "0", _REAL_FLOATS, _REAL_FLOATS, options, jvp_rule,
+    return OpSpec(name, fn, "chunk", "0", _chunk.DTYPES, _chunk.DTYPES, options, jvp_rule,
                   vjp_rule, linear=True)
 
 
 def _build() -> Dict[str, OpSpec]:
     ops: Dict[str, OpSpec] = {}
-    for index, name, rule, identity in _C.ops():
-        ops[name] = _scan_spec(index, name, rule, identity)
+    for index, name, rule, identity, dtypes, accepts in _C.ops():
+        ops[name] = _scan_spec(index, name, rule, identity, dtypes, accepts)
     common = ("reverse", "scale", "softmax_scale", "cu_seqlens", "head_first", "output_dtype")
     ops["chunk_local_cumsum"] = _chunk_spec("chunk_local_cumsum", ("chunk_size",) + common)
     ops["chunk_global_cumsum"] = _chunk_spec("chunk_global_cumsum", common)

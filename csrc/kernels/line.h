@@ -166,7 +166,7 @@ SCAN_INLINE int line_ranges_overlap(const char *x, const char *y, int64_t n, int
 
 #endif
 
-#if defined(NARROW_LOAD)
+#if HAS_NARROW
 
 /* the four elements i..i+3 of a line that starts at p (element i) and runs
  * up (back = 0) or down (back = 1) in memory */
@@ -210,7 +210,7 @@ SCAN_INLINE int KN(line_direction_)(const scan_block *b, int nops, const int64_t
 
 /* whether a group's elements a, c (float64) or its partial results c
  * (float32) are out of the range of the comment above */
-#if defined(LINE_F32)
+#if IS_F32
 #define ACC_ELEMENTS_WILD(prod, a, c) 0
 #define ACC_PARTIALS_WILD(prod, c) ((prod) && V4_ANY(ACC_PARTIAL_WILD(c)))
 #define ACC_SPECULATES(prod) (prod)
@@ -311,7 +311,7 @@ SCAN_INLINE void KN(accumulate_line_)(const scan_block *b, const int prod, const
         (p) = LINE_SELECT(take_, (p), (lp));                            \
     } while (0)
 
-#if defined(LINE_F32)
+#if IS_F32
 /* float32 values, and the JVP: the compare is exact in float, so eight lanes
  * per vector and three shift steps, with no widening on either side. */
 #if defined(__clang__)
@@ -437,7 +437,7 @@ SCAN_INLINE void KN(extreme_f32_)(const scan_block *b, const int is_max, const i
 SCAN_INLINE void KN(extreme_line_)(const scan_block *b, const int is_max, const int mode,
                                   const int incl, const int back)
 {
-#if defined(LINE_F32)
+#if IS_F32
     if (mode != LINE_INDEX) {
         KN(extreme_f32_)(b, is_max, mode == LINE_TANGENT, incl, back);
         return;
@@ -817,7 +817,7 @@ SCAN_INLINE void KN(prod_jvp_groups_)(prod_jvp_walk *w, const int64_t count, con
  * float32 only: a float64 line moves twice the bytes per element and is
  * bound by memory, where the tile's eight rows per operand are slower
  * than the groups' one stream. */
-#if defined(LINE_F32)
+#if IS_F32
 #define PJ_LEN 32
 #define PJ_TILE (8 * PJ_LEN)
 #define PJ_X_HI 0x1p16

@@ -13,6 +13,7 @@
  * to y (docs/derivatives.md, "Edges").
  */
 
+#if KIND == 'f' || KIND == 'c' /* integers promote to float64 in the binding */
 #ifndef SCANAD_LSE_ONCE
 #define SCANAD_LSE_ONCE
 /* scan_split.combine: the state (M, S) of a piece followed by the next
@@ -265,7 +266,7 @@ SCAN_INLINE int KN(lse_weights_tame_)(const double *xv, const char *src, int64_t
 }
 
 #define LSE_SPECULATION_PAUSE 255
-#if defined(LINE_F32)
+#if IS_F32
 #define LSE_WIDEN_F32 1
 #else
 #define LSE_WIDEN_F32 0
@@ -437,7 +438,7 @@ static void KN(lse_fwd_)(const scan_block *b)
     else
         KN(lse_fwd_panels_)(b);
 }
-#if defined(NARROW_LOAD)
+#if HAS_NARROW
 /* scan_split.reduce: lse_line_ takes every layout of a line */
 static int KN(lse_reduce_)(const scan_block *b, scan_carry *total)
 {
@@ -781,3 +782,17 @@ static void KN(lse_vjp_)(const scan_block *b)
 #undef VEXP
 #undef LSE_SUM_T
 #undef LSE_ZERO
+
+static const scan_cell KN(lse_cells_)[SCAN_NUM_MODES] = {
+#if HAS_NARROW
+    [MODE_FORWARD] = {.kernel = KN(lse_fwd_),
+                      .split = {KN(lse_reduce_), lse_combine, LSE_REDUCE_SHARE}},
+#else
+    [MODE_FORWARD] = {.kernel = KN(lse_fwd_)},
+#endif
+    [MODE_JVP] = {.kernel = KN(lse_jvp_)},
+    [MODE_VJP] = {.kernel = KN(lse_vjp_), .walks_back = 1},
+};
+#else
+static const scan_cell KN(lse_cells_)[SCAN_NUM_MODES] = {{NULL}};
+#endif

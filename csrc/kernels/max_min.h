@@ -8,6 +8,8 @@
  * nothing but another NaN takes it back.  The derivatives give everything to
  * the owner: JVP gathers t at the owner, VJP sums g over each owner's run. */
 
+#if KIND != 'c' /* complex numbers have no order: no kernels, empty cells */
+
 /* lanes per group in the VJP's forward pass over panels: the fastest of 8,
  * 16, 32 and 64 (docs/performance.md, "cummax/cummin VJP") */
 #define MM_GROUP 32
@@ -23,7 +25,7 @@
 #define MM_TAKES_MAX(v, cur) (((v) >= (cur)) | M_ISNAN(v))
 #define MM_TAKES_MIN(v, cur) (((v) <= (cur)) | M_ISNAN(v))
 
-#if defined(NARROW_LOAD)
+#if HAS_NARROW
 /* single contiguous lines: the log-step kernels of line.h */
 #define MM_LINE(IS_MAX, NOPS, PAYLOAD, ...)                                                    \
     do {                                                                                        \
@@ -99,7 +101,7 @@
         STATE(T, tv, 1); \
         for (int64_t l = 0; l < w; l++) {                                                       \
             val[l] = START;                                                                     \
-            ST(&tv[l], ZERO);                                                                   \
+            ST((char *)&tv[l], ZERO);                                                                 \
         }                                                                                       \
         const int64_t ahead = panel_rows_ahead(b, w, sizeof(T), contig, line);                  \
         for (int64_t r = 0; r < b->n; r++) {                                                    \
@@ -299,3 +301,31 @@ DEFINE_MAXMIN(min, 0, MM_TAKES_MIN, M_HIGHEST)
 #undef DEFINE_MAXMIN
 #undef MM_TAKES_MAX
 #undef MM_TAKES_MIN
+
+/* the VJP walks forwards (in panels of rows of PANEL_SHORT_ROW_BYTES or
+ * more, for which the order of items makes no difference) */
+#define MAXMIN_CELLS_(OPNAME)                                                                   \
+    static const scan_cell KN(OPNAME##_cells_)[SCAN_NUM_MODES] = {                              \
+        [MODE_FORWARD] = {.kernel = KN(OPNAME##_fwd_), .split = MAXMIN_SPLIT_(OPNAME)},         \
+        MAXMIN_DERIV_CELLS_(OPNAME)};
+#if HAS_NARROW
+#define MAXMIN_SPLIT_(OPNAME) {KN(OPNAME##_reduce_), line_combine_##OPNAME}
+#else
+#define MAXMIN_SPLIT_(OPNAME) {NULL, NULL, 0}
+#endif
+#if HAS_DERIV
+#define MAXMIN_DERIV_CELLS_(OPNAME)                                                             \
+    [MODE_JVP] = {.kernel = KN(OPNAME##_jvp_)}, [MODE_VJP] = {.kernel = KN(OPNAME##_vjp_)},
+#else
+#define MAXMIN_DERIV_CELLS_(OPNAME)
+#endif
+MAXMIN_CELLS_(max)
+MAXMIN_CELLS_(min)
+#undef MAXMIN_CELLS_
+#undef MAXMIN_SPLIT_
+#undef MAXMIN_DERIV_CELLS_
+
+#else
+static const scan_cell KN(max_cells_)[SCAN_NUM_MODES] = {{NULL}};
+static const scan_cell KN(min_cells_)[SCAN_NUM_MODES] = {{NULL}};
+#endif

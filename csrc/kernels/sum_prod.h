@@ -38,7 +38,7 @@ DEFINE_ACCUMULATE(sum, ZERO, ADD)
 DEFINE_ACCUMULATE(prod, ONE, MUL)
 #undef DEFINE_ACCUMULATE
 
-#if defined(NARROW_LOAD)
+#if HAS_NARROW
 /* Panels of 4, 8 or 16 contiguous lanes (the heads of a [B, T, H] gate
  * tensor): with the state in memory, each row waits for the previous row's
  * store to be forwarded, and at 16 lanes that, not bandwidth, is the limit.
@@ -96,7 +96,7 @@ static void KN(sum_fwd_)(const scan_block *b)
 
 static void KN(prod_fwd_)(const scan_block *b)
 {
-#if defined(NARROW_LOAD)
+#if HAS_NARROW
     static const int64_t size_[2] = {sizeof(T), sizeof(T)};
     const int dir = KN(line_direction_)(b, 2, size_);
     if (dir) {
@@ -166,7 +166,7 @@ static const int64_t KN(prod_deriv_sizes_)[4] = {sizeof(T), sizeof(T), sizeof(T)
 
 static void KN(prod_jvp_)(const scan_block *b)
 {
-#if defined(NARROW_LOAD)
+#if HAS_NARROW
     const int dir = KN(line_direction_)(b, 4, KN(prod_deriv_sizes_));
     if (dir) {
         LINE_CALL0(KN(prod_jvp_line_), b, dir);
@@ -248,7 +248,7 @@ DEFINE_PANEL_KERNEL(KN(prod_vjp_panels_), KN(prod_vjp_panel_), 4, sizeof(T), siz
 
 static void KN(prod_vjp_)(const scan_block *b)
 {
-#if defined(NARROW_LOAD)
+#if HAS_NARROW
     const int dir = KN(line_direction_)(b, 4, KN(prod_deriv_sizes_));
     if (dir) {
         LINE_CALL0(KN(prod_vjp_line_), b, dir);
@@ -258,3 +258,27 @@ static void KN(prod_vjp_)(const scan_block *b)
     KN(prod_vjp_panels_)(b);
 }
 #endif
+
+static const scan_cell KN(sum_cells_)[SCAN_NUM_MODES] = {
+#if HAS_NARROW
+    [MODE_FORWARD] = {.kernel = KN(sum_fwd_), .split = {KN(sum_reduce_), line_combine_sum}},
+#else
+    [MODE_FORWARD] = {.kernel = KN(sum_fwd_)},
+#endif
+#if HAS_DERIV
+    [MODE_JVP] = {.kernel = KN(sum_jvp_)},
+    [MODE_VJP] = {.kernel = KN(sum_vjp_), .walks_back = 1},
+#endif
+};
+
+static const scan_cell KN(prod_cells_)[SCAN_NUM_MODES] = {
+#if HAS_NARROW
+    [MODE_FORWARD] = {.kernel = KN(prod_fwd_), .split = {KN(prod_reduce_), line_combine_prod}},
+#else
+    [MODE_FORWARD] = {.kernel = KN(prod_fwd_)},
+#endif
+#if HAS_DERIV
+    [MODE_JVP] = {.kernel = KN(prod_jvp_)},
+    [MODE_VJP] = {.kernel = KN(prod_vjp_), .walks_back = 1},
+#endif
+};

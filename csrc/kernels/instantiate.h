@@ -1,8 +1,8 @@
 /* instantiate.h: every op's kernels and cells for one dtype.  Included by
  * table.h once per dtype with SFX (the kernel suffix of scan_matrix.h) and
  * KIND (its NumPy kind) defined; undefines both at the end.  Each op header
- * defines <prefix>_cells_<SFX>, empty where the op has no kernel for the
- * dtype. */
+ * (ops/<op>.h) defines <prefix>_cells_<SFX>, empty where the op has no
+ * kernel for the dtype. */
 #ifndef SCANAD_INSTANTIATE_GENERIC
 #define SCANAD_INSTANTIATE_GENERIC
 #define CAT_(a, b) a##b
@@ -38,9 +38,11 @@
 #endif
 
 #include "line.h"
-#include "sum_prod.h"
-#include "max_min.h"
-#include "logsumexp.h"
+#include "accumulate.h"
+#include "ops/cumsum.h"
+#include "ops/cumprod.h"
+#include "ops/cummax_cummin.h"
+#include "ops/logcumsumexp.h"
 
 #undef SFX
 #undef KIND

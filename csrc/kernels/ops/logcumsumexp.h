@@ -1,5 +1,7 @@
-/* logsumexp.h: logcumsumexp kernels for one floating dtype (real or complex).
- * Trait macros: T, LLD (load as double or cdouble), LST, LSE_COMPLEX.
+/* ops/logcumsumexp.h: logcumsumexp for one floating dtype, real or complex
+ * (kernels/instantiate.h): panels, single lines, totals of split lines, the
+ * derivatives and its cells.  Traits: T, LLD (load as double or cdouble),
+ * LST, LSE_COMPLEX.
  *
  * The state is the running-max affine recurrence (docs/performance.md): M is the
  * largest (real part) seen, S = sum exp(x - M), so y = M + log(S).  A new

@@ -1,6 +1,6 @@
-/* max_min.h: cummax / cummin kernels for one real dtype.
- * Trait macros: MV (compare type), MLD, MST, M_LOWEST, M_HIGHEST, M_ISNAN,
- * and for derivatives A, LD, ST, ADD, ZERO.
+/* ops/cummax_cummin.h: cummax and cummin for one real dtype
+ * (kernels/instantiate.h): single-line log-step scans, panels, totals of
+ * split lines, the derivatives and the cells of both ops.
  *
  * Ownership (docs/semantics.md, as PyTorch): a new element takes over when it
  * compares >= (max) / <= (min) to the running value, so ties go to the latest
@@ -9,6 +9,342 @@
  * the owner: JVP gathers t at the owner, VJP sums g over each owner's run. */
 
 #if KIND != 'c' /* complex numbers have no order: no kernels, empty cells */
+
+#ifndef SCANAD_EXTREME_ONCE
+#define SCANAD_EXTREME_ONCE
+/* the later piece's owner takes over on >= / <= or NaN, as in the scan */
+static void line_combine_max(scan_carry *acc, const scan_carry *next)
+{
+    if (next->v >= acc->v || next->v != next->v)
+        *acc = *next;
+}
+static void line_combine_min(scan_carry *acc, const scan_carry *next)
+{
+    if (next->v <= acc->v || next->v != next->v)
+        *acc = *next;
+}
+#endif
+
+#if HAS_NARROW
+/* ---- cummax / cummin ----
+ * The scalar rule (a new element takes over when it compares >= / <= or is
+ * NaN) picks the last maximum of a total preorder in which NaN is above
+ * everything, so combining (left, right) = right if right takes over left,
+ * else left, is associative and the log-step scan reproduces the owners,
+ * the tie and signed-zero choices and the NaN rule exactly.  Each lane
+ * carries a 64-bit payload with its value: the owner's index (forward with
+ * indices) or the owner's tangent, as bits (JVP). */
+#define LINE_TAKES(is_max, r, l) ((v4i)((is_max) ? (r) >= (l) : (r) <= (l)))
+#define LINE_SELECT(m, a, c) (((a) & (m)) | ((c) & ~(m)))
+/* (v, p) = combine((lv, lp), (v, p)) */
+#define LINE_ABSORB(is_max, v, p, lv, lp)                               \
+    do {                                                                \
+        const v4i take_ = LINE_TAKES(is_max, v, lv);                    \
+        (v) = (v4d)LINE_SELECT(take_, (v4i)(v), (v4i)(lv));             \
+        (p) = LINE_SELECT(take_, (p), (lp));                            \
+    } while (0)
+
+#if IS_F32
+/* float32 values, and the JVP: the compare is exact in float, so eight lanes
+ * per vector and three shift steps, with no widening on either side. */
+#if defined(__clang__)
+#define V8_SHIFT(v, fill, k)                                                                   \
+    ((k) == 1   ? __builtin_shufflevector(v, fill, 8, 0, 1, 2, 3, 4, 5, 6)                     \
+     : (k) == 2 ? __builtin_shufflevector(v, fill, 8, 9, 0, 1, 2, 3, 4, 5)                     \
+                : __builtin_shufflevector(v, fill, 8, 9, 10, 11, 0, 1, 2, 3))
+#define V8_REVERSE(v) __builtin_shufflevector(v, v, 7, 6, 5, 4, 3, 2, 1, 0)
+#else
+#define V8_SHIFT(v, fill, k)                                                                   \
+    ((k) == 1   ? __builtin_shuffle(v, fill, (v8i){8, 0, 1, 2, 3, 4, 5, 6})                    \
+     : (k) == 2 ? __builtin_shuffle(v, fill, (v8i){8, 9, 0, 1, 2, 3, 4, 5})                    \
+                : __builtin_shuffle(v, fill, (v8i){8, 9, 10, 11, 0, 1, 2, 3}))
+#define V8_REVERSE(v) __builtin_shuffle(v, (v8i){7, 6, 5, 4, 3, 2, 1, 0})
+#endif
+/* (v, p) = combine((l, lp), (v, p)): v where it takes over l, else l */
+#define V8_ABSORB(is_max, v, p, l, lp)                                                    \
+    do {                                                                                  \
+        const v8i take_ = (v8i)((is_max) ? (v) >= (l) : (v) <= (l));                     \
+        (v) = (v8f)(((v8i)(v) & take_) | ((v8i)(l) & ~take_));                            \
+        (p) = ((p) & take_) | ((lp) & ~take_);                                            \
+    } while (0)
+#define V8_LOAD(dst, p, back)                                                             \
+    do {                                                                                  \
+        memcpy(&(dst), (back) ? (p) - 7 * 4 : (p), sizeof(dst));                          \
+        if (back)                                                                         \
+            (dst) = V8_REVERSE(dst);                                                      \
+    } while (0)
+#define V8_STORE(p, v, back)                                                              \
+    do {                                                                                  \
+        const v8f s_ = (back) ? V8_REVERSE(v) : (v);                                      \
+        memcpy((back) ? (p) - 7 * 4 : (p), &s_, sizeof(s_));                              \
+    } while (0)
+
+/* operands x, y (values only) or x, t, y, y_dot (JVP: the owner's tangent,
+ * 32 bits, rides along as the payload) */
+SCAN_INLINE void KN(extreme_f32_)(const scan_block *b, const int is_max, const int jvp,
+                                 const int incl, const int back)
+{
+    const int64_t n = b->n, sz = back ? -4 : 4;
+    const float start = is_max ? -INFINITY : INFINITY;
+    const v8f startv = {start, start, start, start, start, start, start, start};
+    const char *x = b->ptr[0], *t = jvp ? b->ptr[1] : NULL;
+    char *y = b->ptr[jvp ? 2 : 1], *yd = jvp ? b->ptr[3] : NULL;
+    /* the carry is a splat vector, so the chain is one compare and select;
+     * no owner yet: tangent +0.0 */
+    v8f s = startv;
+    v8i sp = {0, 0, 0, 0, 0, 0, 0, 0};
+    if (b->carry) { /* a later piece of a line split between threads */
+        const float c = (float)b->carry->v;
+        s = (v8f){c, c, c, c, c, c, c, c};
+    }
+    int64_t i = 0;
+    while (i < n) {
+        if (i + 8 <= n) {
+            v8f a;
+            LINE_PREFETCH(x, y, sz);
+            if (jvp)
+                LINE_PREFETCH(t, yd, sz);
+            V8_LOAD(a, x, back);
+            /* without a NaN, "takes over" is a plain compare (a NaN carry
+             * still wins, as v >= NaN is false); a group with one takes the
+             * scalar step */
+            if (!V8_ANY((v8i)(a != a))) {
+                v8i p = sp;
+                if (jvp) {
+                    v8f tv;
+                    V8_LOAD(tv, t, back);
+                    p = (v8i)tv;
+                }
+                /* the shifted-in lanes hold the identity, which never wins */
+                V8_ABSORB(is_max, a, p, V8_SHIFT(a, startv, 1), V8_SHIFT(p, p, 1));
+                V8_ABSORB(is_max, a, p, V8_SHIFT(a, startv, 2), V8_SHIFT(p, p, 2));
+                V8_ABSORB(is_max, a, p, V8_SHIFT(a, startv, 4), V8_SHIFT(p, p, 4));
+                v8f next = {a[7], a[7], a[7], a[7], a[7], a[7], a[7], a[7]};
+                v8i next_p = {p[7], p[7], p[7], p[7], p[7], p[7], p[7], p[7]};
+                V8_ABSORB(is_max, next, next_p, s, sp);
+                V8_ABSORB(is_max, a, p, s, sp);
+                if (!incl) {
+                    a = V8_SHIFT(a, s, 1);
+                    p = V8_SHIFT(p, sp, 1);
+                }
+                s = next;
+                sp = next_p;
+                V8_STORE(y, a, back);
+                if (jvp) {
+                    V8_STORE(yd, (v8f)p, back);
+                    t += 8 * sz, yd += 8 * sz;
+                }
+                i += 8, x += 8 * sz, y += 8 * sz;
+                continue;
+            }
+        }
+        const int64_t stop = i + 8 <= n ? i + 8 : n;
+        for (; i < stop; i++, x += sz, y += sz) {
+            const float S = s[0], v = *(const float *)x;
+            const int32_t Sp = sp[0];
+            const int take = (is_max ? v >= S : v <= S) || v != v;
+            int32_t p = 0;
+            if (jvp) {
+                memcpy(&p, t, 4);
+                t += sz;
+            }
+            const float nv = take ? v : S;
+            const int32_t np = take ? p : Sp;
+            *(float *)y = incl ? nv : S;
+            if (jvp) {
+                memcpy(yd, incl ? &np : &Sp, 4);
+                yd += sz;
+            }
+            s = (v8f){nv, nv, nv, nv, nv, nv, nv, nv};
+            sp = (v8i){np, np, np, np, np, np, np, np};
+        }
+    }
+}
+#undef V8_LOAD
+#undef V8_STORE
+#undef V8_SHIFT
+#undef V8_REVERSE
+#undef V8_ABSORB
+#endif
+
+SCAN_INLINE void KN(extreme_line_)(const scan_block *b, const int is_max, const int mode,
+                                  const int incl, const int back)
+{
+#if IS_F32
+    if (mode != LINE_INDEX) {
+        KN(extreme_f32_)(b, is_max, mode == LINE_TANGENT, incl, back);
+        return;
+    }
+#endif
+    const int64_t n = b->n, sz = back ? -(int64_t)sizeof(T) : (int64_t)sizeof(T);
+    const int64_t psz = mode == LINE_INDEX ? (back ? -8 : 8) : sz;
+    const double start = is_max ? -INFINITY : INFINITY;
+    const v4d startv = {start, start, start, start};
+    const char *x = b->ptr[0], *t = mode == LINE_TANGENT ? b->ptr[1] : NULL;
+    char *y = b->ptr[mode == LINE_TANGENT ? 2 : 1];
+    char *po = mode == LINE_INDEX ? b->ptr[2] : mode == LINE_TANGENT ? b->ptr[3] : NULL;
+    /* no owner yet: index -1, tangent +0.0 */
+    v4d sv = startv;
+    v4i sp = V4I_SPLAT(mode == LINE_INDEX ? -1 : 0);
+    if (b->carry) { /* a later piece of a line split between threads */
+        sv = V4_SPLAT(b->carry->v);
+        sp = V4I_SPLAT(b->carry->i);
+    }
+    const v4i lanes = (v4i){0, 1, 2, 3} * b->index_step;
+    const int64_t pos_step = 4 * b->index_step;
+    int64_t i = 0;
+    while (i < n) {
+        v4d a, c;
+        if (i + 8 > n)
+            goto one_element;
+        LINE_PREFETCH(x, y, sz);
+        if (mode == LINE_TANGENT)
+            LINE_PREFETCH(t, po, sz);
+        else if (mode == LINE_INDEX)
+            LINE_PREFETCH_WRITE(po, psz);
+        LINE_LOAD(a, x, back);
+        LINE_LOAD(c, x + 4 * sz, back);
+        /* a group holding a NaN takes the scalar step: without one, "takes
+         * over" is a plain compare (a NaN carry still wins, as r >= NaN is
+         * false) */
+        const v4i nan = (v4i)(a != a) | (v4i)(c != c);
+        if (nan[0] | nan[1] | nan[2] | nan[3])
+            goto one_element;
+        v4i pa = lanes + (b->index_first + i * b->index_step), pc = pa + pos_step;
+        if (mode == LINE_TANGENT) {
+            v4d ta, tc;
+            LINE_LOAD(ta, t, back);
+            LINE_LOAD(tc, t + 4 * sz, back);
+            pa = (v4i)ta;
+            pc = (v4i)tc;
+            t += 8 * sz;
+        }
+        /* the shifted-in lanes hold the identity (start), which never wins,
+         * so their payload does not matter */
+        LINE_ABSORB(is_max, a, pa, V4_SHIFT1(a, startv), V4_SHIFT1(pa, pa));
+        LINE_ABSORB(is_max, c, pc, V4_SHIFT1(c, startv), V4_SHIFT1(pc, pc));
+        LINE_ABSORB(is_max, a, pa, V4_SHIFT2(a, startv), V4_SHIFT2(pa, pa));
+        LINE_ABSORB(is_max, c, pc, V4_SHIFT2(c, startv), V4_SHIFT2(pc, pc));
+        LINE_ABSORB(is_max, c, pc, V4_SPLAT(a[3]), V4I_SPLAT(pa[3]));
+        /* the carry stays a splat vector: the next one is the carry combined
+         * with this group's total, so the chain is one compare and select */
+        v4d next_v = V4_SPLAT(c[3]);
+        v4i next_p = V4I_SPLAT(pc[3]);
+        LINE_ABSORB(is_max, next_v, next_p, sv, sp);
+        LINE_ABSORB(is_max, a, pa, sv, sp);
+        LINE_ABSORB(is_max, c, pc, sv, sp);
+        if (!incl) {
+            c = V4_SHIFT1(c, V4_SPLAT(a[3]));
+            pc = V4_SHIFT1(pc, V4I_SPLAT(pa[3]));
+            a = V4_SHIFT1(a, sv);
+            pa = V4_SHIFT1(pa, sp);
+        }
+        sv = next_v;
+        sp = next_p;
+        LINE_STORE(y, a, back);
+        LINE_STORE(y + 4 * sz, c, back);
+        if (mode == LINE_INDEX) {
+            LINE_STORE_I(po, pa, back);
+            LINE_STORE_I(po + 4 * psz, pc, back);
+        } else if (mode == LINE_TANGENT) {
+            LINE_STORE(po, (v4d)pa, back);
+            LINE_STORE(po + 4 * psz, (v4d)pc, back);
+        }
+        if (po)
+            po += 8 * psz;
+        i += 8, x += 8 * sz, y += 8 * sz;
+        continue;
+    one_element:;
+        const double Sv = sv[0], v = (double)MLD(x);
+        const int64_t Sp = sp[0];
+        const int take = (is_max ? v >= Sv : v <= Sv) || v != v;
+        int64_t p = b->index_first + i * b->index_step;
+        if (mode == LINE_TANGENT) {
+            const double tv = (double)LD(t);
+            memcpy(&p, &tv, sizeof p);
+            t += sz;
+        }
+        const double nv = take ? v : Sv;
+        const int64_t np = take ? p : Sp;
+        MST(y, (MV)(incl ? nv : Sv));
+        if (mode == LINE_INDEX) {
+            *(int64_t *)po = incl ? np : Sp;
+        } else if (mode == LINE_TANGENT) {
+            double out;
+            const int64_t bits = incl ? np : Sp;
+            memcpy(&out, &bits, sizeof out);
+            ST(po, out);
+        }
+        if (po)
+            po += psz;
+        sv = V4_SPLAT(nv);
+        sp = V4I_SPLAT(np);
+        i++, x += sz, y += sz;
+    }
+}
+
+#undef LINE_TAKES
+#undef LINE_ABSORB
+
+SCAN_INLINE int KN(extreme_beats_)(const int is_max, double v, int64_t p, double bv, int64_t bp)
+{
+    if (v != v || bv != bv)
+        return v != v && (bv == bv || p > bp);
+    if (v == bv)
+        return p > bp;
+    return is_max ? v > bv : v < bv;
+}
+
+SCAN_INLINE int KN(extreme_reduce_)(const scan_block *b, scan_carry *total, const int is_max,
+                                   const int back)
+{
+    const int64_t n = b->n, sz = back ? -(int64_t)sizeof(T) : (int64_t)sizeof(T);
+    const double start = is_max ? -INFINITY : INFINITY;
+    const char *x = b->ptr[0];
+    v4d best = V4_SPLAT(start);
+    v4i where = V4I_SPLAT(-1), pos = {0, 1, 2, 3};
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4, x += 4 * sz, pos += 4) {
+        v4d v;
+        LINE_LOAD(v, x, back);
+        /* per lane, positions only grow: the scan's own rule */
+        const v4i take = (v4i)(is_max ? v >= best : v <= best) | (v4i)(v != v);
+        best = (v4d)LINE_SELECT(take, (v4i)v, (v4i)best);
+        where = LINE_SELECT(take, pos, where);
+    }
+    double bv = start;
+    int64_t bp = -1;
+    for (int l = 0; l < 4; l++)
+        if (where[l] >= 0 && (bp < 0 || KN(extreme_beats_)(is_max, best[l], where[l], bv, bp))) {
+            bv = best[l];
+            bp = where[l];
+        }
+    for (; i < n; i++, x += sz) {
+        const double v = (double)MLD(x);
+        if ((is_max ? v >= bv : v <= bv) || v != v) {
+            bv = v;
+            bp = i;
+        }
+    }
+    total->v = bv;
+    total->i = b->index_first + bp * b->index_step;
+    return 1;
+}
+#define DEFINE_EXTREME_REDUCE(OPNAME, IS_MAX)                                      \
+    static int KN(OPNAME##_reduce_)(const scan_block *b, scan_carry *total)       \
+    {                                                                              \
+        static const int64_t size3_[3] = {sizeof(T), sizeof(T), sizeof(int64_t)}; \
+        const int dir = KN(line_direction_)(b, b->ptr[2] ? 3 : 2, size3_);        \
+        if (!dir)                                                                  \
+            return 0;                                                              \
+        return dir > 0 ? KN(extreme_reduce_)(b, total, IS_MAX, 0)                 \
+                       : KN(extreme_reduce_)(b, total, IS_MAX, 1);                 \
+    }
+DEFINE_EXTREME_REDUCE(max, 1)
+DEFINE_EXTREME_REDUCE(min, 0)
+#undef DEFINE_EXTREME_REDUCE
+#undef LINE_SELECT
+#endif
 
 /* lanes per group in the VJP's forward pass over panels: the fastest of 8,
  * 16, 32 and 64 (docs/performance.md, "cummax/cummin VJP") */

@@ -137,6 +137,28 @@ SCAN_INLINE int KN(lse_row_is_tame_)(const char *x, int64_t lx, int64_t w, const
 }
 #endif
 
+#if !LSE_COMPLEX
+/* The forward panel's S_l, for float64 results: a lane is one running sum,
+ * and its roundings, one per row, add up to several ulp of y on long
+ * columns.  C keeps what they lost (Knuth's TwoSum, exact and free of
+ * branches, as a weight may exceed S) and y is taken of S + C.  float16/32
+ * results keep the plain sum, far below their ulp.  Returns the new S + C
+ * for the log as S + (C + e), one addition after the loads: the TwoSum's
+ * chain of five before the log made the loop slower (docs/performance.md). */
+SCAN_INLINE double KN(lse_add_)(double *S, double *C, double e)
+{
+    const double old = *S, s = old + e;
+    *S = s;
+    if (!LSE_PRECISE)
+        return s;
+    const double ep = s - old;
+    const double sum = old + (*C + e);
+    *C += (old - (s - ep)) + (e - ep);
+    return sum;
+}
+#define LSE_SUM(S, C) (LSE_PRECISE ? (S) + (C) : (S))
+#endif
+
 SCAN_INLINE void KN(lse_fwd_panel_)(PANEL_ARGS)
 {
     const char *x = PANEL_BASE(0);
@@ -144,9 +166,15 @@ SCAN_INLINE void KN(lse_fwd_panel_)(PANEL_ARGS)
     const int64_t lx = LANE(0), ly = LANE(1);
     STATE(double, M, 0);
     STATE(LSE_SUM_T, S, 1);
+#if !LSE_COMPLEX
+    STATE(double, C, 3); /* slot 2 is the row's weights */
+#endif
     for (int64_t l = 0; l < w; l++) {
         M[l] = -INFINITY;
         S[l] = LSE_ZERO;
+#if !LSE_COMPLEX
+        C[l] = 0.0;
+#endif
     }
     const int64_t ahead = panel_rows_ahead(b, w, sizeof(T), contig, line);
     for (int64_t r = 0; r < b->n; r++) {
@@ -167,9 +195,9 @@ SCAN_INLINE void KN(lse_fwd_panel_)(PANEL_ARGS)
             }
             if (tame) {
                 for (int64_t l = 0; l < w; l++) {
-                    const double before = S[l];
-                    S[l] = before + E[l];
-                    LST(y + l * ly, lse_log_plus(incl ? S[l] : before, M[l], LSE_PRECISE, 1));
+                    const double before = LSE_SUM(S[l], C[l]);
+                    const double after = KN(lse_add_)(&S[l], &C[l], E[l]);
+                    LST(y + l * ly, lse_log_plus(incl ? after : before, M[l], LSE_PRECISE, 1));
                 }
                 x += b->step[0];
                 y += b->step[1];
@@ -180,23 +208,45 @@ SCAN_INLINE void KN(lse_fwd_panel_)(PANEL_ARGS)
         for (int64_t l = 0; l < w; l++) {
             KN(lse_val_) v = LLD(x + l * lx);
             double rescale;
+#if !LSE_COMPLEX
+            if (!incl)
+                LST(y + l * ly, LSE_OUT(M[l], LSE_SUM(S[l], C[l])));
+            double after;
+            if (!line && LSE_LANE_IS_TAME(v, M[l], S[l])) {
+                after = KN(lse_add_)(&S[l], &C[l], lse_exp_bounded(v - M[l], LSE_PRECISE));
+            } else if (LSE_PRECISE) {
+                /* lse_step_ with the loss kept: the old sum and its loss
+                 * rescaled (with the product's rounding where the FMA makes
+                 * it exact), then the new weight added as above */
+                const double m = M[l];
+                const int gt = v > m;
+                const double e = v == m ? 1.0 : VEXP(-fabs(v - m));
+                const double a = gt ? e : 1.0, add = gt ? 1.0 : e;
+                const double p = S[l] * a;
+                C[l] = VM_FMA(C[l], a, VM_FMA(S[l], a, -p));
+                S[l] = p;
+                M[l] = gt ? v : m;
+                after = KN(lse_add_)(&S[l], &C[l], add);
+            } else {
+                KN(lse_step_)(v, &M[l], &S[l], &rescale, line);
+                after = S[l];
+            }
+            if (incl)
+                LST(y + l * ly, LSE_OUT(M[l], after));
+#else
             if (!incl)
                 LST(y + l * ly, LSE_OUT(M[l], S[l]));
-#if !LSE_COMPLEX
-            if (!line && LSE_LANE_IS_TAME(v, M[l], S[l]))
-                S[l] += lse_exp_bounded(v - M[l], LSE_PRECISE);
-            else
-#endif
-                KN(lse_step_)(v, &M[l], &S[l], &rescale, line);
+            KN(lse_step_)(v, &M[l], &S[l], &rescale, line);
             if (incl)
                 LST(y + l * ly, LSE_OUT(M[l], S[l]));
+#endif
         }
         x += b->step[0];
         y += b->step[1];
     }
 }
-/* float64 panels of 1024 lines: a row's x, y and the three state arrays
- * then take 40 KiB instead of 160; float32, and the float64 JVP and VJP
+/* float64 panels of 1024 lines: a row's x, y and the four state arrays
+ * then take 48 KiB instead of 192; float32, and the float64 JVP and VJP
  * panels, are fastest at the full width (docs/performance.md) */
 #define LSE_FWD_WIDTH (sizeof(T) == 8 && !LSE_COMPLEX ? 1024 : SCAN_PANEL)
 DEFINE_PANEL_KERNEL_WIDTH(KN(lse_fwd_panels_), KN(lse_fwd_panel_), LSE_FWD_WIDTH, 2, sizeof(T),
@@ -783,6 +833,7 @@ static void KN(lse_vjp_)(const scan_block *b)
 #undef LSE_PRECISE
 #undef VEXP
 #undef LSE_SUM_T
+#undef LSE_SUM
 #undef LSE_ZERO
 
 static const scan_cell KN(lse_cells_)[SCAN_NUM_MODES] = {

@@ -12,16 +12,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SCAN_MAX_OPERANDS 5
+#define SCAN_MAX_OPERANDS 6
 #define SCAN_MAX_DIMS 64
 
 /* Lines a kernel processes side by side.  Whole rows of 4096 float32 stream
  * at copy speed; narrower panels defeat the prefetchers (docs/performance.md,
  * "Columns: whole-row panels"). */
 #define SCAN_PANEL 4096
-/* Per-thread scratch for the kernels' per-line state: 4 slots of up to 16
- * bytes per line (see SLOT in kernels/walk.h). */
-#define SCAN_SCRATCH_SLOTS 4
+/* Per-thread scratch for the kernels' per-line state: 6 slots of up to 16
+ * bytes per line (see SLOT in kernels/walk.h); the cumprod VJP_JVP carries
+ * six values per line. */
+#define SCAN_SCRATCH_SLOTS 6
 #define SCAN_SCRATCH_BYTES ((size_t)SCAN_SCRATCH_SLOTS * SCAN_PANEL * 16)
 
 typedef enum {
@@ -47,9 +48,13 @@ typedef enum {
  *   FORWARD: 0 x, 1 y, 2 indices (int64, max/min only; may be absent)
  *   JVP:     0 x, 1 t, 2 y, 3 y_dot
  *   VJP:     0 x, 1 y (the forward output), 2 g, 3 x_bar
+ *   VJP_JVP: 0 x, 1 t, 2 g, 3 g_dot (may be absent: zero), 4 x_bar,
+ *            5 x_bar_dot (the JVP of the pullback, docs/derivatives.md);
+ *            no y: the kernels compute what they need of the forward into
+ *            x_bar / x_bar_dot before the backward walk overwrites it
  * A VJP block is laid out in the forward scan order like the others; the
  * kernel itself walks it backwards where its recurrence needs to. */
-typedef enum { MODE_FORWARD = 0, MODE_JVP, MODE_VJP, SCAN_NUM_MODES } scan_mode;
+typedef enum { MODE_FORWARD = 0, MODE_JVP, MODE_VJP, MODE_VJP_JVP, SCAN_NUM_MODES } scan_mode;
 
 /* One block of the line view: m independent lines of n steps each.
  * ptr[k] points at operand k's first element in scan order; step[k] is the

@@ -7,6 +7,8 @@
  *   LD/ST    load as A / store an A  ADD, MUL, CONJMUL (conj(a) * b), ZERO, ONE
  *   MV/MLD/MST, M_LOWEST/M_HIGHEST/M_ISNAN   cummax/cummin (real dtypes only)
  *   LLD/LST, LSE_COMPLEX                     logcumsumexp (floating dtypes only)
+ * second_order.h (the MODE_VJP_JVP kernels of every op) follows logsumexp.h
+ * in the floating and complex blocks.
  */
 #include "common.h"
 #include "walk.h"
@@ -168,6 +170,7 @@
 #include "sum_prod.h"
 #include "max_min.h"
 #include "logsumexp.h"
+#include "second_order.h"
 #undef NARROW_LOAD
 #undef NARROW_STORE
 #undef SFX
@@ -203,6 +206,7 @@
 #include "sum_prod.h"
 #include "max_min.h"
 #include "logsumexp.h"
+#include "second_order.h"
 #undef SFX
 #undef T
 #undef LD
@@ -227,6 +231,7 @@
 #include "sum_prod.h"
 #include "max_min.h"
 #include "logsumexp.h"
+#include "second_order.h"
 #undef NARROW_LOAD
 #undef NARROW_STORE
 #undef SFX
@@ -266,6 +271,7 @@
 #define LST(p, v) ST(p, v)
 #include "sum_prod.h"
 #include "logsumexp.h"
+#include "second_order.h"
 #undef SFX
 #undef T
 #undef LD
@@ -277,6 +283,7 @@
 #define ST(p, a) (*(cdouble *)(p) = (a))
 #include "sum_prod.h"
 #include "logsumexp.h"
+#include "second_order.h"
 #undef SFX
 #undef T
 #undef LD
@@ -294,7 +301,7 @@
 
 /* ---------- the table ---------- */
 #define ROW3(f, s) {f##_fwd_##s, NULL, NULL}
-#define ROWD(f, s) {f##_fwd_##s, f##_jvp_##s, f##_vjp_##s}
+#define ROWD(f, s) {f##_fwd_##s, f##_jvp_##s, f##_vjp_##s, f##_vjp_jvp_##s}
 #define NONE {NULL, NULL, NULL}
 #define INT_COLUMNS(f)                                                                  \
     ROW3(f, b1), ROW3(f, i8), ROW3(f, i16), ROW3(f, i32), ROW3(f, i64), ROW3(f, u8), \
@@ -334,8 +341,8 @@ const scan_table SCAN_TABLE_NAME = {
      * PANEL_SHORT_ROW_BYTES or more, for which the order of items makes no
      * difference */
     {
-        [SCAN_SUM] = {[MODE_VJP] = 1},
-        [SCAN_PROD] = {[MODE_VJP] = 1},
-        [SCAN_LOGSUMEXP] = {[MODE_VJP] = 1},
+        [SCAN_SUM] = {[MODE_VJP] = 1, [MODE_VJP_JVP] = 1},
+        [SCAN_PROD] = {[MODE_VJP] = 1, [MODE_VJP_JVP] = 1},
+        [SCAN_LOGSUMEXP] = {[MODE_VJP] = 1, [MODE_VJP_JVP] = 1},
     },
 };

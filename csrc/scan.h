@@ -19,10 +19,10 @@
  * at copy speed; narrower panels defeat the prefetchers (docs/performance.md,
  * "Columns: whole-row panels"). */
 #define SCAN_PANEL 4096
-/* Per-thread scratch for the kernels' per-line state: 6 slots of up to 16
- * bytes per line (see SLOT in kernels/walk.h); the cumprod VJP_JVP carries
- * six values per line. */
-#define SCAN_SCRATCH_SLOTS 6
+/* Per-thread scratch for the kernels' per-line state: 5 slots of up to 16
+ * bytes per line (see SLOT in kernels/walk.h); the logcumsumexp VJP_JVP
+ * carries five values per line. */
+#define SCAN_SCRATCH_SLOTS 5
 #define SCAN_SCRATCH_BYTES ((size_t)SCAN_SCRATCH_SLOTS * SCAN_PANEL * 16)
 
 typedef enum {

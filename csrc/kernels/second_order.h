@@ -63,18 +63,15 @@ static void KN(sum_vjp_jvp_)(const scan_block *b)
  * No division, so any number of zeros is exact.  A forward pass parks E and
  * E_dot in the outputs (as the first-order VJP parks E), the backward pass
  * reads each row of them just before writing it. */
-SCAN_INLINE void KN(prod_vjp_jvp_panel_)(PANEL_ARGS)
+SCAN_INLINE void KN(prod_vjp_jvp_body_)(PANEL_ARGS, const int has_gd)
 {
     const int64_t lx = LANE(SO_X), lt = LANE(SO_T), lg = LANE(SO_G), lgd = LANE(SO_GD);
     const int64_t lxb = LANE(SO_XB), lxbd = LANE(SO_XBD);
     const int64_t n = b->n;
-    const int has_gd = b->ptr[SO_GD] != NULL;
+    const int64_t sx = b->step[SO_X], st = b->step[SO_T], sg = b->step[SO_G];
+    const int64_t sgd = b->step[SO_GD], sxb = b->step[SO_XB], sxbd = b->step[SO_XBD];
     STATE(A, R, 0);
     STATE(A, Rd, 1);
-    STATE(A, xnext, 2);
-    STATE(A, tnext, 3);
-    STATE(A, gnext, 4);
-    STATE(A, gdnext, 5);
     if (n == 0)
         return;
     {
@@ -93,55 +90,62 @@ SCAN_INLINE void KN(prod_vjp_jvp_panel_)(PANEL_ARGS)
                 R[l] = MUL(R[l], v);
                 Rd[l] = nD;
             }
-            x += b->step[SO_X];
-            t += b->step[SO_T];
-            xb += b->step[SO_XB];
-            xbd += b->step[SO_XBD];
+            x += sx;
+            t += st;
+            xb += sxb;
+            xbd += sxbd;
         }
     }
     const char *x = PANEL_LAST(SO_X), *t = PANEL_LAST(SO_T), *g = PANEL_LAST(SO_G);
     const char *gd = has_gd ? PANEL_LAST(SO_GD) : NULL;
     char *xb = PANEL_LAST(SO_XB), *xbd = PANEL_LAST(SO_XBD);
+    /* the last row: R_{n} = 0; exclusive, no output depends on the last x */
     for (int64_t l = 0; l < w; l++) {
-        R[l] = ZERO;
-        Rd[l] = ZERO;
-        xnext[l] = ONE;
-        tnext[l] = ZERO;
-        gnext[l] = ZERO;
-        gdnext[l] = ZERO;
-    }
-    for (int64_t r = n - 1; r >= 0; r--) {
-        for (int64_t l = 0; l < w; l++) {
-            const A v = LD(x + l * lx), tv = LD(t + l * lt), gv = LD(g + l * lg);
-            const A gdv = has_gd ? LD(gd + l * lgd) : ZERO;
+        R[l] = incl ? LD(g + l * lg) : ZERO;
+        Rd[l] = incl && has_gd ? LD(gd + l * lgd) : ZERO;
+        if (incl) {
             const A E = LD(xb + l * lxb), Ed = LD(xbd + l * lxbd);
+            ST(xb + l * lxb, CONJMUL(E, R[l]));
+            ST(xbd + l * lxbd, ADD(CONJMUL(Ed, R[l]), CONJMUL(E, Rd[l])));
+        } else {
+            ST(xb + l * lxb, ZERO);
+            ST(xbd + l * lxbd, ZERO);
+        }
+    }
+    /* the other rows read x, t, g and g_dot of the row after them from memory
+     * (just read, in cache) rather than from more per-line state: the state of
+     * a panel of 1024 float64 lines must stay in L1 */
+    for (int64_t r = n - 2; r >= 0; r--) {
+        x -= sx;
+        t -= st;
+        g -= sg;
+        if (has_gd)
+            gd -= sgd;
+        xb -= sxb;
+        xbd -= sxbd;
+        for (int64_t l = 0; l < w; l++) {
+            const A xn = LD(x + sx + l * lx), tn = LD(t + st + l * lt);
             /* exclusive: output i + 1 is the product of x[0..i], so its
              * g and g_dot take the place of g_i, g_dot_i */
-            const A nR = ADD(incl ? gv : gnext[l], CONJMUL(xnext[l], R[l]));
-            const A nRd = ADD(ADD(incl ? gdv : gdnext[l], CONJMUL(tnext[l], R[l])),
-                              CONJMUL(xnext[l], Rd[l]));
-            if (!incl && r == n - 1) { /* no output depends on the last x */
-                ST(xb + l * lxb, ZERO);
-                ST(xbd + l * lxbd, ZERO);
-            } else {
-                ST(xb + l * lxb, CONJMUL(E, nR));
-                ST(xbd + l * lxbd, ADD(CONJMUL(Ed, nR), CONJMUL(E, nRd)));
-            }
+            const A gv = LD(g + (incl ? 0 : sg) + l * lg);
+            const A gdv = has_gd ? LD(gd + (incl ? 0 : sgd) + l * lgd) : ZERO;
+            const A E = LD(xb + l * lxb), Ed = LD(xbd + l * lxbd);
+            const A nR = ADD(gv, CONJMUL(xn, R[l]));
+            const A nRd = ADD(ADD(gdv, CONJMUL(tn, R[l])), CONJMUL(xn, Rd[l]));
+            ST(xb + l * lxb, CONJMUL(E, nR));
+            ST(xbd + l * lxbd, ADD(CONJMUL(Ed, nR), CONJMUL(E, nRd)));
             R[l] = nR;
             Rd[l] = nRd;
-            xnext[l] = v;
-            tnext[l] = tv;
-            gnext[l] = gv;
-            gdnext[l] = gdv;
         }
-        x -= b->step[SO_X];
-        t -= b->step[SO_T];
-        g -= b->step[SO_G];
-        if (has_gd)
-            gd -= b->step[SO_GD];
-        xb -= b->step[SO_XB];
-        xbd -= b->step[SO_XBD];
     }
+}
+/* g_dot present or not as a constant, so the inner loops have no test */
+SCAN_INLINE void KN(prod_vjp_jvp_panel_)(PANEL_ARGS)
+{
+    if (b->ptr[SO_GD] != NULL)
+        KN(prod_vjp_jvp_body_)(b, l0, w, incl, contig, sizeof_op, line, 1);
+    else
+        KN(prod_vjp_jvp_body_)(b, l0, w, incl, contig, sizeof_op, line, 0);
 }
 DEFINE_PANEL_KERNEL(KN(prod_vjp_jvp_), KN(prod_vjp_jvp_panel_), 6, sizeof(T), sizeof(T),
                     sizeof(T), sizeof(T), sizeof(T), sizeof(T))
@@ -155,9 +159,8 @@ DEFINE_PANEL_KERNEL(KN(prod_vjp_jvp_), KN(prod_vjp_jvp_panel_), 6, sizeof(T), si
 #define SO_TAKES_MAX(v, cur) (((v) >= (cur)) | M_ISNAN(v))
 #define SO_TAKES_MIN(v, cur) (((v) <= (cur)) | M_ISNAN(v))
 #define SO_DEFINE_MAXMIN(OPNAME, TAKES, START)                                                \
-    SCAN_INLINE void KN(OPNAME##_vjp_jvp_panel_)(PANEL_ARGS)                                  \
+    SCAN_INLINE void KN(OPNAME##_vjp_jvp_body_)(PANEL_ARGS, const int has_gd)                 \
     {                                                                                         \
-        const int has_gd = b->ptr[SO_GD] != NULL;                                             \
         const char *x = PANEL_BASE(SO_X), *g = PANEL_BASE(SO_G);                              \
         const char *gd = has_gd ? PANEL_BASE(SO_GD) : NULL;                                   \
         char *xb = PANEL_BASE(SO_XB), *xbd = PANEL_BASE(SO_XBD);                              \
@@ -213,6 +216,13 @@ DEFINE_PANEL_KERNEL(KN(prod_vjp_jvp_), KN(prod_vjp_jvp_panel_), 6, sizeof(T), si
                 ST(xbd0 + own[l] * sxbd + l * lxbd, accd[l]);                                 \
             }                                                                                 \
     }                                                                                         \
+    SCAN_INLINE void KN(OPNAME##_vjp_jvp_panel_)(PANEL_ARGS)                                  \
+    {                                                                                         \
+        if (b->ptr[SO_GD] != NULL)                                                            \
+            KN(OPNAME##_vjp_jvp_body_)(b, l0, w, incl, contig, sizeof_op, line, 1);           \
+        else                                                                                  \
+            KN(OPNAME##_vjp_jvp_body_)(b, l0, w, incl, contig, sizeof_op, line, 0);           \
+    }                                                                                         \
     DEFINE_PANEL_KERNEL(KN(OPNAME##_vjp_jvp_), KN(OPNAME##_vjp_jvp_panel_), 6, sizeof(T),     \
                         sizeof(T), sizeof(T), sizeof(T), sizeof(T), sizeof(T))
 SO_DEFINE_MAXMIN(max, SO_TAKES_MAX, M_LOWEST)
@@ -247,12 +257,38 @@ SO_DEFINE_MAXMIN(min, SO_TAKES_MIN, M_HIGHEST)
 #define SO_CONJMUL(a, c) ((a) * (c))
 #endif
 
-SCAN_INLINE void KN(lse_vjp_jvp_panel_)(PANEL_ARGS)
+#if !LSE_COMPLEX
+/* One row of the panel where every lane is tame (y here and next finite, x
+ * not NaN): plain exponentials, no counts or selects.  A function of its
+ * own with restrict pointers: inline in the panel, the number of pointers
+ * whose overlap GCC would have to check at run time stops it vectorising. */
+SCAN_INLINE void KN(lse_so_tame_row_)(int64_t w, const char *restrict x, int64_t lx,
+                                      const char *restrict t, int64_t lt, const char *restrict g,
+                                      int64_t lg, const char *restrict gd, int64_t lgd,
+                                      char *restrict xb, int64_t lxb, char *restrict xbd,
+                                      int64_t lxbd, double *restrict Q, double *restrict P,
+                                      double *restrict ynext, const int has_gd)
+{
+    for (int64_t l = 0; l < w; l++) {
+        const double yv = LLD(xb + l * lxb), ydv = LLD(xbd + l * lxbd);
+        const double gv = LLD(g + l * lg), gdv = has_gd ? LLD(gd + l * lgd) : 0.0;
+        const double a = lse_exp_bounded(yv - ynext[l], SO_PRECISE);
+        const double wv = lse_exp_bounded(LLD(x + l * lx) - yv, SO_PRECISE);
+        Q[l] = gv + a * Q[l];
+        P[l] = (gdv - gv * ydv) + a * P[l];
+        const double xbv = wv * Q[l];
+        LST(xb + l * lxb, xbv);
+        LST(xbd + l * lxbd, LLD(t + l * lt) * xbv + wv * P[l]);
+        ynext[l] = yv;
+    }
+}
+#endif
+
+SCAN_INLINE void KN(lse_vjp_jvp_body_)(PANEL_ARGS, const int has_gd)
 {
     const int64_t lx = LANE(SO_X), lt = LANE(SO_T), lg = LANE(SO_G), lgd = LANE(SO_GD);
     const int64_t lxb = LANE(SO_XB), lxbd = LANE(SO_XBD);
     const int64_t n = b->n, shift = incl ? 0 : 1, last = n - 1 - shift;
-    const int has_gd = b->ptr[SO_GD] != NULL;
     STATE(SO_SUM_T, Q, 0);
     STATE(SO_SUM_T, P, 1);
     STATE(KN(lse_val_), ynext, 2);
@@ -314,18 +350,8 @@ SCAN_INLINE void KN(lse_vjp_jvp_panel_)(PANEL_ARGS)
                         (LLD(x + l * lx) - yv <= 1.0);
             }
             if (tame) {
-                for (int64_t l = 0; l < w; l++) {
-                    const double yv = LLD(xb + l * lxb), ydv = LLD(xbd + l * lxbd);
-                    const double gv = LLD(g + l * lg), gdv = has_gd ? LLD(gd + l * lgd) : 0.0;
-                    const double a = lse_exp_bounded(yv - ynext[l], SO_PRECISE);
-                    const double wv = lse_exp_bounded(LLD(x + l * lx) - yv, SO_PRECISE);
-                    Q[l] = gv + a * Q[l];
-                    P[l] = (gdv - gv * ydv) + a * P[l];
-                    const double xbv = wv * Q[l];
-                    LST(xb + l * lxb, xbv);
-                    LST(xbd + l * lxbd, LLD(t + l * lt) * xbv + wv * P[l]);
-                    ynext[l] = yv;
-                }
+                KN(lse_so_tame_row_)(w, x, lx, t, lt, g, lg, gd, lgd, xb, lxb, xbd, lxbd, Q, P,
+                                     ynext, has_gd);
                 SO_NEXT_ROW();
                 continue;
             }
@@ -381,6 +407,15 @@ SCAN_INLINE void KN(lse_vjp_jvp_panel_)(PANEL_ARGS)
     }
 }
 #undef SO_NEXT_ROW
+/* g_dot present or not as a constant: a test in the row loops would keep
+ * them from vectorising */
+SCAN_INLINE void KN(lse_vjp_jvp_panel_)(PANEL_ARGS)
+{
+    if (b->ptr[SO_GD] != NULL)
+        KN(lse_vjp_jvp_body_)(b, l0, w, incl, contig, sizeof_op, line, 1);
+    else
+        KN(lse_vjp_jvp_body_)(b, l0, w, incl, contig, sizeof_op, line, 0);
+}
 DEFINE_PANEL_KERNEL(KN(lse_vjp_jvp_panels_), KN(lse_vjp_jvp_panel_), 6, sizeof(T), sizeof(T),
                     sizeof(T), sizeof(T), sizeof(T), sizeof(T))
 

@@ -14,7 +14,7 @@ trap 'rm -rf "$OUT"' EXIT
 for isa in "" baseline; do
     for op in 0 1 2 3 4; do
         for dtype in 32 64; do
-            for mode in 0 1 2; do
+            for mode in 0 1 2 3; do
                 SCANAD_ISA=$isa "$OUT/harness" "$op" "$dtype" "$mode" 1 1000 0 2 >/dev/null
             done
         done

@@ -15,7 +15,8 @@
  * and mode once on a tiny line (CI's smoke test).
  *
  * OP: 0 cumsum, 1 cumprod, 2 cummax, 3 cummin, 4 logcumsumexp; DTYPE: 32 or 64
- * (float32, float64); MODE: 0 forward, 1 JVP, 2 VJP; ROWS 1 makes a 1-D line
+ * (float32, float64); MODE: 0 forward, 1 JVP, 2 VJP, 3 VJP_JVP (without g_dot:
+ * hvp); ROWS 1 makes a 1-D line
  * of COLS elements; OUTER > 1 puts that many (ROWS, COLS) arrays side by side
  * as a leading axis (ROWS 256 COLS 256 AXIS 0 OUTER 256: (256, 256, 256) along
  * axis 1, the short rows of a panel).  Elements are uniform in [-1.7, 1.7],
@@ -130,8 +131,9 @@ int main(int argc, char **argv)
     const int64_t n = outer * rows * cols, size = f64 ? 8 : 4;
     /* operands in the order of scan.h for each mode; the VJP's y is the forward's output */
     char *x = filled(n + SLACK, f64, 0.0), *a = filled(n + SLACK, f64, 1.0),
-         *b = filled(n + SLACK, f64, 1.0), *c = filled(n + SLACK, f64, 1.0);
-    if (x == NULL || a == NULL || b == NULL || c == NULL)
+         *b = filled(n + SLACK, f64, 1.0), *c = filled(n + SLACK, f64, 1.0),
+         *d = filled(n + SLACK, f64, 1.0); /* VJP_JVP's x_bar_dot */
+    if (x == NULL || a == NULL || b == NULL || c == NULL || d == NULL)
         return 1;
     /* (a multiple of the element size, under SLACK elements) */
     int64_t offset[4] = {0, 0, 0, 0};
@@ -165,7 +167,7 @@ int main(int argc, char **argv)
     p.shape = shape + (3 - nd);
     p.axis = axis + (outer > 1);
     p.inclusive = 1;
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < SCAN_MAX_OPERANDS; k++)
         p.strides[k] = strides + (3 - nd);
     if (mode == MODE_VJP) { /* y = the forward's output, first */
         scan_problem fwd = p;
@@ -177,20 +179,25 @@ int main(int argc, char **argv)
     p.noperands = mode == MODE_FORWARD ? 2 : 4;
     p.lane_operand = p.noperands - 1;
     p.data[0] = x, p.data[1] = a, p.data[2] = b, p.data[3] = mode == MODE_FORWARD ? NULL : c;
+    if (mode == MODE_VJP_JVP) { /* x, t, g, no g_dot, x_bar, x_bar_dot */
+        p.noperands = 6, p.lane_operand = 4;
+        p.data[3] = NULL, p.data[4] = c, p.data[5] = d;
+    }
     p.walk_back = table->cells[op][dt][mode].walks_back;
     double *t = malloc(sizeof(double) * (size_t)reps);
     if (t == NULL)
         return 1;
     const int fresh = getenv("HARNESS_FRESH") != NULL;
-    const int first_output = mode == MODE_FORWARD ? 1 : mode == MODE_JVP ? 2 : 3;
+    const int first_output = mode == MODE_FORWARD ? 1 : mode == MODE_JVP ? 2
+                             : mode == MODE_VJP ? 3 : 4;
     for (int r = 0; r < reps; r++) {
         const double start = seconds();
-        char *fresh_block[4] = {NULL, NULL, NULL, NULL};
+        char *fresh_block[SCAN_MAX_OPERANDS] = {NULL};
         for (int k = first_output; fresh && k < p.noperands; k++) {
             /* as big as the filled blocks: an offset may be up to SLACK elements */
             if ((fresh_block[k] = huge_block((size_t)((n + SLACK) * size))) == NULL)
                 return 1;
-            p.data[k] = fresh_block[k] + offset[k];
+            p.data[k] = fresh_block[k] + (k < 4 ? offset[k] : 0);
         }
         if (scan_execute(table->cells[op][dt][mode].kernel, &p, 1) != 0)
             return 1;
@@ -210,6 +217,7 @@ int main(int argc, char **argv)
     free(t);
     for (int k = 0; k < 4; k++)
         free(blocks[k]);
+    free(d);
     free(region);
     return 0;
 }

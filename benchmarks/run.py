@@ -30,6 +30,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -226,6 +227,71 @@ def headline_rows(rows: List[Row], cases: Sequence[Tuple[Tuple[int, ...], int]])
     keep = {(shape, axis) for shape, axis in cases[:2]}
     return [r for r in rows if r.dtype == "float32" and r.name in HEADLINE_OPS
             and (r.shape, r.axis) in keep]
+
+
+def torch_hvp_call(name: str, x: np.ndarray, axis: int) -> Optional[Callable[[], object]]:
+    """torch's double backward: the forward, x_bar = grad(y, x, g,
+    create_graph=True), then grad(x_bar, x, t): the Hessian of <g, op(x)>
+    times t (g = t = ones), or None without torch."""
+    if torch is None:
+        return None
+    op = {"cummax": lambda a: torch.cummax(a, axis).values,
+          "cummin": lambda a: torch.cummin(a, axis).values}.get(
+        name, lambda a: getattr(torch, name)(a, axis))
+    ones = torch.ones(x.shape, dtype=torch.from_numpy(x).dtype)
+
+    def run() -> object:
+        xt = torch.from_numpy(x).requires_grad_(True)
+        (xb,) = torch.autograd.grad(op(xt), xt, ones, create_graph=True)
+        if not xb.requires_grad:  # a linear op: torch knows its Hessian is 0
+            return torch.zeros_like(xb)
+        return torch.autograd.grad(xb, xt, ones, allow_unused=True)
+
+    return run
+
+
+def once_or_median(fn: Optional[Callable[[], object]]) -> Optional[float]:
+    """One timed call when it takes over SLOW_CALL (torch's quadratic cumprod
+    double backward: minutes), else median_time; None for None."""
+    if fn is None:
+        return None
+    start = time.perf_counter()
+    fn()
+    once = time.perf_counter() - start
+    return once if once > SLOW_CALL else median_time(fn)
+
+
+def second_order_table(ops: Sequence[str], quick: bool) -> List[str]:
+    """hvp (the whole call: forward, JVP and the fused backward) against the
+    pullback alone, and against torch's double backward (the whole call)."""
+    head = ["| op | dtype | shape, axis | VJP ms | hvp ms | hvp / VJP | torch double "
+            "backward ms | torch / hvp |", "|" + "---|" * 8]
+    if quick:
+        cases = [((1 << 14,), 0), ((128, 128), 0), ((4, 2048), 1)]
+    else:
+        cases = [((1 << 20,), 0), ((1024, 1024), 0), ((4, 8192), 1), ((1 << 16,), 0)]
+    lines = list(head)
+    print("\n".join(head), flush=True)
+    rng = np.random.default_rng(4)
+    for dtype in (np.float32, np.float64):
+        for shape, axis in cases:
+            # factors near 1: cumprod stays finite on the longest line
+            x = np.exp(1e-3 * rng.standard_normal(shape)).astype(dtype)
+            t = np.ones_like(x)
+            for name in ops:
+                fn = sa.OPS[name].fn
+                y, pullback = sa.vjp(fn, x, axis=axis)
+                g = np.ones_like(y)
+                t_vjp = median_time(lambda: pullback(g))
+                t_hvp = median_time(lambda: sa.hvp(fn, x, t, g, axis=axis))
+                t_torch = once_or_median(torch_hvp_call(name, x, axis))
+                row = (f"| {name} | {np.dtype(dtype).name} | {shape}, {axis} | "
+                       f"{t_vjp * 1e3:.2f} | {t_hvp * 1e3:.2f} | {t_hvp / t_vjp:.2f} | "
+                       + ("n/a | n/a |" if t_torch is None else
+                          f"{t_torch * 1e3:.2f} | {t_torch / t_hvp:.1f} |"))
+                lines.append(row)
+                print(row, flush=True)
+    return lines
 
 
 def chunk_table(quick: bool) -> List[str]:
@@ -582,6 +648,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         title = (f"scanad {sa.build_info()['isa']}, {cpu_model()}, {args.threads} thread(s)"
                  + (" [--quick]" if args.quick else ""))
         print(plot_sweep(args.plot, ops, exps, curves, title), flush=True)
+
+    lines += ["", "## Second order: hvp against the VJP and torch's double backward", "",
+              "`VJP` times the pullback alone, `hvp` the whole `sa.hvp` call (x, t and g "
+              "all given, ones; factors exp(1e-3 N(0,1)) so cumprod stays finite); torch "
+              "the forward and two `autograd.grad` calls, once where that takes over "
+              f"{SLOW_CALL:g} s.", ""]
+    lines += second_order_table(ops, args.quick)
 
     lines += ["", "## One thread against two (scanad)", "",
               "Lines are split between threads; one long float32/float64 line is scanned "

@@ -275,6 +275,87 @@ done:
     return result;
 }
 
+/* x_bar or x_bar_dot, computed flat when axis is None: x's shape again (a
+ * view), or the array itself when it has that shape already. */
+static PyObject *in_shape_of(PyArrayObject *x, PyArrayObject *a)
+{
+    if (PyArray_NDIM(x) != PyArray_NDIM(a) ||
+        !PyArray_CompareLists(PyArray_DIMS(x), PyArray_DIMS(a), PyArray_NDIM(x))) {
+        PyArray_Dims shape = {PyArray_DIMS(x), PyArray_NDIM(x)};
+        return PyArray_Newshape(a, &shape, NPY_CORDER);
+    }
+    Py_INCREF(a);
+    return (PyObject *)a;
+}
+
+/* vjp_jvp(op, x, t, g, g_dot, axis, reverse, inclusive, cu_seqlens, chunk_size)
+ *   -> (x_bar, x_bar_dot)
+ * The pullback and its JVP in direction (t, g_dot) (docs/derivatives.md,
+ * "Second order"); g_dot None is zero and never read.  t has x's shape, g
+ * and g_dot y's (flat when axis is None); results have x's shape and dtype. */
+static PyObject *py_vjp_jvp(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int op, axis, reverse, inclusive, typenum;
+    PyArrayObject *x = NULL, *xflat = NULL, *t = NULL, *g = NULL, *gd = NULL, *xb = NULL, *xbd = NULL;
+    PyObject *result = NULL, *xb_out = NULL, *xbd_out = NULL;
+    segments_t seg = {NULL, 0, 0};
+    const scan_cell *cell;
+    (void)self;
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "vjp_jvp() takes 10 positional arguments");
+        return NULL;
+    }
+    if ((op = parse_op(args[0])) < 0 || parse_flag(args[6], &reverse) < 0 || parse_flag(args[7], &inclusive) < 0)
+        return NULL;
+    if ((x = derivative_primal(op, "vjp_jvp", args[1], &typenum)) == NULL)
+        return NULL;
+    if ((t = derivative_operand(op, "vjp_jvp", "the tangent t", args[2], x, typenum)) == NULL)
+        goto done;
+    xflat = x;
+    Py_INCREF(xflat);
+    if (normalize_axis(OPS[op].name, args[5], &xflat, &axis) < 0)
+        goto done;
+    if (PyArray_NDIM(t) != PyArray_NDIM(xflat)) { /* flattened with x */
+        PyArrayObject *flat = (PyArrayObject *)PyArray_Ravel(t, NPY_CORDER);
+        if (flat == NULL)
+            goto done;
+        Py_SETREF(t, flat);
+    }
+    if ((g = derivative_operand(op, "vjp_jvp", "the cotangent g", args[3], xflat, typenum)) == NULL)
+        goto done;
+    if (args[4] != Py_None &&
+        (gd = derivative_operand(op, "vjp_jvp", "the cotangent's tangent g_dot", args[4], xflat, typenum)) == NULL)
+        goto done;
+    if (parse_segments(OPS[op].name, args[8], args[9], PyArray_DIM(xflat, axis), &seg) < 0)
+        goto done;
+    if ((cell = cell_of(op, typenum, MODE_VJP_JVP)) == NULL) {
+        raise_bad_dtype(OPS[op].name, "x", PyArray_DESCR(x), "of a dtype whose second order is defined");
+        goto done;
+    }
+    if ((xb = new_like(xflat, typenum)) == NULL || (xbd = new_like(xflat, typenum)) == NULL)
+        goto done;
+    {
+        PyArrayObject *ops[6] = {xflat, t, g, gd, xb, xbd};
+        if (run(cell, ops, 6, 4, axis, reverse, inclusive, &seg) < 0)
+            goto done;
+    }
+    if ((xb_out = in_shape_of(x, xb)) == NULL || (xbd_out = in_shape_of(x, xbd)) == NULL)
+        goto done;
+    result = PyTuple_Pack(2, xb_out, xbd_out);
+done:
+    free(seg.seg);
+    Py_XDECREF(x);
+    Py_XDECREF(xflat);
+    Py_XDECREF(t);
+    Py_XDECREF(g);
+    Py_XDECREF(gd);
+    Py_XDECREF(xb);
+    Py_XDECREF(xbd);
+    Py_XDECREF(xb_out);
+    Py_XDECREF(xbd_out);
+    return result;
+}
+
 /* The table SCANAD_ISA names (unset or empty: the best the host runs);
  * SCANAD_FORCE_BASELINE=1 (set, not empty, not 0) is the older spelling of
  * SCANAD_ISA=baseline.  NULL with ImportError set if the name is unknown, the
@@ -444,6 +525,8 @@ static PyMethodDef methods[] = {
      "jvp(op, x, t, axis, reverse, inclusive, cu_seqlens, chunk_size) -> (y, y_dot)"},
     {"vjp", (PyCFunction)(void (*)(void))py_vjp, METH_FASTCALL,
      "vjp(op, x, y, g, axis, reverse, inclusive, cu_seqlens, chunk_size) -> x_bar"},
+    {"vjp_jvp", (PyCFunction)(void (*)(void))py_vjp_jvp, METH_FASTCALL,
+     "vjp_jvp(op, x, t, g, g_dot, axis, reverse, inclusive, cu_seqlens, chunk_size) -> (x_bar, x_bar_dot)"},
     {"build_info", py_build_info, METH_NOARGS, "the kernel variant chosen at import and the build"},
     {"set_num_threads", py_set_num_threads, METH_O, "set the number of kernel threads"},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "the number of kernel threads"},

@@ -14,16 +14,17 @@
 
 #include "scan_matrix.h"
 
-#define SCAN_MAX_OPERANDS 5
+#define SCAN_MAX_OPERANDS 6
 #define SCAN_MAX_DIMS 64
 
 /* Lines a kernel processes side by side.  Whole rows of 4096 float32 stream
  * at copy speed; narrower panels defeat the prefetchers (docs/performance.md,
  * "Columns: whole-row panels"). */
 #define SCAN_PANEL 4096
-/* Per-thread scratch for the kernels' per-line state: 4 slots of up to 16
- * bytes per line (see SLOT in kernels/walk.h). */
-#define SCAN_SCRATCH_SLOTS 4
+/* Per-thread scratch for the kernels' per-line state: 5 slots of up to 16
+ * bytes per line (see SLOT in kernels/walk.h); the logcumsumexp VJP_JVP
+ * carries five values per line. */
+#define SCAN_SCRATCH_SLOTS 5
 #define SCAN_SCRATCH_BYTES ((size_t)SCAN_SCRATCH_SLOTS * SCAN_PANEL * 16)
 
 /* One block of the line view: m independent lines of n steps each.

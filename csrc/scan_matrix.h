@@ -39,12 +39,17 @@
  *   FORWARD: 0 x, 1 y, 2 indices (int64, max/min only; may be absent)
  *   JVP:     0 x, 1 t, 2 y, 3 y_dot
  *   VJP:     0 x, 1 y (the forward output), 2 g, 3 x_bar
+ *   VJP_JVP: 0 x, 1 t, 2 g, 3 g_dot (may be absent: zero), 4 x_bar,
+ *            5 x_bar_dot (the JVP of the pullback, docs/derivatives.md);
+ *            no y: the kernels compute what they need of the forward into
+ *            x_bar / x_bar_dot before the backward walk overwrites it
  * A VJP block is laid out in the forward scan order like the others; the
  * kernel itself walks it backwards where its recurrence needs to. */
 #define SCAN_MODES(X, a)                                                                    \
     X(FORWARD, "forward", a)                                                                \
     X(JVP, "jvp", a)                                                                        \
-    X(VJP, "vjp", a)
+    X(VJP, "vjp", a)                                                                        \
+    X(VJP_JVP, "vjp_jvp", a)
 
 #define SCAN_OP_ENUM_(E, prefix, name, rule, identity, a) SCAN_##E,
 #define SCAN_DTYPE_ENUM_(E, sfx, npy, name, kind, size, a) DT_##E,

@@ -4,7 +4,8 @@
 axis, in either direction, inclusive or exclusive, segmented by
 ``cu_seqlens``/``chunk_size``; the linear-attention wrappers
 ``chunk_local_cumsum`` and ``chunk_global_cumsum``; and their VJPs and JVPs
-through ``vjp``, ``jvp``, ``grad`` and ``check_grads``.  The kernels are C.
+through ``vjp``, ``jvp``, ``grad`` and ``check_grads``, and their second
+order through ``vjp_jvp`` and ``hvp``.  The kernels are C.
 
 >>> import scanad as sa
 >>> sa.cumsum([1, 2, 3], reverse=True)
@@ -24,7 +25,7 @@ except ImportError as _error:
     if _missing is None:  # built, but failed to load: that error is the one to see
         raise
     raise _missing from _error
-from ._autodiff import check_grads, grad, jvp, vjp
+from ._autodiff import check_grads, grad, hvp, jvp, vjp, vjp_jvp
 from ._chunk import chunk_global_cumsum, chunk_local_cumsum
 from ._ops import cummax, cummin, cumprod, cumsum, logcumsumexp
 from ._registry import OPS, OpSpec
@@ -44,10 +45,12 @@ __all__ = [
     "cumsum",
     "get_num_threads",
     "grad",
+    "hvp",
     "jvp",
     "logcumsumexp",
     "set_num_threads",
     "vjp",
+    "vjp_jvp",
 ]
 
 

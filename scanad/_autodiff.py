@@ -1,8 +1,9 @@
-"""JAX-style derivative helpers: vjp, jvp, grad and check_grads.
+"""JAX-style derivative helpers: vjp, jvp, grad, vjp_jvp, hvp and check_grads.
 
 Conventions (docs/derivatives.md, "Conventions"): ``jvp`` returns ``J t``; the pullback of ``vjp``
 returns the adjoint ``J^H g`` (PyTorch's convention), so
-``np.vdot(g, jvp(t)) == np.vdot(vjp(g), t)`` for every op and flag.
+``np.vdot(g, jvp(t)) == np.vdot(vjp(g), t)`` for every op and flag.  ``vjp_jvp``
+is the JVP of that pullback (docs/derivatives.md, "Second order").
 """
 
 from __future__ import annotations
@@ -127,6 +128,83 @@ def grad(op: Any, x: Any, cotangent: Any = None, **kwargs: Any) -> np.ndarray:
     return pullback(g)
 
 
+def _output_shape(spec: OpSpec, x: np.ndarray, kw: Dict[str, Any]) -> Tuple[int, ...]:
+    """y's shape without computing y: a scan with axis None is flat."""
+    if spec.rule != "chunk" and kw.get("axis") is None:
+        return (int(x.size),)
+    return tuple(x.shape)
+
+
+def vjp_jvp(op: Any, x: Any, g: Any, t: Any, g_dot: Any = None,
+            **kwargs: Any) -> Tuple[np.ndarray, np.ndarray]:
+    """The pullback and its JVP: ``x_bar, x_bar_dot = vjp_jvp(op, x, g, t, g_dot, **kw)``.
+
+    ``x_bar = J(x)^H g`` as ``vjp``'s pullback returns it, and ``x_bar_dot``
+    its derivative along ``x + e t``, ``g + e g_dot`` at ``e = 0``
+    (forward over reverse, one C kernel per op; ``g_dot`` None is zero).
+    For real ``x`` and ``g_dot = 0`` that is the Hessian of ``<g, op(x)>``
+    times ``t``; for complex ``x`` it is conjugate-linear in ``t``.  ``t``
+    has x's shape, ``g`` and ``g_dot`` the output's; both results have x's
+    shape and dtype.  A complex ``g`` / ``g_dot`` for a real ``x`` gives
+    complex results (the map is real-linear in them).
+
+    >>> import numpy as np, scanad as sa
+    >>> x = np.array([2.0, 0.0, 3.0])
+    >>> x_bar, x_bar_dot = sa.vjp_jvp(sa.cumprod, x, np.ones(3), np.array([0.0, 1.0, 0.0]))
+    >>> x_bar, x_bar_dot
+    (array([1., 8., 0.]), array([4., 0., 2.]))
+    """
+    spec = resolve(op)
+    xp, kw, in_dtype = _primal(spec, "vjp_jvp", x, kwargs)
+    t = np.asarray(t)
+    if t.shape != xp.shape:
+        raise ValueError(f"vjp_jvp of {spec.name}: the tangent t must have x's shape {xp.shape}; "
+                         f"got {t.shape}")
+    y_shape = _output_shape(spec, xp, kw)
+    g = np.asarray(g)
+    if g.shape != y_shape:
+        raise ValueError(f"vjp_jvp of {spec.name}: the cotangent g must have the output's shape "
+                         f"{y_shape}; got {g.shape}")
+    if g_dot is not None:
+        g_dot = np.asarray(g_dot)
+        if g_dot.shape != y_shape:
+            raise ValueError(f"vjp_jvp of {spec.name}: g_dot (the cotangent's tangent) must have "
+                             f"the output's shape {y_shape}; got {g_dot.shape}")
+    if t.dtype.kind == "c" and xp.dtype.kind == "f":
+        raise TypeError(f"vjp_jvp of {spec.name}: the tangent t of a real x must be real; "
+                        f"got dtype {t.dtype}")
+    if xp.dtype.kind == "f" and (g.dtype.kind == "c" or (g_dot is not None
+                                                         and g_dot.dtype.kind == "c")):
+        # real-linear in (g, g_dot) for a real x: the real and imaginary parts apart
+        def part(take: Callable[[np.ndarray], np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+            gd = None if g_dot is None else np.ascontiguousarray(take(g_dot))
+            return spec.vjp_jvp_rule(xp, t, np.ascontiguousarray(take(g)), gd, kw)
+        re, im = part(np.real), part(np.imag)
+        out_dtype = np.result_type(in_dtype, np.complex64)
+        return ((re[0] + 1j * im[0]).astype(out_dtype),
+                (re[1] + 1j * im[1]).astype(out_dtype))
+    x_bar, x_bar_dot = spec.vjp_jvp_rule(xp, t, g, g_dot, kw)
+    return _back_to(x_bar, in_dtype), _back_to(x_bar_dot, in_dtype)
+
+
+def hvp(op: Any, x: Any, t: Any, cotangent: Any = None, **kwargs: Any) -> np.ndarray:
+    """Hessian-vector product: the Hessian of ``<g, op(x)>`` times ``t``, with
+    ``g`` the cotangent (default: ones of the output's shape).
+
+    That is ``vjp_jvp(op, x, g, t)[1]``: for complex ``x`` the JVP of the
+    pullback (conjugate-linear in ``t``).
+
+    >>> import numpy as np, scanad as sa
+    >>> sa.hvp(sa.logcumsumexp, np.array([0.0, 0.0]), np.array([1.0, 0.0]))
+    array([ 0.25, -0.25])
+    """
+    spec = resolve(op)
+    if cotangent is None:
+        xp, kw, _ = _primal(spec, "hvp", x, kwargs)
+        cotangent = np.ones(_output_shape(spec, xp, kw), dtype=xp.dtype)
+    return vjp_jvp(op, x, cotangent, t, None, **kwargs)[1]
+
+
 def _random_like(rng: np.random.Generator, a: np.ndarray) -> np.ndarray:
     r = rng.standard_normal(a.shape)
     if a.dtype.kind == "c":
@@ -164,9 +242,11 @@ def check_grads(
     atol: Optional[float] = None,
     rtol: Optional[float] = None,
     seed: int = 0,
+    order: int = 1,
     **kwargs: Any,
 ) -> None:
-    """Check jvp against central differences and vjp against jvp.
+    """Check jvp against central differences and vjp against jvp; with
+    ``order=2`` also the second order.
 
     ``"fwd"`` compares ``jvp(x, t)`` with ``(f(x + eps t) - f(x - eps t)) /
     (2 eps)`` (taken in float64/complex128) along a random direction ``t``;
@@ -174,13 +254,23 @@ def check_grads(
     for random ``g`` and ``t``.  Raises AssertionError naming the worst entry.
     Pick ``x`` away from kinks (cummax ties, infinities) for ``"fwd"``.
 
+    ``order=2`` (as ``jax.test_util.check_grads``) adds ``vjp_jvp`` against
+    central differences of the exact first-order pullback,
+    ``VJP(x, g_dot) + (VJP(x + eps t, g) - VJP(x - eps t, g)) / (2 eps)`` in
+    float64/complex128, with its ``x_bar`` against the pullback; and with
+    ``"rev"`` for a real ``x`` the symmetry of the Hessian,
+    ``vdot(s, H t) == vdot(H s, t)``.
+
     >>> import numpy as np, scanad as sa
     >>> sa.check_grads(sa.logcumsumexp, np.linspace(-2, 2, 7), axis=0, reverse=True)
+    >>> sa.check_grads(sa.cumprod, np.array([0.5, -2.0, 0.0, 3.0]), order=2)
     """
     spec = resolve(op)
     for mode in modes:
         if mode not in ("fwd", "rev"):
             raise ValueError(f"check_grads: modes must contain only 'fwd' and 'rev'; got {mode!r}")
+    if order not in (1, 2):
+        raise ValueError(f"check_grads: order must be 1 or 2; got {order!r}")
     xp, kw, _ = _primal(spec, "check_grads", x, kwargs)
     rng = np.random.default_rng(seed)
     tol = _default_tolerance(xp.dtype)
@@ -213,4 +303,43 @@ def check_grads(
         mag = float(np.linalg.norm(g.astype(wide)) * np.linalg.norm(np.asarray(y_dot, wide))
                     + np.linalg.norm(np.asarray(x_bar, wide)) * np.linalg.norm(t.astype(wide)))
         _assert_close(f"check_grads({spec.name}, 'rev'): vdot(g, J t) vs vdot(J^H g, t)",
+                      np.array([rhs]), np.array([lhs]), atol * max(1.0, mag), rtol)
+    if order == 2:
+        _check_second_order(spec, xp, kw, modes, eps, atol, rtol, rng)
+
+
+def _check_second_order(spec: OpSpec, xp: np.ndarray, kw: Dict[str, Any], modes: Sequence[str],
+                        eps: Optional[float], atol: float, rtol: float,
+                        rng: np.random.Generator) -> None:
+    wide = np.complex128 if xp.dtype.kind == "c" else np.float64
+    y_shape = _output_shape(spec, xp, kw)
+    t = _random_like(rng, xp)
+    g = _random_like(rng, np.empty(y_shape, xp.dtype))
+    g_dot = _random_like(rng, np.empty(y_shape, xp.dtype))
+    x_bar, x_bar_dot = spec.vjp_jvp_rule(xp, t, g, g_dot, kw)
+    x64, t64, g64, gd64 = (a.astype(wide) for a in (xp, t, g, g_dot))
+
+    def pullback(x: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return np.asarray(spec.vjp_rule(x, spec.fn(x, **kw), v, kw), dtype=wide)
+
+    exact = pullback(x64, g64)
+    scale = max(1.0, float(np.max(np.abs(exact), initial=0.0)))
+    _assert_close(f"check_grads({spec.name}, order=2): x_bar vs the pullback", x_bar, exact,
+                  atol * scale, rtol)
+    h = eps if eps is not None else 1e-6 * max(1.0, float(np.max(np.abs(x64), initial=0.0)))
+    plus, minus = pullback(x64 + h * t64, g64), pullback(x64 - h * t64, g64)
+    with np.errstate(invalid="ignore"):
+        numeric = pullback(x64, gd64) + np.where(plus == minus, 0, plus - minus) / (2 * h)
+    scale = max(1.0, float(np.max(np.abs(numeric), initial=0.0)))
+    _assert_close(f"check_grads({spec.name}, order=2): vjp_jvp vs central differences of the "
+                  "pullback", x_bar_dot, numeric, atol * scale, rtol)
+    if "rev" in modes and xp.dtype.kind == "f":
+        s = _random_like(rng, xp)
+        hs = spec.vjp_jvp_rule(xp, s, g, None, kw)[1]
+        ht = spec.vjp_jvp_rule(xp, t, g, None, kw)[1]
+        lhs = np.vdot(s.astype(wide), np.asarray(ht, wide))
+        rhs = np.vdot(np.asarray(hs, wide), t.astype(wide))
+        mag = float(np.linalg.norm(s.astype(wide)) * np.linalg.norm(np.asarray(ht, wide))
+                    + np.linalg.norm(np.asarray(hs, wide)) * np.linalg.norm(t.astype(wide)))
+        _assert_close(f"check_grads({spec.name}, order=2, 'rev'): vdot(s, H t) vs vdot(H s, t)",
                       np.array([rhs]), np.array([lhs]), atol * max(1.0, mag), rtol)

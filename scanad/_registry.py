@@ -9,7 +9,7 @@ the C matrix (plus its kernels) reaches all of them with no edit here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -18,6 +18,8 @@ from . import _scanad as _C
 
 JvpRule = Callable[[np.ndarray, np.ndarray, Dict[str, Any]], Tuple[np.ndarray, np.ndarray]]
 VjpRule = Callable[[np.ndarray, np.ndarray, np.ndarray, Dict[str, Any]], np.ndarray]
+VjpJvpRule = Callable[[np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray], Dict[str, Any]],
+                      Tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -26,10 +28,13 @@ class OpSpec:
 
     ``dtypes_forward`` are the dtypes ``x`` may have (those of the forward
     kernels and those the op's dtype rule casts to one of them);
-    ``dtypes_derivative`` those with JVP and VJP kernels, both as the C
-    matrix reports them.  ``options`` are the keyword arguments the
-    derivative helpers accept and pass on; ``jvp_rule(x, t, kw)`` returns ``(y, y_dot)`` and
-    ``vjp_rule(x, y, g, kw)`` returns ``x_bar = J^H g``.
+    ``dtypes_derivative`` those with JVP, VJP and second-order kernels, both
+    as the C matrix reports them.  ``options`` are the keyword arguments the
+    derivative helpers accept and pass on; ``jvp_rule(x, t, kw)`` returns
+    ``(y, y_dot)``, ``vjp_rule(x, y, g, kw)`` returns ``x_bar = J^H g`` and the
+    second-order rule ``vjp_jvp_rule(x, t, g, g_dot, kw)`` returns
+    ``(x_bar, x_bar_dot)``, the pullback and its JVP in direction
+    ``(t, g_dot)`` (``g_dot`` None: zero).
 
     >>> import scanad as sa
     >>> spec = sa.OPS["cummax"]
@@ -49,6 +54,7 @@ class OpSpec:
     jvp_rule: JvpRule
     vjp_rule: VjpRule
     linear: bool
+    vjp_jvp_rule: VjpJvpRule
 
     @property
     def reference(self) -> Callable[..., Any]:
@@ -69,9 +75,11 @@ def _scan_args(kw: Dict[str, Any]) -> Tuple[Any, ...]:
 def _scan_spec(index: int, name: str, rule: str, identity: str,
                dtypes: Dict[str, Tuple[str, ...]], accepts: Tuple[str, ...]) -> OpSpec:
     fn = getattr(_ops, name)
-    if dtypes["jvp"] != dtypes["vjp"]:
-        raise ImportError(f"scanad: the kernel matrix gives {name} a JVP for {dtypes['jvp']} "
-                          f"but a VJP for {dtypes['vjp']}; both modes must cover the same dtypes")
+    for mode in ("jvp", "vjp_jvp"):
+        if dtypes[mode] != dtypes["vjp"]:
+            raise ImportError(f"scanad: the kernel matrix gives {name} a {mode} for "
+                              f"{dtypes[mode]} but a VJP for {dtypes['vjp']}; every derivative "
+                              "mode must cover the same dtypes")
 
     def jvp_rule(x: np.ndarray, t: np.ndarray, kw: Dict[str, Any]) -> Tuple[np.ndarray, np.ndarray]:
         return _C.jvp(index, x, t, *_scan_args(kw))
@@ -80,9 +88,14 @@ def _scan_spec(index: int, name: str, rule: str, identity: str,
         axis, reverse, inclusive, cu, chunk = _scan_args(kw)
         return _C.vjp(index, x, y, g, axis, reverse, inclusive, cu, chunk)
 
+    def vjp_jvp_rule(x: np.ndarray, t: np.ndarray, g: np.ndarray, g_dot: Optional[np.ndarray],
+                     kw: Dict[str, Any]) -> Tuple[np.ndarray, np.ndarray]:
+        axis, reverse, inclusive, cu, chunk = _scan_args(kw)
+        return _C.vjp_jvp(index, x, t, g, g_dot, axis, reverse, inclusive, cu, chunk)
+
     options = _SCAN_OPTIONS + (("dtype",) if rule == "accumulate" else ())
     return OpSpec(name, fn, rule, identity, accepts, dtypes["vjp"], options, jvp_rule,
-                  vjp_rule, linear=(name == "cumsum"))
+                  vjp_rule, linear=(name == "cumsum"), vjp_jvp_rule=vjp_jvp_rule)
 
 
 def _chunk_spec(name: str, options: Tuple[str, ...]) -> OpSpec:
@@ -97,8 +110,17 @@ def _chunk_spec(name: str, options: Tuple[str, ...]) -> OpSpec:
         flipped = {**kw, "reverse": not kw.get("reverse", False), "output_dtype": x.dtype}
         return fn(np.asarray(g, dtype=x.dtype), **flipped)
 
+    def vjp_jvp_rule(x: np.ndarray, t: np.ndarray, g: np.ndarray, g_dot: Optional[np.ndarray],
+                     kw: Dict[str, Any]) -> Tuple[np.ndarray, np.ndarray]:
+        # linear in x: the pullback does not depend on x, so its JVP is the
+        # pullback of g_dot
+        x_bar = vjp_rule(x, x, g, kw)
+        if g_dot is None:
+            return x_bar, np.zeros_like(x_bar)
+        return x_bar, vjp_rule(x, x, g_dot, kw)
+
     return OpSpec(name, fn, "chunk", "0", _chunk.DTYPES, _chunk.DTYPES, options, jvp_rule,
-                  vjp_rule, linear=True)
+                  vjp_rule, linear=True, vjp_jvp_rule=vjp_jvp_rule)
 
 
 def _build() -> Dict[str, OpSpec]:

@@ -23,6 +23,13 @@ def _calls(x, out, cu, dt):
         (lambda: sa.vjp(sa.logcumsumexp, x, axis=0)[1](x), False),
         (lambda: sa.jvp(sa.cumprod, x, x, axis=1), False),
         (lambda: sa.grad(sa.cummax, x, axis=0), False),
+        (lambda: sa.vjp_jvp(sa.logcumsumexp, x, x, x, x, axis=0), False),
+        (lambda: sa.hvp(sa.cumprod, x, x, axis=1, inclusive=False), False),
+        (lambda: sa._scanad.vjp_jvp(1, x, x, x, None, 0, False, True, None, 2), False),
+        (lambda: sa._scanad.vjp_jvp(1, x, x, np.ones(3), None, 0, False, True, None, None),
+         True),
+        (lambda: sa._scanad.vjp_jvp(4, x, x, x, np.ones(2), 0, False, True, None, None), True),
+        (lambda: sa.vjp_jvp(sa.cumsum, x, x, np.ones(3), axis=0), True),
         (lambda: sa.chunk_local_cumsum(x[None], 4, cu_seqlens=[0, 8]), False),
         (lambda: sa.chunk_global_cumsum(x[None], reverse=True, scale=0.5), False),
         (lambda: sa.cumsum(x, axis=5), True),
@@ -78,6 +85,6 @@ def test_no_memory_growth() -> None:
     gc.collect()
     growth = tracemalloc.get_traced_memory()[0] - start
     tracemalloc.stop()
-    # 2000 rounds x 21 calls: one leaked 40-element array per call would be
+    # 2000 rounds x 27 calls: one leaked 40-element array per call would be
     # > 10 MB; a few kB of noise (free lists, traceback caches) is allowed.
     assert growth < 64 * 1024, growth

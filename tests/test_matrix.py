@@ -19,7 +19,7 @@ ALL = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "
 def test_rows_are_numbered_in_order_and_complete():
     assert [row[0] for row in ROWS] == list(range(len(ROWS)))
     for _index, _name, rule, identity, modes, accepts in ROWS:
-        assert set(modes) == {"forward", "jvp", "vjp"}
+        assert set(modes) == {"forward", "jvp", "vjp", "vjp_jvp"}
         assert rule in ("accumulate", "order", "log") and identity
         # every dtype x may have reaches a forward kernel, so it is a dtype scanad knows
         assert set(modes["forward"]) <= set(accepts) <= set(ALL)
@@ -34,7 +34,7 @@ def test_each_row_reaches_the_registry_the_package_and_the_reference(row):
     assert callable(getattr(_reference, name))
     assert (spec.rule, spec.identity_kind) == (rule, identity)
     assert spec.dtypes_forward == accepts and spec.dtypes_derivative == modes["vjp"]
-    assert modes["jvp"] == modes["vjp"]
+    assert modes["jvp"] == modes["vjp"] == modes["vjp_jvp"]
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[row[1] for row in ROWS])

@@ -39,6 +39,7 @@
 
 #include "line.h"
 #include "accumulate.h"
+#include "second_order.h"
 #include "ops/cumsum.h"
 #include "ops/cumprod.h"
 #include "ops/cummax_cummin.h"

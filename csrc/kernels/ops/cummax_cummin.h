@@ -632,6 +632,84 @@ DEFINE_EXTREME_REDUCE(min, 0)
 DEFINE_MAXMIN(max, 1, MM_TAKES_MAX, M_LOWEST)
 DEFINE_MAXMIN(min, 0, MM_TAKES_MIN, M_HIGHEST)
 
+/* ======================= cummax / cummin: D_x = 0 =======================
+ * The owner (docs/semantics.md) is locally constant, so x_bar_dot =
+ * VJP(x, g_dot) with the same owners: one forward walk sums g and g_dot over
+ * each owner's run (owner runs are contiguous), zeroing both outputs as it
+ * passes them and writing an owner's two sums when its run ends. */
+#if HAS_DERIV
+#define SO_DEFINE_MAXMIN(OPNAME, TAKES, START)                                                \
+    SCAN_INLINE void KN(OPNAME##_vjp_jvp_body_)(PANEL_ARGS, const int has_gd)                 \
+    {                                                                                         \
+        const char *x = PANEL_BASE(SO_X), *g = PANEL_BASE(SO_G);                              \
+        const char *gd = has_gd ? PANEL_BASE(SO_GD) : NULL;                                   \
+        char *xb = PANEL_BASE(SO_XB), *xbd = PANEL_BASE(SO_XBD);                              \
+        char *const xb0 = xb, *const xbd0 = xbd;                                              \
+        const int64_t lx = LANE(SO_X), lg = LANE(SO_G), lgd = LANE(SO_GD);                    \
+        const int64_t lxb = LANE(SO_XB), lxbd = LANE(SO_XBD);                                 \
+        const int64_t sxb = b->step[SO_XB], sxbd = b->step[SO_XBD];                           \
+        STATE(MV, val, 0);                                                                    \
+        STATE(A, acc, 1);                                                                     \
+        STATE(A, accd, 2);                                                                    \
+        STATE(int64_t, own, 3);                                                               \
+        for (int64_t l = 0; l < w; l++) {                                                     \
+            val[l] = START;                                                                   \
+            acc[l] = ZERO;                                                                    \
+            accd[l] = ZERO;                                                                   \
+            own[l] = -1;                                                                      \
+        }                                                                                     \
+        for (int64_t r = 0; r < b->n; r++) {                                                  \
+            for (int64_t l = 0; l < w; l++) {                                                 \
+                const MV v = MLD(x + l * lx);                                                 \
+                const A gv = LD(g + l * lg), gdv = has_gd ? LD(gd + l * lgd) : ZERO;          \
+                ST(xb + l * lxb, ZERO);                                                       \
+                ST(xbd + l * lxbd, ZERO);                                                     \
+                if (!incl) { /* exclusive: g[r] belongs to the owner before x[r] */           \
+                    acc[l] = ADD(acc[l], gv);                                                 \
+                    accd[l] = ADD(accd[l], gdv);                                              \
+                }                                                                             \
+                if (TAKES(v, val[l])) {                                                       \
+                    if (own[l] >= 0) {                                                        \
+                        ST(xb0 + own[l] * sxb + l * lxb, acc[l]);                             \
+                        ST(xbd0 + own[l] * sxbd + l * lxbd, accd[l]);                         \
+                    }                                                                         \
+                    own[l] = r;                                                               \
+                    acc[l] = ZERO;                                                            \
+                    accd[l] = ZERO;                                                           \
+                    val[l] = v;                                                               \
+                }                                                                             \
+                if (incl) {                                                                   \
+                    acc[l] = ADD(acc[l], gv);                                                 \
+                    accd[l] = ADD(accd[l], gdv);                                              \
+                }                                                                             \
+            }                                                                                 \
+            x += b->step[SO_X];                                                               \
+            g += b->step[SO_G];                                                               \
+            if (has_gd)                                                                       \
+                gd += b->step[SO_GD];                                                         \
+            xb += sxb;                                                                        \
+            xbd += sxbd;                                                                      \
+        }                                                                                     \
+        for (int64_t l = 0; l < w; l++)                                                       \
+            if (own[l] >= 0) {                                                                \
+                ST(xb0 + own[l] * sxb + l * lxb, acc[l]);                                     \
+                ST(xbd0 + own[l] * sxbd + l * lxbd, accd[l]);                                 \
+            }                                                                                 \
+    }                                                                                         \
+    SCAN_INLINE void KN(OPNAME##_vjp_jvp_panel_)(PANEL_ARGS)                                  \
+    {                                                                                         \
+        if (b->ptr[SO_GD] != NULL)                                                            \
+            KN(OPNAME##_vjp_jvp_body_)(b, l0, w, incl, contig, sizeof_op, line, 1);           \
+        else                                                                                  \
+            KN(OPNAME##_vjp_jvp_body_)(b, l0, w, incl, contig, sizeof_op, line, 0);           \
+    }                                                                                         \
+    DEFINE_PANEL_KERNEL(KN(OPNAME##_vjp_jvp_), KN(OPNAME##_vjp_jvp_panel_), 6, sizeof(T),     \
+                        sizeof(T), sizeof(T), sizeof(T), sizeof(T), sizeof(T))
+SO_DEFINE_MAXMIN(max, MM_TAKES_MAX, M_LOWEST)
+SO_DEFINE_MAXMIN(min, MM_TAKES_MIN, M_HIGHEST)
+#undef SO_DEFINE_MAXMIN
+#endif
+
 #undef MAXMIN_DERIVS
 #undef MM_LINE
 #undef DEFINE_MAXMIN
@@ -651,7 +729,8 @@ DEFINE_MAXMIN(min, 0, MM_TAKES_MIN, M_HIGHEST)
 #endif
 #if HAS_DERIV
 #define MAXMIN_DERIV_CELLS_(OPNAME)                                                             \
-    [MODE_JVP] = {.kernel = KN(OPNAME##_jvp_)}, [MODE_VJP] = {.kernel = KN(OPNAME##_vjp_)},
+    [MODE_JVP] = {.kernel = KN(OPNAME##_jvp_)}, [MODE_VJP] = {.kernel = KN(OPNAME##_vjp_)},           \
+        [MODE_VJP_JVP] = {.kernel = KN(OPNAME##_vjp_jvp_)},
 #else
 #define MAXMIN_DERIV_CELLS_(OPNAME)
 #endif

@@ -739,6 +739,104 @@ static void KN(prod_vjp_)(const scan_block *b)
 }
 #endif
 
+#if HAS_DERIV
+/* ======================= cumprod =======================
+ * docs/derivatives.md: E the exclusive prefix product, E_dot its JVP (the
+ * running D of the JVP before the update), then backwards
+ *   R_i = g_i + conj(x_{i+1}) R_{i+1}
+ *   R_dot_i = g_dot_i + conj(t_{i+1}) R_{i+1} + conj(x_{i+1}) R_dot_{i+1}
+ *   x_bar = conj(E) R,  x_bar_dot = conj(E_dot) R + conj(E) R_dot.
+ * No division, so any number of zeros is exact.  A forward pass parks E and
+ * E_dot in the outputs (as the first-order VJP parks E), the backward pass
+ * reads each row of them just before writing it. */
+SCAN_INLINE void KN(prod_vjp_jvp_body_)(PANEL_ARGS, const int has_gd)
+{
+    const int64_t lx = LANE(SO_X), lt = LANE(SO_T), lg = LANE(SO_G), lgd = LANE(SO_GD);
+    const int64_t lxb = LANE(SO_XB), lxbd = LANE(SO_XBD);
+    const int64_t n = b->n;
+    const int64_t sx = b->step[SO_X], st = b->step[SO_T], sg = b->step[SO_G];
+    const int64_t sgd = b->step[SO_GD], sxb = b->step[SO_XB], sxbd = b->step[SO_XBD];
+    STATE(A, R, 0);
+    STATE(A, Rd, 1);
+    if (n == 0)
+        return;
+    {
+        const char *x = PANEL_BASE(SO_X), *t = PANEL_BASE(SO_T);
+        char *xb = PANEL_BASE(SO_XB), *xbd = PANEL_BASE(SO_XBD);
+        for (int64_t l = 0; l < w; l++) {
+            R[l] = ONE; /* the running product P and its JVP D, in A */
+            Rd[l] = ZERO;
+        }
+        for (int64_t r = 0; r < n; r++) {
+            for (int64_t l = 0; l < w; l++) {
+                const A v = LD(x + l * lx), tv = LD(t + l * lt);
+                ST(xb + l * lxb, R[l]);
+                ST(xbd + l * lxbd, Rd[l]);
+                const A nD = ADD(MUL(Rd[l], v), MUL(R[l], tv));
+                R[l] = MUL(R[l], v);
+                Rd[l] = nD;
+            }
+            x += sx;
+            t += st;
+            xb += sxb;
+            xbd += sxbd;
+        }
+    }
+    const char *x = PANEL_LAST(SO_X), *t = PANEL_LAST(SO_T), *g = PANEL_LAST(SO_G);
+    const char *gd = has_gd ? PANEL_LAST(SO_GD) : NULL;
+    char *xb = PANEL_LAST(SO_XB), *xbd = PANEL_LAST(SO_XBD);
+    /* the last row: R_{n} = 0; exclusive, no output depends on the last x */
+    for (int64_t l = 0; l < w; l++) {
+        R[l] = incl ? LD(g + l * lg) : ZERO;
+        Rd[l] = incl && has_gd ? LD(gd + l * lgd) : ZERO;
+        if (incl) {
+            const A E = LD(xb + l * lxb), Ed = LD(xbd + l * lxbd);
+            ST(xb + l * lxb, CONJMUL(E, R[l]));
+            ST(xbd + l * lxbd, ADD(CONJMUL(Ed, R[l]), CONJMUL(E, Rd[l])));
+        } else {
+            ST(xb + l * lxb, ZERO);
+            ST(xbd + l * lxbd, ZERO);
+        }
+    }
+    /* the other rows read x, t, g and g_dot of the row after them from memory
+     * (just read, in cache) rather than from more per-line state: the state of
+     * a panel of 1024 float64 lines must stay in L1 */
+    for (int64_t r = n - 2; r >= 0; r--) {
+        x -= sx;
+        t -= st;
+        g -= sg;
+        if (has_gd)
+            gd -= sgd;
+        xb -= sxb;
+        xbd -= sxbd;
+        for (int64_t l = 0; l < w; l++) {
+            const A xn = LD(x + sx + l * lx), tn = LD(t + st + l * lt);
+            /* exclusive: output i + 1 is the product of x[0..i], so its
+             * g and g_dot take the place of g_i, g_dot_i */
+            const A gv = LD(g + (incl ? 0 : sg) + l * lg);
+            const A gdv = has_gd ? LD(gd + (incl ? 0 : sgd) + l * lgd) : ZERO;
+            const A E = LD(xb + l * lxb), Ed = LD(xbd + l * lxbd);
+            const A nR = ADD(gv, CONJMUL(xn, R[l]));
+            const A nRd = ADD(ADD(gdv, CONJMUL(tn, R[l])), CONJMUL(xn, Rd[l]));
+            ST(xb + l * lxb, CONJMUL(E, nR));
+            ST(xbd + l * lxbd, ADD(CONJMUL(Ed, nR), CONJMUL(E, nRd)));
+            R[l] = nR;
+            Rd[l] = nRd;
+        }
+    }
+}
+/* g_dot present or not as a constant, so the inner loops have no test */
+SCAN_INLINE void KN(prod_vjp_jvp_panel_)(PANEL_ARGS)
+{
+    if (b->ptr[SO_GD] != NULL)
+        KN(prod_vjp_jvp_body_)(b, l0, w, incl, contig, sizeof_op, line, 1);
+    else
+        KN(prod_vjp_jvp_body_)(b, l0, w, incl, contig, sizeof_op, line, 0);
+}
+DEFINE_PANEL_KERNEL(KN(prod_vjp_jvp_), KN(prod_vjp_jvp_panel_), 6, sizeof(T), sizeof(T),
+                    sizeof(T), sizeof(T), sizeof(T), sizeof(T))
+#endif
+
 static const scan_cell KN(prod_cells_)[SCAN_NUM_MODES] = {
 #if HAS_NARROW
     [MODE_FORWARD] = {.kernel = KN(prod_fwd_), .split = {KN(prod_reduce_), line_combine_prod}},
@@ -748,5 +846,6 @@ static const scan_cell KN(prod_cells_)[SCAN_NUM_MODES] = {
 #if HAS_DERIV
     [MODE_JVP] = {.kernel = KN(prod_jvp_)},
     [MODE_VJP] = {.kernel = KN(prod_vjp_), .walks_back = 1},
+    [MODE_VJP_JVP] = {.kernel = KN(prod_vjp_jvp_), .walks_back = 1},
 #endif
 };

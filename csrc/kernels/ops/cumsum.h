@@ -91,6 +91,22 @@ static void KN(sum_vjp_)(const scan_block *b)
 }
 #endif
 
+#if HAS_DERIV
+/* ======================= cumsum: D_x = 0 =======================
+ * x_bar = VJP(g), x_bar_dot = VJP(g_dot): the first-order kernel twice. */
+static void KN(sum_vjp_jvp_)(const scan_block *b)
+{
+    scan_block p = so_pick(b, SO_X, -1, SO_G, SO_XB);
+    KN(sum_vjp_)(&p);
+    if (b->ptr[SO_GD] != NULL) {
+        p = so_pick(b, SO_X, -1, SO_GD, SO_XBD);
+        KN(sum_vjp_)(&p);
+    } else {
+        KN(so_zero_)(b, SO_XBD);
+    }
+}
+#endif
+
 static const scan_cell KN(sum_cells_)[SCAN_NUM_MODES] = {
 #if HAS_NARROW
     [MODE_FORWARD] = {.kernel = KN(sum_fwd_), .split = {KN(sum_reduce_), line_combine_sum}},
@@ -100,5 +116,6 @@ static const scan_cell KN(sum_cells_)[SCAN_NUM_MODES] = {
 #if HAS_DERIV
     [MODE_JVP] = {.kernel = KN(sum_jvp_)},
     [MODE_VJP] = {.kernel = KN(sum_vjp_), .walks_back = 1},
+    [MODE_VJP_JVP] = {.kernel = KN(sum_vjp_jvp_), .walks_back = 1},
 #endif
 };

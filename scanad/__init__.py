@@ -26,6 +26,7 @@ except ImportError as _error:
     raise _missing from _error
 from ._autodiff import check_grads, grad, jvp, vjp
 from ._chunk import chunk_global_cumsum, chunk_local_cumsum
+from ._linear import linear_scan
 from ._ops import cummax, cummin, cumprod, cumsum, logcumsumexp
 from ._registry import OPS, OpSpec
 from ._version import __version__
@@ -45,6 +46,7 @@ __all__ = [
     "get_num_threads",
     "grad",
     "jvp",
+    "linear_scan",
     "logcumsumexp",
     "set_num_threads",
     "vjp",

@@ -168,6 +168,7 @@
 #include "sum_prod.h"
 #include "max_min.h"
 #include "logsumexp.h"
+#include "ops/linear_scan.h"
 #undef NARROW_LOAD
 #undef NARROW_STORE
 #undef SFX
@@ -203,6 +204,7 @@
 #include "sum_prod.h"
 #include "max_min.h"
 #include "logsumexp.h"
+#include "ops/linear_scan.h"
 #undef SFX
 #undef T
 #undef LD
@@ -227,6 +229,7 @@
 #include "sum_prod.h"
 #include "max_min.h"
 #include "logsumexp.h"
+#include "ops/linear_scan.h"
 #undef NARROW_LOAD
 #undef NARROW_STORE
 #undef SFX
@@ -266,6 +269,7 @@
 #define LST(p, v) ST(p, v)
 #include "sum_prod.h"
 #include "logsumexp.h"
+#include "ops/linear_scan.h"
 #undef SFX
 #undef T
 #undef LD
@@ -277,6 +281,7 @@
 #define ST(p, a) (*(cdouble *)(p) = (a))
 #include "sum_prod.h"
 #include "logsumexp.h"
+#include "ops/linear_scan.h"
 #undef SFX
 #undef T
 #undef LD
@@ -338,4 +343,10 @@ const scan_table SCAN_TABLE_NAME = {
         [SCAN_PROD] = {[MODE_VJP] = 1},
         [SCAN_LOGSUMEXP] = {[MODE_VJP] = 1},
     },
+#define LS_ROW(s) {linear_fwd0_##s, linear_fwd1_##s}
+    .linear = {[DT_F16] = LS_ROW(f16), [DT_F32] = LS_ROW(f32), [DT_F64] = LS_ROW(f64),
+               [DT_C64] = LS_ROW(c64), [DT_C128] = LS_ROW(c128)},
+    .linear_split = {[DT_F32] = {{linear_reduce0_f32, linear_combine}, {linear_reduce1_f32, linear_combine}},
+                     [DT_F64] = {{linear_reduce0_f64, linear_combine}, {linear_reduce1_f64, linear_combine}}},
+#undef LS_ROW
 };

@@ -90,5 +90,10 @@ int binding_output_init(void);
  * decides the lanes.  -1 with MemoryError if the driver ran out of memory. */
 int run(scan_kernel k, const scan_split *split, int walk_back, PyArrayObject *const *ops,
         int nops, int lane_operand, int axis, int reverse, int inclusive, const segments_t *seg);
+/* the kernel table chosen at import */
+const scan_table *binding_table(void);
+
+/* ---- bind_linear_scan.c ---- */
+PyObject *py_linear_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
 #endif

@@ -2,10 +2,10 @@
  * recurrence h_t = a_t h_{t-1} + b_t: broadcasting of a against b, h0 per
  * line or per segment, the final state, out=.  The kernels are in
  * kernels/ops/linear_scan.h. */
+#include "binding.h" /* Python.h first */
+
 #include <stdlib.h>
 #include <string.h>
-
-#include "binding.h"
 
 /* The strides that lay x (right-aligned) over the nd dims of shape, 0 where
  * x has 1 or lacks the dim; -1 and a ValueError naming `what` if it does

@@ -129,26 +129,39 @@ SCAN_INLINE void KN(linear_panels_)(const scan_block *b, const int lg)
 }
 
 #if defined(NARROW_LOAD)
-/* cnt elements of operand k from p, `st` bytes apart (a constant after
- * inlining for the common steps), to doubles */
-SCAN_INLINE void KN(linear_widen_)(double *dst, const char *p, const int64_t st, int64_t cnt)
+/* A tile in: cnt factors (exp'ed with lg) and offsets widened to double
+ * from x, y (sa, sb bytes apart: constants after inlining for the common
+ * steps), in one pass that also tells whether the tile is tame (the
+ * bounds above; NaN compares false: wild). */
+SCAN_INLINE int KN(linear_tile_in_)(double *ta, double *tb, const char *x, const int64_t sa,
+                                    const char *y, const int64_t sb, int64_t cnt, const int lg)
 {
-    for (int64_t i = 0; i < cnt; i++)
-        dst[i] = LD(p + i * st);
+    int tame = 1;
+    for (int64_t i = 0; i < cnt; i++) {
+        double av = LD(x + i * sa);
+        const double bv = LD(y + i * sb);
+        if (lg)
+            av = exp(av);
+        ta[i] = av;
+        tb[i] = bv;
+        const double fa = fabs(av);
+        tame &= (fa <= LS_A_HI) & ((fa >= LS_A_LO) | (fa == 0.0)) & (fabs(bv) <= LS_B_HI);
+    }
+    return tame;
 }
-SCAN_INLINE void KN(linear_load_)(double *dst, const char *p, int64_t st, int64_t cnt)
+SCAN_INLINE int KN(linear_load_)(double *ta, double *tb, const char *x, int64_t sa, const char *y,
+                                 int64_t sb, int64_t cnt, const int lg)
 {
     const int64_t sz = (int64_t)sizeof(T);
-    if (st == sz)
-        KN(linear_widen_)(dst, p, sz, cnt);
-    else if (st == -sz)
-        KN(linear_widen_)(dst, p, -sz, cnt);
-    else if (st == 0) {
-        const double v = LD(p);
-        for (int64_t i = 0; i < cnt; i++)
-            dst[i] = v;
-    } else
-        KN(linear_widen_)(dst, p, st, cnt);
+    if (sa == sz && sb == sz)
+        return KN(linear_tile_in_)(ta, tb, x, sz, y, sz, cnt, lg);
+    if (sa == -sz && sb == -sz)
+        return KN(linear_tile_in_)(ta, tb, x, -sz, y, -sz, cnt, lg);
+    if (sa == 0 && sb == sz)
+        return KN(linear_tile_in_)(ta, tb, x, 0, y, sz, cnt, lg);
+    if (sa == 0 && sb == -sz)
+        return KN(linear_tile_in_)(ta, tb, x, 0, y, -sz, cnt, lg);
+    return KN(linear_tile_in_)(ta, tb, x, sa, y, sb, cnt, lg);
 }
 SCAN_INLINE void KN(linear_narrow_)(char *p, const int64_t st, const double *src, int64_t cnt)
 {
@@ -178,18 +191,10 @@ static double KN(linear_line_)(const scan_block *b, const int lg, double S, char
     int zero = 0;
     for (int64_t i0 = 0; i0 < b->n; i0 += LS_TILE) {
         const int64_t cnt = b->n - i0 < LS_TILE ? b->n - i0 : LS_TILE;
-        KN(linear_load_)(ta, x, b->step[0], cnt);
-        KN(linear_load_)(tb, y, b->step[1], cnt);
+        const int tame = lg ? KN(linear_load_)(ta, tb, x, b->step[0], y, b->step[1], cnt, 1)
+                            : KN(linear_load_)(ta, tb, x, b->step[0], y, b->step[1], cnt, 0);
         x += cnt * b->step[0];
         y += cnt * b->step[1];
-        if (lg)
-            for (int64_t i = 0; i < cnt; i++)
-                ta[i] = exp(ta[i]);
-        int tame = 1; /* NaN compares false: wild */
-        for (int64_t i = 0; i < cnt; i++) {
-            const double fa = fabs(ta[i]);
-            tame &= (fa <= LS_A_HI) & ((fa >= LS_A_LO) | (fa == 0.0)) & (fabs(tb[i]) <= LS_B_HI);
-        }
         if (P != NULL) {
             int64_t i = 0;
             for (; i + 8 <= cnt; i += 8)

@@ -71,6 +71,7 @@ static scan_block make_block(const plan_t *pl, char *const base[SCAN_MAX_OPERAND
     b.index_step = p->reverse ? -1 : 1;
     b.scratch = scratch;
     b.carry = NULL;
+    b.last = 1;
     for (int k = 0; k < SCAN_MAX_OPERANDS; k++) {
         if (k < p->noperands && base[k] != NULL) {
             b.ptr[k] = base[k] + first * pl->axis_stride[k] + lane0 * pl->lane_stride[k];
@@ -86,9 +87,10 @@ static scan_block make_block(const plan_t *pl, char *const base[SCAN_MAX_OPERAND
 }
 
 static void run_piece(const plan_t *pl, char *const base[SCAN_MAX_OPERANDS], int64_t start,
-                      int64_t stop, int64_t lane0, int64_t width, char *scratch)
+                      int64_t stop, int64_t lane0, int64_t width, char *scratch, int last)
 {
-    const scan_block b = make_block(pl, base, start, stop, lane0, width, scratch);
+    scan_block b = make_block(pl, base, start, stop, lane0, width, scratch);
+    b.last = last;
     pl->kernel(&b);
 }
 
@@ -124,7 +126,9 @@ static scan_block piece_block(const split_t *sp, int64_t j)
     /* scan positions to axis positions */
     const int64_t start = pl->p->reverse ? sp->n - s1 : s0;
     const int64_t stop = pl->p->reverse ? sp->n - s0 : s1;
-    return make_block(pl, base, start, stop, 0, 1, NULL);
+    scan_block b = make_block(pl, base, start, stop, 0, 1, NULL);
+    b.last = s1 == sp->n;
+    return b;
 }
 
 static void split_totals(void *ctx, int64_t begin, int64_t end)
@@ -232,16 +236,20 @@ static void run_items(void *ctx, int64_t begin, int64_t end)
         const int64_t lane0 = group * pl->lanes_per_item;
         const int64_t width = pl->m - lane0 < pl->lanes_per_item ? pl->m - lane0 : pl->lanes_per_item;
         const int64_t s0 = pl->seg[seg], s1 = pl->seg[seg + 1];
+        for (int k = 0; k < p->noperands; k++)
+            if (base[k] != NULL)
+                base[k] += seg * p->seg_stride[k];
         if (p->chunk_size > 0) {
             /* written so that c + chunk_size is formed only when it is
              * below s1: a chunk_size near INT64_MAX must not overflow */
             for (int64_t c = s0; c < s1;) {
                 const int64_t c1 = s1 - c <= p->chunk_size ? s1 : c + p->chunk_size;
-                run_piece(pl, base, c, c1, lane0, width, scratch);
+                /* the last chunk in scan order: the lowest one when reversed */
+                run_piece(pl, base, c, c1, lane0, width, scratch, p->reverse ? c == s0 : c1 == s1);
                 c = c1;
             }
         } else if (s1 > s0) {
-            run_piece(pl, base, s0, s1, lane0, width, scratch);
+            run_piece(pl, base, s0, s1, lane0, width, scratch, 1);
         }
     }
     free(scratch);

@@ -21,6 +21,13 @@ static const scan_cell *cell_of(int op, int typenum, scan_mode mode)
     return &table->cells[op][dt][mode];
 }
 
+const scan_cell *linear_cells(int dt)
+{
+    if (dt < 0 || dt >= SCAN_NUM_DTYPES || table->linear[dt][0].kernel == NULL)
+        return NULL;
+    return table->linear[dt];
+}
+
 int run(const scan_cell *cell, PyArrayObject *const *ops, int nops, int lane_operand, int axis,
         int reverse, int inclusive, const segments_t *seg)
 {
@@ -527,6 +534,9 @@ static PyMethodDef methods[] = {
      "vjp(op, x, y, g, axis, reverse, inclusive, cu_seqlens, chunk_size) -> x_bar"},
     {"vjp_jvp", (PyCFunction)(void (*)(void))py_vjp_jvp, METH_FASTCALL,
      "vjp_jvp(op, x, t, g, g_dot, axis, reverse, inclusive, cu_seqlens, chunk_size) -> (x_bar, x_bar_dot)"},
+    {"linear_scan", (PyCFunction)(void (*)(void))py_linear_scan, METH_FASTCALL,
+     "linear_scan(a, b, h0, axis, reverse, inclusive, log_a, return_final, dtype, out, cu_seqlens, "
+     "chunk_size) -> h or (h, h_final)"},
     {"build_info", py_build_info, METH_NOARGS, "the kernel variant chosen at import and the build"},
     {"set_num_threads", py_set_num_threads, METH_O, "set the number of kernel threads"},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "the number of kernel threads"},

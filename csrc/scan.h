@@ -46,6 +46,10 @@ typedef struct {
     /* NULL, or the state to start from: a later piece of one long line
      * split between threads (only kernels with a scan_split read it) */
     const struct scan_carry *carry;
+    /* 1 unless the block is an earlier chunk of its segment or an earlier
+     * piece of a split line (in scan order): where linear_scan writes the
+     * segment's final state */
+    int last;
 } scan_block;
 
 typedef void (*scan_kernel)(const scan_block *b);
@@ -60,6 +64,9 @@ typedef struct scan_carry {
     double v, s;
     int64_t i;
 } scan_carry;
+/* linear_scan (kernels/ops/linear_scan.h) carries the affine map of a
+ * piece, h -> s h + v: s the product of its a, v its state from h = 0
+ * (real float32/float64 lines only). */
 
 typedef struct {
     /* the total of block b's single line; 0 if b's layout is not one whose
@@ -86,6 +93,9 @@ typedef struct {
 typedef struct {
     const char *isa;
     const scan_cell *cells[SCAN_NUM_OPS][SCAN_NUM_DTYPES];
+    /* linear_scan's forward per dtype, [0] plain and [1] log_a; operands 0 a,
+     * 1 b, 2 h, 3 h0, 4 h_final (3 and 4 step 0, may be absent) */
+    const scan_cell *linear[SCAN_NUM_DTYPES];
 } scan_table;
 
 extern const scan_table scan_table_baseline;
@@ -127,6 +137,9 @@ typedef struct {
     int lane_operand;                      /* operand whose layout decides the lanes */
     const scan_split *split;               /* NULL: a line is never split */
     int walk_back;                         /* the kernel's walks_back entry */
+    /* byte offset per segment of an operand with one entry per segment
+     * (linear_scan's h0 and h_final under cu_seqlens); 0: the same for all */
+    int64_t seg_stride[SCAN_MAX_OPERANDS];
 } scan_problem;
 
 /* driver.c: run kernel k over the whole problem with up to nthreads threads.

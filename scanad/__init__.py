@@ -27,6 +27,7 @@ except ImportError as _error:
     raise _missing from _error
 from ._autodiff import check_grads, grad, hvp, jvp, vjp, vjp_jvp
 from ._chunk import chunk_global_cumsum, chunk_local_cumsum
+from ._linear import linear_scan
 from ._ops import cummax, cummin, cumprod, cumsum, logcumsumexp
 from ._registry import OPS, OpSpec
 from ._version import __version__
@@ -47,6 +48,7 @@ __all__ = [
     "grad",
     "hvp",
     "jvp",
+    "linear_scan",
     "logcumsumexp",
     "set_num_threads",
     "vjp",

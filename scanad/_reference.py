@@ -22,6 +22,7 @@ __all__ = [
     "cumprod",
     "cumsum",
     "jacobian",
+    "linear_scan",
     "logcumsumexp",
 ]
 
@@ -278,6 +279,80 @@ def chunk_global_cumsum(s: Any, reverse: bool = False, cu_seqlens: Any = None,
 
 
 # ------------------------------------------------------------------ Jacobians
+def _linear_dtype(a: Any, b: Any, h0: Any, dtype: Any) -> np.dtype:
+    if dtype is not None:
+        return np.dtype(dtype)
+    scalars = (bool, int, float, complex, np.ndarray, np.generic)
+    parts = [v if isinstance(v, scalars) else np.asarray(v)
+             for v in (a, b, h0) if v is not None]
+    rt = np.result_type(*parts)
+    return np.dtype(np.float64) if rt.kind in "biu" else rt
+
+
+_LINEAR_ACC = {"e": np.float32, "f": np.float64, "d": np.float64, "F": np.complex128,
+               "D": np.complex128}
+
+
+def _times(a: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """a * s, complex by its real parts (each product and sum rounded once,
+    no fused multiply-add), as the kernels compute it."""
+    if a.dtype.kind != "c":
+        return a * s
+    out = np.empty(np.broadcast(a, s).shape, dtype=a.dtype)
+    out.real = a.real * s.real - a.imag * s.imag
+    out.imag = a.real * s.imag + a.imag * s.real
+    return out
+
+
+def linear_scan(a: Any, b: Any, axis: Optional[int] = None, *, h0: Any = None,
+                reverse: bool = False, inclusive: bool = True, log_a: bool = False,
+                return_final: bool = False, dtype: Any = None, cu_seqlens: Any = None,
+                chunk_size: Optional[int] = None
+                ) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
+    """h[t] = a[t] h[t-1] + b[t], one step at a time (docs/semantics.md):
+    a, b, h0 cast to the result dtype, then widened (float16 to float32,
+    float32 to float64, complex64 to complex128); a[t] == 0 resets."""
+    rt = _linear_dtype(a, b, h0, dtype)
+    acc = np.dtype(_LINEAR_ACC[rt.char])
+    A = np.asarray(a).astype(rt).astype(acc)
+    if log_a:
+        A = np.exp(A.astype(np.complex128 if acc.kind == "c" else np.float64)).astype(acc)
+    B = np.asarray(b).astype(rt).astype(acc)
+    A, B = np.broadcast_arrays(A, B)
+    if axis is None or B.ndim == 0:
+        A, B, axis = A.reshape(-1), B.reshape(-1), 0
+    axis = axis % B.ndim
+    Am, Bm = np.moveaxis(A, axis, -1), np.moveaxis(B, axis, -1)
+    n, rest = Bm.shape[-1], Bm.shape[:-1]
+    segs = [0, n] if cu_seqlens is None else [int(v) for v in np.asarray(cu_seqlens)]
+    nseg = len(segs) - 1
+    H0 = np.zeros((), acc) if h0 is None else np.asarray(h0).astype(rt).astype(acc)
+    if cu_seqlens is None:
+        H0s = np.broadcast_to(H0, rest)[None]
+    else:
+        H0s = np.broadcast_to(H0, (nseg,) + tuple(rest))
+    out = np.empty(Bm.shape, dtype=acc)
+    final = np.array(H0s, dtype=acc)
+    for k in range(nseg):
+        s0, s1 = segs[k], segs[k + 1]
+        chunks = _pieces(s1 - s0, None, chunk_size)
+        for c0, c1 in (chunks[::-1] if reverse else chunks):
+            idx = range(s0 + c0, s0 + c1)
+            S = np.array(H0s[k], dtype=acc)
+            for t in (reversed(idx) if reverse else idx):
+                with np.errstate(all="ignore"):  # 0 * inf where a resets
+                    nxt = np.where(Am[..., t] == 0, Bm[..., t], _times(Am[..., t], S) + Bm[..., t])
+                out[..., t] = nxt if inclusive else S
+                S = nxt
+            final[k] = S  # the last chunk in scan order is written last
+    with np.errstate(over="ignore"):  # a float32 state beyond float16: inf, as the kernel
+        h = np.moveaxis(out, -1, axis).astype(rt)
+        f = final.astype(rt)
+    if not return_final:
+        return h
+    return h, (f if cu_seqlens is not None else f[0])
+
+
 def _inclusive_jacobian(opname: str, z: np.ndarray) -> np.ndarray:
     """dy_j/dz_i of the forward inclusive scan, from the definitions."""
     n = z.shape[0]

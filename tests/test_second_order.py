@@ -6,7 +6,7 @@ Oracles, independent of the kernels' recurrences:
   (cumprod: the product over the prefix without x_i and x_k; logcumsumexp:
   p_ji (delta_ik - p_jk) with p_ji = exp(x_i - y_j); sums and extremes: 0),
   in float64 on short lines, over every flag and segment layout;
-* central differences of the exact first-order pullback (DESIGN §7's
+* central differences of the exact first-order pullback (docs/derivatives.md's
   definition), for complex inputs too;
 * torch's double backward where torch is right.
 """
@@ -113,8 +113,8 @@ def oracle(op: str, x: np.ndarray, t: np.ndarray, g: np.ndarray, gd: np.ndarray,
 
 def pullback_fd(op: str, x: np.ndarray, t: np.ndarray, g: np.ndarray, gd: np.ndarray,
                 h: float = 1e-6, **kw: Any) -> np.ndarray:
-    """DESIGN §7's definition: VJP(x, g_dot) + central difference of VJP(., g)
-    along t, in float64/complex128."""
+    """The definition (docs/derivatives.md, "Second order"): VJP(x, g_dot) +
+    central difference of VJP(., g) along t, in float64/complex128."""
     def pb(xx: np.ndarray, v: np.ndarray) -> np.ndarray:
         return sa.vjp(op, xx, **kw)[1](v)
     return pb(x, gd) + (pb(x + h * t, g) - pb(x - h * t, g)) / (2 * h)
@@ -269,7 +269,7 @@ def test_cumprod_with_several_zeros_is_exact(zeros: List[int], reverse: bool,
 
 def _lse_standin(x: np.ndarray, big: float = 60.0) -> np.ndarray:
     """Finite stand-ins for infinite entries, tied values moving together:
-    DESIGN §7's limit.  exp(-60) ~ 1e-26 leaves the result within 1e-24."""
+    docs/derivatives.md's limit.  exp(-60) ~ 1e-26 leaves the result within 1e-24."""
     return np.where(x == -np.inf, -big, np.where(x == np.inf, big, x))
 
 
@@ -345,7 +345,7 @@ def test_cummax_ties_and_nan_keep_the_first_order_owner(op: str) -> None:
 def test_complex_against_central_differences(op: str, dtype: Any, reverse: bool,
                                              inclusive: bool) -> None:
     """Conjugate-linear in t: the finite difference along x + e t of the
-    exact pullback J^H g (DESIGN §7), lines and panels."""
+    exact pullback J^H g (docs/derivatives.md), lines and panels."""
     rng = np.random.default_rng(9)
     x = smooth_x(op, rng, (5, 6), dtype)
     t, g, gd = rand(rng, x.shape, dtype), rand(rng, x.shape, dtype), rand(rng, x.shape, dtype)

@@ -44,6 +44,7 @@
 #include "ops/cumprod.h"
 #include "ops/cummax_cummin.h"
 #include "ops/logcumsumexp.h"
+#include "ops/linear_scan.h"
 
 #undef SFX
 #undef KIND

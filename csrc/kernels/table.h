@@ -55,7 +55,10 @@
 #define CELLS_OF_DTYPE_(E, sfx, npy, name, kind, size, prefix) [DT_##E] = prefix##_cells_##sfx,
 #define CELLS_OF_OP_(E, prefix, name, rule, identity, a) [SCAN_##E] = {SCAN_DTYPES(CELLS_OF_DTYPE_, prefix)},
 
+#define LINEAR_CELLS_(E, sfx, npy, name, kind, size, a) [DT_##E] = linear_cells_##sfx,
+
 const scan_table SCAN_TABLE_NAME = {
     .isa = SCAN_ISA_NAME,
     .cells = {SCAN_OPS(CELLS_OF_OP_, )},
+    .linear = {SCAN_DTYPES(LINEAR_CELLS_, )},
 };

@@ -1,0 +1,514 @@
+"""linear_scan, h[t] = a[t] h[t-1] + b[t] (docs/semantics.md): the
+exact reductions, every flag, axis, layout and dtype against the NumPy-loop
+reference, segments, resets, overflow, threads, bad input and leaks.
+
+Accuracy contract (docs/semantics.md, "linear_scan accuracy"): down columns
+(panels: every lane is the plain loop) and for float16 and complex lines the
+result is the reference's bit for bit; float32/float64 lines are scanned in
+groups of eight composed affine maps, which differ from the loop by
+rounding only:  |h - ref| <= C u (t + 1) H[t], with u the accumulator's unit
+roundoff, t the step in scan order within the piece, and H the recurrence
+run on |a|, |b|, |h0| (the size of the terms each output sums); plus, for a
+float32 result, one float32 rounding (both round a double to float32).
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import tracemalloc
+from typing import Any, Optional
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import scanad as sa
+from scanad import _reference as ref
+
+# measured: the largest ratio over the tests below is about 2.5 (see
+# test_line_error_bound_is_tight); 4 keeps a margin without hiding a bug
+C_LINE = 4.0
+U = {np.float16: 2.0**-24, np.float32: 2.0**-53, np.float64: 2.0**-53,
+     np.complex64: 2.0**-53, np.complex128: 2.0**-53}
+
+FLOATS = [np.float16, np.float32, np.float64, np.complex64, np.complex128]
+
+
+@pytest.fixture
+def restore_threads():
+    n = sa.get_num_threads()
+    yield
+    sa.set_num_threads(n)
+
+
+def _rand(rng: np.random.Generator, shape: Any, dtype: Any, lo: float = -1.0,
+          hi: float = 1.0) -> np.ndarray:
+    x = rng.uniform(lo, hi, shape)
+    if np.dtype(dtype).kind == "c":
+        x = x + 1j * rng.uniform(lo, hi, shape)
+    return np.asarray(x).astype(dtype)
+
+
+def _magnitude(a: Any, b: Any, axis: Optional[int], h0: Any, reverse: bool, log_a: bool,
+               cu_seqlens: Any, chunk_size: Optional[int], rt: np.dtype,
+               inclusive: bool = True) -> np.ndarray:
+    """H: the recurrence on |a|, |b|, |h0| (float64)."""
+    A = np.asarray(a).astype(rt)
+    if log_a:
+        A = np.exp(A.astype(np.complex128 if rt.kind == "c" else np.float64))
+    A = np.abs(A.astype(np.complex128 if rt.kind == "c" else np.float64))
+    B = np.abs(np.asarray(b).astype(rt)).astype(np.float64)
+    H0 = None if h0 is None else np.abs(np.asarray(h0).astype(rt)).astype(np.float64)
+    return ref.linear_scan(A, B, axis, h0=H0, reverse=reverse, cu_seqlens=cu_seqlens,
+                           chunk_size=chunk_size, inclusive=inclusive)
+
+
+def _steps(shape: tuple, axis: int, reverse: bool, cu_seqlens: Any,
+           chunk_size: Optional[int]) -> np.ndarray:
+    """t + 1: the step count within its piece, broadcast along axis."""
+    n = shape[axis]
+    t = np.zeros(n)
+    bounds = [0, n] if cu_seqlens is None else list(np.asarray(cu_seqlens))
+    for s0, s1 in zip(bounds[:-1], bounds[1:]):
+        for c0 in range(s0, s1, chunk_size or max(s1 - s0, 1)):
+            c1 = min(s1, c0 + (chunk_size or s1 - s0))
+            k = np.arange(1, c1 - c0 + 1)
+            t[c0:c1] = k[::-1] if reverse else k
+    sh = [1] * len(shape)
+    sh[axis] = n
+    return t.reshape(sh)
+
+
+def check(a: Any, b: Any, axis: Optional[int] = None, *, exact: bool, **kw: Any) -> np.ndarray:
+    """linear_scan against the reference: bitwise when exact, else within
+    the bound of the module docstring.  Returns the result."""
+    got = sa.linear_scan(a, b, axis, **kw)
+    want = ref.linear_scan(a, b, axis, **kw)
+    if kw.get("return_final"):
+        got, gf = got
+        want, wf = want
+        assert gf.dtype == wf.dtype and gf.shape == wf.shape
+        if exact:
+            np.testing.assert_array_equal(gf, wf)
+        elif kw.get("inclusive", True) and kw.get("cu_seqlens") is None and got.size:
+            # the final state is the last output in scan order, bit for bit
+            ax = 0 if axis is None or got.ndim <= 1 else axis % got.ndim
+            last = 0 if kw.get("reverse") else got.shape[ax] - 1
+            flat = got.reshape(-1) if axis is None else got
+            np.testing.assert_array_equal(gf, np.take(flat, last, axis=ax))
+    assert got.dtype == want.dtype and got.shape == want.shape, (got.dtype, got.shape, want.shape)
+    if exact:
+        np.testing.assert_array_equal(got, want)
+        return got
+    rt = got.dtype
+    kw2 = {k: kw.get(k) for k in ("h0", "reverse", "log_a", "cu_seqlens", "chunk_size")}
+    kw2["reverse"] = bool(kw2["reverse"])
+    kw2["log_a"] = bool(kw2["log_a"])
+    H = _magnitude(a, b, axis, kw2["h0"], kw2["reverse"], kw2["log_a"], kw2["cu_seqlens"],
+                   kw2["chunk_size"], rt, kw.get("inclusive", True))
+    ax = 0 if axis is None or got.ndim == 0 else axis % got.ndim
+    t = _steps(got.shape, ax, kw2["reverse"], kw2["cu_seqlens"], kw2["chunk_size"])
+    with np.errstate(invalid="ignore"):  # inf - inf where both overflowed
+        return _within(got, want, tol_terms=(H, t, rt, kw2["log_a"]))
+
+
+def _within(got: np.ndarray, want: np.ndarray, tol_terms: tuple) -> np.ndarray:
+    H, t, rt, log_a = tol_terms
+    if got.dtype.type in (np.float16, np.float32, np.complex64):
+        w = want.astype(np.complex128 if rt.kind == "c" else np.float64)
+        extra = np.spacing(np.abs(want).astype(rt).real) * (2 if rt.kind == "c" else 1)
+        extra = np.abs(extra).astype(np.float64)
+    else:
+        w = want
+        extra = 0.0
+    u = U[rt.type]
+    if log_a:
+        u = u * 2  # exp rounds once more, NumPy's exp and libm's may differ by an ulp
+    tol = C_LINE * u * t * H + extra
+    err = np.abs(got.astype(w.dtype) - w)
+    fin = np.isfinite(w)
+    assert np.array_equal(np.isfinite(got), fin)
+    assert np.all(err[fin] <= tol[fin] + 0.0), float(np.max(err[fin] - tol[fin]))
+    return got
+
+
+# ------------------------------------------------------------ exact reductions
+@pytest.mark.quick
+def test_reduces_to_cumsum_and_cumprod_bitwise() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(5001)
+    assert np.array_equal(sa.linear_scan(1, x), sa.cumsum(x))
+    assert np.array_equal(sa.linear_scan(1.0, x, reverse=True), sa.cumsum(x, reverse=True))
+    p = rng.uniform(0.5, 1.5, 5001)
+    assert np.array_equal(sa.linear_scan(p, 0, h0=1), sa.cumprod(p))
+    assert np.array_equal(sa.linear_scan(p, 0, h0=1, reverse=True), sa.cumprod(p, reverse=True))
+    # down columns both are the plain loop: NumPy's own
+    X = rng.standard_normal((300, 40))
+    assert np.array_equal(sa.linear_scan(1, X, axis=0), np.cumsum(X, axis=0))
+    P = rng.uniform(0.5, 1.5, (300, 40))
+    assert np.array_equal(sa.linear_scan(P, 0, axis=0, h0=1), np.cumprod(P, axis=0))
+
+
+@pytest.mark.quick
+def test_reverse_and_exclusive_are_flips_and_shifts() -> None:
+    rng = np.random.default_rng(1)
+    a, b = rng.uniform(-1, 1, (6, 50)), rng.standard_normal((6, 50))
+    h0 = rng.standard_normal(6)
+    fwd = sa.linear_scan(a[:, ::-1], b[:, ::-1], axis=1, h0=h0)
+    assert np.array_equal(sa.linear_scan(a, b, axis=1, h0=h0, reverse=True), fwd[:, ::-1])
+    inc = sa.linear_scan(a, b, axis=1, h0=h0)
+    exc = sa.linear_scan(a, b, axis=1, h0=h0, inclusive=False)
+    assert np.array_equal(exc[:, 1:], inc[:, :-1]) and np.array_equal(exc[:, 0], h0)
+
+
+@pytest.mark.quick
+def test_result_dtype() -> None:
+    x32 = np.ones(4, np.float32)
+    assert sa.linear_scan(0.5, x32).dtype == np.float32
+    assert sa.linear_scan(np.float64(0.5), x32).dtype == np.float64
+    assert sa.linear_scan(np.arange(4), np.arange(4)).dtype == np.float64
+    assert sa.linear_scan(0.5, x32, h0=1j).dtype == np.complex64  # weak Python scalars
+    assert sa.linear_scan(0.5j, x32).dtype == np.complex64
+    assert sa.linear_scan(True, [1, 2]).dtype == np.float64
+    assert sa.linear_scan(0.5, x32, dtype=np.float64).dtype == np.float64
+    np.testing.assert_array_equal(sa.linear_scan(2, 1), [1.0])
+
+
+# ------------------------------------------------------- against the reference
+LAYOUTS = ["full", "channel", "time", "scalar"]
+
+
+def _a_for(layout: str, shape: tuple, axis: int, rng: np.random.Generator, dtype: Any,
+           log_a: bool) -> Any:
+    lo, hi = (-0.5, 0.2) if log_a else (-1.1, 1.1)
+    if layout == "full":
+        return _rand(rng, shape, dtype, lo, hi)
+    if layout == "scalar":
+        return 0.75 if not log_a else -0.1
+    sh = list(shape)
+    if layout == "channel":  # constant along the axis
+        sh[axis] = 1
+    else:  # along the axis only
+        sh = [1] * len(shape)
+        sh[axis] = shape[axis]
+    return _rand(rng, tuple(sh), dtype, lo, hi)
+
+
+def _is_exact(dtype: Any, shape: tuple, axis: Optional[int], log_a: bool) -> bool:
+    """Panels (a non-last axis of a C-ordered result) and the float16 /
+    complex lines are the plain loop; float32/64 lines reassociate."""
+    if log_a:
+        return False
+    if np.dtype(dtype).type not in (np.float32, np.float64):
+        return True
+    if axis is None:
+        return False
+    ax = axis % len(shape)
+    return any(s > 1 for s in shape[ax + 1:])
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_flags_axes_layouts_quick(dtype: Any, layout: str) -> None:
+    rng = np.random.default_rng(2)
+    shape = (37, 21)
+    for axis in (0, 1, -1, None):
+        ax = 0 if axis is None else axis
+        b = _rand(rng, shape, dtype)
+        a = _a_for(layout, shape, ax, rng, dtype, False)
+        rest = shape[:ax % 2] + shape[ax % 2 + 1:]
+        h0 = _rand(rng, (), dtype) if axis is None else _rand(rng, rest, dtype)
+        for reverse in (False, True):
+            for inclusive in (True, False):
+                check(a, b, axis, exact=_is_exact(dtype, shape, axis, False), h0=h0,
+                      reverse=reverse, inclusive=inclusive, return_final=True)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("log_a", [False, True])
+@pytest.mark.parametrize("axis", [0, 1, 2, None])
+def test_flags_axes_layouts_3d(dtype: Any, layout: str, log_a: bool, axis: Optional[int]) -> None:
+    rng = np.random.default_rng(3)
+    shape = (9, 33, 6)
+    ax = 0 if axis is None else axis
+    b = _rand(rng, shape, dtype)
+    a = _a_for(layout, shape, ax, rng, dtype, log_a)
+    for reverse in (False, True):
+        for inclusive in (True, False):
+            for h0 in (None, _rand(rng, (), dtype)):
+                check(a, b, axis, exact=_is_exact(dtype, shape, axis, log_a), h0=h0,
+                      reverse=reverse, inclusive=inclusive, log_a=log_a, return_final=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+def test_strided_and_transposed_operands(dtype: Any) -> None:
+    rng = np.random.default_rng(4)
+    big = _rand(rng, (40, 30), dtype)
+    b = big[::2, ::-3]  # negative and non-unit strides
+    a = _rand(rng, (30, 40), dtype).T[::2, ::3]  # Fortran-ordered view
+    for axis in (0, 1):
+        for reverse in (False, True):
+            check(a, b, axis, exact=_is_exact(dtype, b.shape, axis, False) and axis == 0,
+                  reverse=reverse)
+
+
+# ---------------------------------------------------------------- segments
+@pytest.mark.quick
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_cu_seqlens_equals_separate_calls(dtype: Any, axis: int) -> None:
+    rng = np.random.default_rng(5)
+    cu = np.array([0, 0, 7, 7, 20, 41, 41])
+    shape = (41, 5) if axis == 0 else (5, 41)
+    a, b = _rand(rng, shape, dtype), _rand(rng, shape, dtype)
+    h0 = _rand(rng, (len(cu) - 1, 5), dtype)
+    for reverse in (False, True):
+        for inclusive in (True, False):
+            for chunk in (None, 3):
+                h, hf = sa.linear_scan(a, b, axis, h0=h0, cu_seqlens=cu, reverse=reverse,
+                                       inclusive=inclusive, chunk_size=chunk, return_final=True)
+                for k in range(len(cu) - 1):
+                    sl = [slice(None)] * 2
+                    sl[axis] = slice(cu[k], cu[k + 1])
+                    if cu[k] == cu[k + 1]:
+                        np.testing.assert_array_equal(hf[k], h0[k])  # empty: its h0
+                        continue
+                    hk, fk = sa.linear_scan(a[tuple(sl)], b[tuple(sl)], axis, h0=h0[k],
+                                            reverse=reverse, inclusive=inclusive,
+                                            chunk_size=chunk, return_final=True)
+                    np.testing.assert_array_equal(h[tuple(sl)], hk)
+                    np.testing.assert_array_equal(hf[k], fk)
+                check(a, b, axis, exact=_is_exact(dtype, shape, axis, False), h0=h0, cu_seqlens=cu,
+                      reverse=reverse, inclusive=inclusive, chunk_size=chunk, return_final=True)
+
+
+@pytest.mark.quick
+def test_chunks_restart_at_segment_h0_and_final_state() -> None:
+    a = np.full(10, 2.0)
+    b = np.ones(10)
+    h, hf = sa.linear_scan(a, b, h0=[1.0, 100.0], cu_seqlens=[0, 4, 10], chunk_size=3,
+                           return_final=True)
+    # segment 0: chunks [0,3) [3,4); segment 1: [4,7) [7,10), each from its h0
+    np.testing.assert_array_equal(h, [3, 7, 15, 3, 201, 403, 807, 201, 403, 807])
+    np.testing.assert_array_equal(hf, [3, 807])
+    h, hf = sa.linear_scan(a, b, h0=[1.0, 100.0], cu_seqlens=[0, 4, 10], chunk_size=3,
+                           return_final=True, reverse=True)
+    np.testing.assert_array_equal(h, [15, 7, 3, 3, 807, 403, 201, 807, 403, 201])
+    np.testing.assert_array_equal(hf, [15, 807])
+    hs, hfs = sa.linear_scan(a, b, h0=5.0, cu_seqlens=[0, 0, 10], return_final=True)
+    np.testing.assert_array_equal(hfs[0], 5.0)
+
+
+# ----------------------------------------------------------- resets, inf, NaN
+@pytest.mark.quick
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("axis", [0, 1])
+def test_zero_a_resets_exactly(dtype: Any, axis: int) -> None:
+    rng = np.random.default_rng(6)
+    n = 700
+    shape = (n, 3) if axis == 0 else (3, n)
+    a = _rand(rng, shape, dtype, 1.5, 3.0)  # grows to inf in float16, large elsewhere
+    zeros = (np.arange(n) % 97 < 5) | (np.arange(n) >= 690)
+    zsh = zeros[:, None] if axis == 0 else zeros[None, :]
+    a = np.where(zsh, 0, a).astype(dtype)
+    b = _rand(rng, shape, dtype, -2.0, 2.0)
+    h = sa.linear_scan(a, b, axis, h0=np.inf)
+    np.testing.assert_array_equal(h[np.broadcast_to(zsh, shape)], b[np.broadcast_to(zsh, shape)])
+    assert not np.isnan(h).any()
+    # even after NaN
+    h = sa.linear_scan(a, b, axis, h0=np.nan)
+    np.testing.assert_array_equal(h[np.broadcast_to(zsh, shape)], b[np.broadcast_to(zsh, shape)])
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_growth_to_inf_where_the_loop_overflows(dtype: Any, axis: int) -> None:
+    n = 3000
+    shape = (n, 2) if axis == 0 else (2, n)
+    a = np.full(shape, 1.9, dtype)
+    b = np.where(np.arange(n) % 2 == 0, 1.0, -0.5)
+    b = (b[:, None] if axis == 0 else b[None, :]) * np.ones(shape)
+    b = b.astype(dtype)
+    got = sa.linear_scan(a, b, axis)
+    want = ref.linear_scan(a, b, axis)
+    assert not np.isnan(got).any()
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    assert np.isinf(got).any()
+
+
+@pytest.mark.quick
+def test_wild_values_fall_back_to_exact_steps() -> None:
+    rng = np.random.default_rng(7)
+    n = 4000
+    a = rng.uniform(-1, 1, n)
+    a[100:140] = 1e20  # factors out of the grouped range
+    a[1000] = 1e-40
+    b = rng.standard_normal(n)
+    b[2000] = 1e300
+    b[3000] = np.inf
+    got = sa.linear_scan(a, b)
+    want = ref.linear_scan(a, b)
+    fin = np.isfinite(want)
+    np.testing.assert_array_equal(np.isfinite(got), fin)
+    np.testing.assert_allclose(got[fin], want[fin], rtol=1e-12, atol=0)
+    # inside one group of eight: an inf b, then a reset; a NaN factor, then a
+    # reset.  Composed maps would give 0 * inf = NaN up to the group's end.
+    a2, b2 = rng.uniform(-1, 1, 64), rng.standard_normal(64)
+    b2[10], a2[11] = np.inf, 0.0
+    a2[26], a2[27] = np.nan, 0.0
+    got, want = sa.linear_scan(a2, b2), ref.linear_scan(a2, b2)
+    assert np.isfinite(got[11:26]).all() and np.isfinite(got[27:]).all()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got[27:], want[27:], rtol=1e-13, atol=0)
+    # factors whose partial products overflow within a group, then a reset:
+    # the loop is inf, then b exactly; composed maps would give inf * 0 = NaN
+    a3 = np.tile([1e100, 1e100, 1e100, 1e100, 0.0, 0.5, 0.5, 0.5], 8)
+    got, want = sa.linear_scan(a3, np.ones(64)), ref.linear_scan(a3, np.ones(64))
+    assert not np.isnan(got).any()
+    np.testing.assert_array_equal(got, want)
+
+
+# ------------------------------------------------------------------ threads
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_split_line_matches_one_thread(restore_threads, dtype: Any, reverse: bool) -> None:
+    rng = np.random.default_rng(8)
+    n = (1 << 19) + 123
+    # decays slow enough that h0 still weighs ~0.3 where the second piece starts
+    a = rng.uniform(0.99999, 1.0, n).astype(dtype)
+    a[3 * n // 4] = 0.0  # a reset inside the second piece
+    b = rng.standard_normal(n).astype(dtype)
+    sa.set_num_threads(1)
+    one, f1 = sa.linear_scan(a, b, h0=1e6, reverse=reverse, return_final=True)
+    sa.set_num_threads(2)
+    two, f2 = sa.linear_scan(a, b, h0=1e6, reverse=reverse, return_final=True)
+    assert f1 == one[0 if reverse else -1] and f2 == two[0 if reverse else -1]
+    # the pieces' maps reassociate the carry: the bound of a line, with H
+    # computed by the kernel itself (no cancellation in it: accurate)
+    sa.set_num_threads(1)
+    H = sa.linear_scan(np.abs(a).astype(np.float64), np.abs(b).astype(np.float64), h0=1e6,
+                       reverse=reverse)
+    t = _steps((n,), 0, reverse, None, None)
+    extra = np.spacing(np.abs(one)).astype(np.float64) if dtype == np.float32 else 0.0
+    assert np.all(np.abs(two.astype(np.float64) - one) <= 2 * C_LINE * 2.0**-53 * t * H + extra)
+
+
+# -------------------------------------------------------- hypothesis: layouts
+@st.composite
+def _problems(draw: Any) -> tuple:
+    nd = draw(st.integers(1, 3))
+    shape = tuple(draw(st.lists(st.integers(0, 7), min_size=nd, max_size=nd)))
+    axis = draw(st.sampled_from(list(range(-nd, nd)) + [None]))
+    dtype = draw(st.sampled_from([np.float32, np.float64, np.complex128]))
+    # a: a broadcastable shape (1s where it is constant, fewer dims)
+    drop = draw(st.integers(0, nd))
+    ash = tuple(1 if draw(st.booleans()) else s for s in shape[drop:])
+    steps = tuple(draw(st.sampled_from([1, -1, 2])) for _ in shape)
+    flags = draw(st.booleans()), draw(st.booleans())
+    return shape, ash, axis, dtype, steps, *flags, draw(st.integers(0, 2**31))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_problems())
+def test_hypothesis_layouts(problem: tuple) -> None:
+    shape, ash, axis, dtype, steps, reverse, inclusive, seed = problem
+    rng = np.random.default_rng(seed)
+    big = _rand(rng, tuple(s * abs(k) for s, k in zip(shape, steps)), dtype)
+    b = big[tuple(slice(None, None, k) for k in steps)]
+    assert b.shape == shape
+    a = _rand(rng, ash, dtype, -1.2, 1.2)
+    check(a, b, axis, exact=False, reverse=reverse, inclusive=inclusive, return_final=True)
+
+
+# -------------------------------------------------------------- out= and bad input
+@pytest.mark.quick
+def test_out_and_in_place() -> None:
+    rng = np.random.default_rng(9)
+    a, b = rng.uniform(-1, 1, (5, 6)), rng.standard_normal((5, 6))
+    want = sa.linear_scan(a, b, 0)
+    out = np.empty((5, 6))
+    assert sa.linear_scan(a, b, 0, out=out) is out
+    np.testing.assert_array_equal(out, want)
+    bb = b.copy()
+    sa.linear_scan(a, bb, 0, out=bb)  # in place over b
+    np.testing.assert_array_equal(bb, want)
+    o32 = np.empty((5, 6), np.float32)
+    sa.linear_scan(a.astype(np.float32), b.astype(np.float32), 1, out=o32)
+    line = b.copy()
+    sa.linear_scan(a, line, 1, out=line)
+    np.testing.assert_array_equal(line, sa.linear_scan(a, b, 1))
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("call, exc, words", [
+    (lambda: sa.linear_scan(np.ones(3), np.ones(4)), ValueError, "broadcast"),
+    (lambda: sa.linear_scan(1, np.ones((3, 4)), 0, h0=np.ones(3)), ValueError, "h0"),
+    (lambda: sa.linear_scan(1, np.ones(3), dtype=np.int32), TypeError, "dtype"),
+    (lambda: sa.linear_scan(1, np.array(["a"])), TypeError, "numeric"),
+    (lambda: sa.linear_scan(1, np.ones(3), out=np.empty(4)), ValueError, "out"),
+    (lambda: sa.linear_scan(1, np.ones(3), out=np.broadcast_to(np.empty(3), (3,))), ValueError,
+     "out"),
+    (lambda: sa.linear_scan(1, np.ones(3), axis=1), ValueError, "axis"),
+    (lambda: sa.linear_scan(1, np.ones(3), cu_seqlens=[0, 2]), ValueError, "cu_seqlens"),
+    (lambda: sa.linear_scan(1, np.ones(3), cu_seqlens=[0, 2, 1, 3]), ValueError, "cu_seqlens"),
+    (lambda: sa.linear_scan(1, np.ones(3), chunk_size=0), ValueError, "chunk_size"),
+    (lambda: sa.linear_scan(1, np.ones((3, 2)), 0, cu_seqlens=[0, 1, 3], h0=np.ones((3, 2))),
+     ValueError, "h0"),
+    (lambda: sa.linear_scan(1, np.ones((3, 2)), 0, cu_seqlens=[0, 1, 3], h0=np.ones(2)),
+     ValueError, "h0"),
+    (lambda: sa.linear_scan(1j, np.ones(3), dtype=np.float64), TypeError, "dtype"),
+])
+def test_bad_input(call: Any, exc: type, words: str) -> None:
+    with pytest.raises(exc, match=words):
+        call()
+
+
+# -------------------------------------------------------------------- leaks
+def _calls(x: np.ndarray, out: np.ndarray) -> list:
+    return [
+        (lambda: sa.linear_scan(0.5, x, 0, out=out), False),
+        (lambda: sa.linear_scan(x, x, 1, h0=x[:, 0], reverse=True, return_final=True), False),
+        (lambda: sa.linear_scan(x[:, :1], x, 0, cu_seqlens=[0, 3, 8], h0=np.ones((2, 5)),
+                                chunk_size=2, return_final=True), False),
+        (lambda: sa.linear_scan(x, x, log_a=True), False),
+        (lambda: sa.linear_scan(np.ones(3), x), True),
+        (lambda: sa.linear_scan(1, x, 0, h0=np.ones(7)), True),
+        (lambda: sa.linear_scan(1, x, out=np.empty(3)), True),
+        (lambda: sa.linear_scan(1, x, cu_seqlens=[0, 3]), True),
+        (lambda: sa.linear_scan(1, x, 0, cu_seqlens=[0, 3, 8], h0=np.ones((3, 5))), True),
+    ]
+
+
+def _run_all(calls: list) -> None:
+    for fn, fails in calls:
+        try:
+            fn()
+        except (TypeError, ValueError):
+            assert fails
+        else:
+            assert not fails
+
+
+def test_no_leaks() -> None:
+    x = np.random.default_rng(10).standard_normal((8, 5))
+    out = np.empty((8, 5))
+    calls = _calls(x, out)
+    _run_all(calls)
+    before = [sys.getrefcount(o) for o in (x, out)]
+    for _ in range(200):
+        _run_all(calls)
+    gc.collect()
+    assert [sys.getrefcount(o) for o in (x, out)] == before
+    tracemalloc.start()
+    start = tracemalloc.get_traced_memory()[0]
+    for _ in range(1000):
+        _run_all(calls)
+    gc.collect()
+    growth = tracemalloc.get_traced_memory()[0] - start
+    tracemalloc.stop()
+    assert growth < 64 * 1024, growth

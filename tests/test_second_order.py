@@ -1,5 +1,5 @@
-"""Second-order derivatives: vjp_jvp, hvp and check_grads(order=2) (issue #23,
-docs/derivatives.md "Second order").
+"""Second-order derivatives: vjp_jvp, hvp and check_grads(order=2)
+(docs/derivatives.md "Second order").
 
 Oracles, independent of the kernels' recurrences:
 * a dense Hessian built per output from the closed-form second partials

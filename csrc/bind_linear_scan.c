@@ -1,7 +1,7 @@
-/* bind_linear_scan.c: the entry point of linear_scan (docs/semantics.md), the
- * recurrence h_t = a_t h_{t-1} + b_t: broadcasting of a against b, h0 per
- * line or per segment, the final state, out=.  The kernels are in
- * kernels/ops/linear_scan.h. */
+/* bind_linear_scan.c: the entry points of linear_scan (docs/semantics.md), the
+ * recurrence h_t = a_t h_{t-1} + b_t, and of its JVP and VJP: broadcasting of
+ * a against b, h0 per line or per segment, the final state, out=.  The
+ * kernels are in kernels/ops/linear_scan.h. */
 #include "binding.h" /* Python.h first */
 
 #include <stdlib.h>
@@ -78,68 +78,190 @@ static PyArrayObject *ls_operand(PyObject *obj, int typenum)
     return k;
 }
 
+/* What the entry points share: the result dtype, the broadcast shape of the
+ * rows, the axis, the segments and the shape of a state (h0, h_final): one
+ * entry per segment under cu_seqlens, then the rows' shape without the axis. */
+typedef struct {
+    const char *name;
+    int typenum, dt, nd, axis, f;
+    npy_intp shape[NPY_MAXDIMS], fshape[NPY_MAXDIMS];
+    segments_t seg;
+} ls_layout;
+
+/* the kernels' dtype from the dtype argument (resolved by the caller) */
+static int ls_dtype(ls_layout *L, PyObject *obj)
+{
+    PyArray_Descr *want = NULL;
+    if (!PyArray_DescrConverter(obj, &want))
+        return -1;
+    L->typenum = sized_typenum(want);
+    L->dt = L->typenum < 0 ? -1 : scan_dtype_of(L->typenum);
+    if (linear_cells(L->dt) == NULL) {
+        raise_bad_dtype(L->name, "dtype", want, "float16/32/64 or complex64/128");
+        Py_DECREF(want);
+        return -1;
+    }
+    Py_DECREF(want);
+    return 0;
+}
+
+/* the broadcast shape of a and b into L */
+static int ls_rows_shape(ls_layout *L, PyArrayObject *a, PyArrayObject *b)
+{
+    L->nd = PyArray_NDIM(a) > PyArray_NDIM(b) ? PyArray_NDIM(a) : PyArray_NDIM(b);
+    for (int d = 0; d < L->nd; d++) {
+        const int da = d - (L->nd - PyArray_NDIM(a)), db = d - (L->nd - PyArray_NDIM(b));
+        const npy_intp sa = da >= 0 ? PyArray_DIM(a, da) : 1, sb = db >= 0 ? PyArray_DIM(b, db) : 1;
+        if (sa != sb && sa != 1 && sb != 1) {
+            PyObject *ga = PyObject_GetAttrString((PyObject *)a, "shape");
+            PyObject *gb = PyObject_GetAttrString((PyObject *)b, "shape");
+            if (ga != NULL && gb != NULL)
+                PyErr_Format(PyExc_ValueError, "%s: a with shape %R does not broadcast against b with shape %R",
+                             L->name, ga, gb);
+            Py_XDECREF(ga);
+            Py_XDECREF(gb);
+            return -1;
+        }
+        L->shape[d] = sa == 1 ? sb : sa;
+    }
+    return 0;
+}
+
+/* the axis (rows of L->nd dims), the segments along it and the state shape */
+static int ls_axis_and_segments(ls_layout *L, PyObject *axis, PyArrayObject *like, PyObject *cu,
+                                PyObject *chunk)
+{
+    if (axis != Py_None) {
+        PyArrayObject *probe = like;
+        Py_INCREF(probe);
+        if (normalize_axis(L->name, axis, &probe, &L->axis) < 0) {
+            Py_DECREF(probe);
+            return -1;
+        }
+        Py_DECREF(probe);
+    }
+    if (parse_segments(L->name, cu, chunk, L->shape[L->axis], &L->seg) < 0)
+        return -1;
+    L->f = 0;
+    if (L->seg.seg != NULL)
+        L->fshape[L->f++] = L->seg.nseg;
+    for (int d = 0; d < L->nd; d++)
+        if (d != L->axis)
+            L->fshape[L->f++] = L->shape[d];
+    return 0;
+}
+
+/* a state argument (h0 or its tangent) as a view of the state shape; under
+ * cu_seqlens a scalar is the same for every segment */
+static PyArrayObject *ls_state(ls_layout *L, const char *what, PyArrayObject *s)
+{
+    if (L->seg.seg != NULL && PyArray_NDIM(s) != 0 && PyArray_NDIM(s) != L->f) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: with cu_seqlens, %s must be a scalar or have %d dimensions "
+                     "(one entry per segment, then the result's shape without the axis); got %d",
+                     L->name, what, L->f, PyArray_NDIM(s));
+        return NULL;
+    }
+    return ls_broadcast(what, s, L->f, L->fshape);
+}
+
+/* a fresh array of the state shape: zeros, or a copy of init (an empty
+ * segment's final state is its h0) */
+static PyArrayObject *ls_new_state(ls_layout *L, PyArrayObject *init)
+{
+    PyArray_Descr *d = PyArray_DescrFromType(L->typenum);
+    PyArrayObject *s = (PyArrayObject *)PyArray_Zeros(L->f, L->fshape, d, 0); /* steals d */
+    if (s != NULL && init != NULL && PyArray_CopyInto(s, init) < 0)
+        Py_CLEAR(s);
+    return s;
+}
+
+static PyArrayObject *ls_new_rows(ls_layout *L)
+{
+    PyArray_Descr *d = PyArray_DescrFromType(L->typenum);
+    return (PyArrayObject *)PyArray_Empty(L->nd, L->shape, d, 0); /* steals d */
+}
+
+/* Runs cell over operands: rows (full shape, NULL: absent) then states
+ * (state shape: their dims spread over the rows', the axis at stride 0, the
+ * segment dim as seg_stride), lanes decided by operand lane. */
+static int ls_run(const ls_layout *L, const scan_cell *cell, PyArrayObject *const *ops, int nrows,
+                  int nops, int lane, int reverse, int inclusive)
+{
+    scan_problem p;
+    int64_t pshape[SCAN_MAX_DIMS], strides[SCAN_MAX_OPERANDS][SCAN_MAX_DIMS];
+    int rc;
+    memset(&p, 0, sizeof(p));
+    p.ndim = L->nd;
+    for (int d = 0; d < L->nd; d++)
+        pshape[d] = L->shape[d];
+    p.shape = pshape;
+    p.axis = L->axis;
+    p.noperands = nops;
+    for (int k = 0; k < nops; k++) {
+        PyArrayObject *s = ops[k];
+        int f = L->seg.seg != NULL;
+        if (s == NULL)
+            continue;
+        p.data[k] = PyArray_BYTES(s);
+        for (int d = 0; d < L->nd; d++)
+            strides[k][d] = k < nrows ? PyArray_STRIDE(s, d) : d == L->axis ? 0 : PyArray_STRIDE(s, f++);
+        p.strides[k] = strides[k];
+        p.seg_stride[k] = k >= nrows && L->seg.seg != NULL ? PyArray_STRIDE(s, 0) : 0;
+    }
+    p.reverse = reverse;
+    p.inclusive = inclusive;
+    p.seg = L->seg.seg;
+    p.nseg = L->seg.nseg;
+    p.chunk_size = L->seg.chunk_size;
+    p.lane_operand = lane;
+    p.split = &cell->split;
+    p.walk_back = cell->walks_back;
+    {
+        const int nthreads = scan_get_num_threads();
+        Py_BEGIN_ALLOW_THREADS
+        rc = scan_execute(cell->kernel, &p, nthreads);
+        Py_END_ALLOW_THREADS
+    }
+    if (rc != 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
 /* linear_scan(a, b, h0, axis, reverse, inclusive, log_a, return_final, dtype, out,
  *             cu_seqlens, chunk_size) -> h or (h, h_final); dtype is the result
  * dtype, resolved by the caller (np.result_type with NumPy's scalar rules). */
 PyObject *py_linear_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    const char *name = "linear_scan";
-    int axis = 0, reverse, inclusive, lg, want_final, typenum, nd, dt;
+    ls_layout L = {.name = "linear_scan"};
+    int reverse, inclusive, lg, want_final;
     PyArrayObject *a = NULL, *b = NULL, *h0 = NULL, *av = NULL, *bv = NULL, *h = NULL, *out = NULL;
     PyArrayObject *hf = NULL, *h0v = NULL;
     PyObject *result = NULL;
-    segments_t seg = {NULL, 0, 0};
-    npy_intp shape[NPY_MAXDIMS], fshape[NPY_MAXDIMS];
     (void)self;
     if (nargs != 12) {
         PyErr_SetString(PyExc_TypeError, "linear_scan() takes 12 positional arguments");
         return NULL;
     }
     if (parse_flag(args[4], &reverse) < 0 || parse_flag(args[5], &inclusive) < 0 ||
-        parse_flag(args[6], &lg) < 0 || parse_flag(args[7], &want_final) < 0)
+        parse_flag(args[6], &lg) < 0 || parse_flag(args[7], &want_final) < 0 || ls_dtype(&L, args[8]) < 0)
         return NULL;
-    {
-        PyArray_Descr *want = NULL;
-        if (!PyArray_DescrConverter(args[8], &want))
-            return NULL;
-        typenum = sized_typenum(want);
-        dt = typenum < 0 ? -1 : scan_dtype_of(typenum);
-        if (linear_cells(dt) == NULL) {
-            raise_bad_dtype(name, "dtype", want, "float16/32/64 or complex64/128");
-            Py_DECREF(want);
-            return NULL;
-        }
-        Py_DECREF(want);
-    }
-    if ((a = ls_operand(args[0], typenum)) == NULL || (b = ls_operand(args[1], typenum)) == NULL)
+    if ((a = ls_operand(args[0], L.typenum)) == NULL || (b = ls_operand(args[1], L.typenum)) == NULL)
         goto done;
-    if (args[2] != Py_None && (h0 = ls_operand(args[2], typenum)) == NULL)
+    if (args[2] != Py_None && (h0 = ls_operand(args[2], L.typenum)) == NULL)
         goto done;
-    /* the broadcast shape of a and b */
-    nd = PyArray_NDIM(a) > PyArray_NDIM(b) ? PyArray_NDIM(a) : PyArray_NDIM(b);
-    for (int d = 0; d < nd; d++) {
-        const int da = d - (nd - PyArray_NDIM(a)), db = d - (nd - PyArray_NDIM(b));
-        const npy_intp sa = da >= 0 ? PyArray_DIM(a, da) : 1, sb = db >= 0 ? PyArray_DIM(b, db) : 1;
-        if (sa != sb && sa != 1 && sb != 1) {
-            PyObject *ga = PyObject_GetAttrString((PyObject *)a, "shape");
-            PyObject *gb = PyObject_GetAttrString((PyObject *)b, "shape");
-            if (ga != NULL && gb != NULL)
-                PyErr_Format(PyExc_ValueError, "linear_scan: a with shape %R does not broadcast against b with shape %R",
-                             ga, gb);
-            Py_XDECREF(ga);
-            Py_XDECREF(gb);
-            goto done;
-        }
-        shape[d] = sa == 1 ? sb : sa;
-    }
-    if ((av = ls_broadcast("a", a, nd, shape)) == NULL || (bv = ls_broadcast("b", b, nd, shape)) == NULL)
+    if (ls_rows_shape(&L, a, b) < 0)
         goto done;
-    if (args[3] == Py_None || nd == 0) {
+    if ((av = ls_broadcast("a", a, L.nd, L.shape)) == NULL || (bv = ls_broadcast("b", b, L.nd, L.shape)) == NULL)
+        goto done;
+    if (args[3] == Py_None || L.nd == 0) {
         /* flatten the broadcast operands in C order (a constant a stays a
          * zero stride: no copy) */
         npy_intp n = 1, zero = 0;
-        for (int d = 0; d < nd; d++)
-            n *= shape[d];
+        for (int d = 0; d < L.nd; d++)
+            n *= L.shape[d];
         for (int k = 0; k < 2; k++) {
             PyArrayObject **v = k == 0 ? &av : &bv, *src = k == 0 ? a : b, *flat;
             if (PyArray_SIZE(src) == 1 && n > 0)
@@ -150,120 +272,32 @@ PyObject *py_linear_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs
                 goto done;
             Py_SETREF(*v, flat);
         }
-        nd = 1;
-        shape[0] = n;
-        axis = 0;
+        L.nd = 1;
+        L.shape[0] = n;
+        L.axis = 0;
     }
-    if (args[3] != Py_None) {
-        PyArrayObject *probe = bv;
-        Py_INCREF(probe);
-        if (normalize_axis(name, args[3], &probe, &axis) < 0) {
-            Py_DECREF(probe);
-            goto done;
-        }
-        Py_DECREF(probe);
-    }
-    if (parse_segments(name, args[10], args[11], shape[axis], &seg) < 0)
+    if (ls_axis_and_segments(&L, args[3], bv, args[10], args[11]) < 0)
         goto done;
-    /* the final state's shape: the result's without the axis, after one
-     * entry per segment under cu_seqlens */
-    {
-        int f = 0;
-        if (seg.seg != NULL)
-            fshape[f++] = seg.nseg;
-        for (int d = 0; d < nd; d++)
-            if (d != axis)
-                fshape[f++] = shape[d];
-        /* h0 over the final state's shape; under cu_seqlens a scalar h0 is
-         * the same for every segment */
-        if (h0 != NULL) {
-            if (seg.seg != NULL && PyArray_NDIM(h0) == 0)
-                h0v = ls_broadcast("h0", h0, f, fshape);
-            else if (seg.seg != NULL && PyArray_NDIM(h0) != f) {
-                PyErr_Format(PyExc_ValueError,
-                             "linear_scan: with cu_seqlens, h0 must be a scalar or have %d dimensions "
-                             "(one entry per segment, then the result's shape without the axis); got %d",
-                             f, PyArray_NDIM(h0));
-                goto done;
-            } else
-                h0v = ls_broadcast("h0", h0, f, fshape);
-            if (h0v == NULL)
-                goto done;
-        }
-        if (want_final) {
-            PyArray_Descr *d = PyArray_DescrFromType(typenum);
-            hf = (PyArrayObject *)PyArray_Zeros(f, fshape, d, 0); /* steals d */
-            if (hf == NULL)
-                goto done;
-            /* an empty segment (or axis) keeps h0 */
-            if (h0v != NULL && PyArray_CopyInto(hf, h0v) < 0)
-                goto done;
-        }
-    }
+    if (h0 != NULL && (h0v = ls_state(&L, "h0", h0)) == NULL)
+        goto done;
+    if (want_final && (hf = ls_new_state(&L, h0v)) == NULL)
+        goto done;
     if (args[9] != Py_None) {
         PyArrayObject *inputs[2] = {av, bv};
-        if (check_out(name, "out", args[9], bv, typenum, &out) < 0)
+        if (check_out(L.name, "out", args[9], bv, L.typenum, &out) < 0)
             goto done;
-        if (out_usable_directly(out, typenum, inputs, 2) &&
-            (h0v == NULL || out_usable_directly(out, typenum, &h0v, 1))) {
+        if (out_usable_directly(out, L.typenum, inputs, 2) &&
+            (h0v == NULL || out_usable_directly(out, L.typenum, &h0v, 1))) {
             Py_INCREF(out);
             h = out;
         }
     }
-    if (h == NULL) {
-        PyArray_Descr *d = PyArray_DescrFromType(typenum);
-        h = (PyArrayObject *)PyArray_Empty(nd, shape, d, 0); /* steals d */
-        if (h == NULL)
-            goto done;
-    }
+    if (h == NULL && (h = ls_new_rows(&L)) == NULL)
+        goto done;
     {
-        scan_problem p;
-        int64_t pshape[SCAN_MAX_DIMS], strides[SCAN_MAX_OPERANDS][SCAN_MAX_DIMS];
-        PyArrayObject *ops[3] = {av, bv, h};
-        int rc;
-        memset(&p, 0, sizeof(p));
-        p.ndim = nd;
-        for (int d = 0; d < nd; d++)
-            pshape[d] = shape[d];
-        p.shape = pshape;
-        p.axis = axis;
-        p.noperands = 5;
-        for (int k = 0; k < 3; k++) {
-            p.data[k] = PyArray_BYTES(ops[k]);
-            for (int d = 0; d < nd; d++)
-                strides[k][d] = PyArray_STRIDE(ops[k], d);
-            p.strides[k] = strides[k];
-        }
-        /* h0 and h_final: their dims spread over the result's, the axis at
-         * stride 0, the segment dim as seg_stride */
-        for (int k = 3; k < 5; k++) {
-            PyArrayObject *s = k == 3 ? h0v : hf;
-            int f = seg.seg != NULL;
-            if (s == NULL)
-                continue;
-            p.data[k] = PyArray_BYTES(s);
-            for (int d = 0; d < nd; d++)
-                strides[k][d] = d == axis ? 0 : PyArray_STRIDE(s, f++);
-            p.strides[k] = strides[k];
-            p.seg_stride[k] = seg.seg != NULL ? PyArray_STRIDE(s, 0) : 0;
-        }
-        p.reverse = reverse;
-        p.inclusive = inclusive;
-        p.seg = seg.seg;
-        p.nseg = seg.nseg;
-        p.chunk_size = seg.chunk_size;
-        p.lane_operand = 2;
-        p.split = &linear_cells(dt)[lg].split;
-        {
-            const int nthreads = scan_get_num_threads();
-            Py_BEGIN_ALLOW_THREADS
-            rc = scan_execute(linear_cells(dt)[lg].kernel, &p, nthreads);
-            Py_END_ALLOW_THREADS
-        }
-        if (rc != 0) {
-            PyErr_NoMemory();
+        PyArrayObject *ops[5] = {av, bv, h, h0v, hf};
+        if (ls_run(&L, &linear_cells(L.dt)[2 * MODE_FORWARD + lg], ops, 3, 5, 2, reverse, inclusive) < 0)
             goto done;
-        }
     }
     if (out != NULL && h != out) {
         if (PyArray_CopyInto(out, h) < 0)
@@ -278,7 +312,7 @@ PyObject *py_linear_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         Py_INCREF(result);
     }
 done:
-    free(seg.seg);
+    free(L.seg.seg);
     Py_XDECREF(a);
     Py_XDECREF(b);
     Py_XDECREF(h0);
@@ -287,5 +321,164 @@ done:
     Py_XDECREF(h0v);
     Py_XDECREF(h);
     Py_XDECREF(hf);
+    return result;
+}
+
+/* obj (not None) as a view of the rows' shape; *kept holds the converted
+ * array it views */
+static PyArrayObject *ls_rows_operand(ls_layout *L, const char *what, PyObject *obj,
+                                      PyArrayObject **kept)
+{
+    if ((*kept = ls_operand(obj, L->typenum)) == NULL)
+        return NULL;
+    return ls_broadcast(what, *kept, L->nd, L->shape);
+}
+
+#define LS_DERIV_ARRAYS 12
+
+/* linear_scan_jvp(a, b, h0, a_dot, b_dot, h0_dot, axis, reverse, inclusive, log_a,
+ *                 return_final, dtype, cu_seqlens, chunk_size)
+ *   -> (h, h_dot, h_final, h_dot_final), the finals None unless return_final.
+ * axis is an int (the caller flattens for axis=None); a_dot, b_dot, h0_dot
+ * may be None (zero); h0_dot only with h0. */
+PyObject *py_linear_scan_jvp(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    ls_layout L = {.name = "linear_scan"};
+    int reverse, inclusive, lg, want_final;
+    /* converted inputs, then views, then results */
+    PyArrayObject *in[LS_DERIV_ARRAYS] = {NULL};
+    PyArrayObject *a = NULL, *b = NULL, *av = NULL, *bv = NULL, *adv = NULL, *bdv = NULL;
+    PyArrayObject *h0v = NULL, *h0dv = NULL, *h = NULL, *hd = NULL, *hf = NULL, *hdf = NULL;
+    PyObject *result = NULL;
+    (void)self;
+    if (nargs != 14) {
+        PyErr_SetString(PyExc_TypeError, "linear_scan_jvp() takes 14 positional arguments");
+        return NULL;
+    }
+    if (parse_flag(args[7], &reverse) < 0 || parse_flag(args[8], &inclusive) < 0 ||
+        parse_flag(args[9], &lg) < 0 || parse_flag(args[10], &want_final) < 0 ||
+        ls_dtype(&L, args[11]) < 0)
+        return NULL;
+    if ((a = ls_operand(args[0], L.typenum)) == NULL || (b = ls_operand(args[1], L.typenum)) == NULL)
+        goto done;
+    if (ls_rows_shape(&L, a, b) < 0 || (av = ls_broadcast("a", a, L.nd, L.shape)) == NULL ||
+        (bv = ls_broadcast("b", b, L.nd, L.shape)) == NULL)
+        goto done;
+    if (L.nd == 0) {
+        PyErr_SetString(PyExc_ValueError, "linear_scan: the derivatives need at least one dimension");
+        goto done;
+    }
+    if (args[3] != Py_None && (adv = ls_rows_operand(&L, "a_dot", args[3], &in[0])) == NULL)
+        goto done;
+    if (args[4] != Py_None)
+        bdv = ls_rows_operand(&L, "b_dot", args[4], &in[1]);
+    else {
+        /* a zero b_dot: one zero element seen at stride 0 everywhere */
+        PyObject *z = PyFloat_FromDouble(0.0);
+        if (z != NULL)
+            bdv = ls_rows_operand(&L, "b_dot", z, &in[1]);
+        Py_XDECREF(z);
+    }
+    if (bdv == NULL || ls_axis_and_segments(&L, args[6], bv, args[12], args[13]) < 0)
+        goto done;
+    if (args[2] != Py_None) {
+        if ((in[2] = ls_operand(args[2], L.typenum)) == NULL || (h0v = ls_state(&L, "h0", in[2])) == NULL)
+            goto done;
+        if (args[5] != Py_None &&
+            ((in[3] = ls_operand(args[5], L.typenum)) == NULL || (h0dv = ls_state(&L, "h0_dot", in[3])) == NULL))
+            goto done;
+    }
+    if ((h = ls_new_rows(&L)) == NULL || (hd = ls_new_rows(&L)) == NULL)
+        goto done;
+    if (want_final && ((hf = ls_new_state(&L, h0v)) == NULL || (hdf = ls_new_state(&L, h0dv)) == NULL))
+        goto done;
+    {
+        PyArrayObject *ops[10] = {av, bv, adv, bdv, h, hd, h0v, h0dv, hf, hdf};
+        if (ls_run(&L, &linear_cells(L.dt)[2 * MODE_JVP + lg], ops, 6, 10, 4, reverse, inclusive) < 0)
+            goto done;
+    }
+    result = Py_BuildValue("(OOOO)", h, hd, hf != NULL ? (PyObject *)hf : Py_None,
+                           hdf != NULL ? (PyObject *)hdf : Py_None);
+done:
+    free(L.seg.seg);
+    for (int k = 0; k < LS_DERIV_ARRAYS; k++)
+        Py_XDECREF(in[k]);
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    Py_XDECREF(av);
+    Py_XDECREF(bv);
+    Py_XDECREF(adv);
+    Py_XDECREF(bdv);
+    Py_XDECREF(h0v);
+    Py_XDECREF(h0dv);
+    Py_XDECREF(h);
+    Py_XDECREF(hd);
+    Py_XDECREF(hf);
+    Py_XDECREF(hdf);
+    return result;
+}
+
+/* linear_scan_vjp(a, y, h0, g, g_final, axis, reverse, inclusive, log_a, dtype,
+ *                 cu_seqlens, chunk_size) -> (a_bar, b_bar, h0_bar)
+ * y: the forward's output (the rows' shape) with the same flags; a_bar and
+ * b_bar have the rows' shape and h0_bar the state shape (None without h0):
+ * the caller sums them to the inputs' shapes.  g_final may be None. */
+PyObject *py_linear_scan_vjp(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    ls_layout L = {.name = "linear_scan"};
+    int reverse, inclusive, lg;
+    PyArrayObject *in[LS_DERIV_ARRAYS] = {NULL};
+    PyArrayObject *y = NULL, *av = NULL, *gv = NULL, *h0v = NULL, *gfv = NULL;
+    PyArrayObject *ab = NULL, *bb = NULL, *h0b = NULL;
+    PyObject *result = NULL;
+    (void)self;
+    if (nargs != 12) {
+        PyErr_SetString(PyExc_TypeError, "linear_scan_vjp() takes 12 positional arguments");
+        return NULL;
+    }
+    if (parse_flag(args[6], &reverse) < 0 || parse_flag(args[7], &inclusive) < 0 ||
+        parse_flag(args[8], &lg) < 0 || ls_dtype(&L, args[9]) < 0)
+        return NULL;
+    if ((y = ls_operand(args[1], L.typenum)) == NULL)
+        goto done;
+    L.nd = PyArray_NDIM(y);
+    for (int d = 0; d < L.nd; d++)
+        L.shape[d] = PyArray_DIM(y, d);
+    if (L.nd == 0) {
+        PyErr_SetString(PyExc_ValueError, "linear_scan: the derivatives need at least one dimension");
+        goto done;
+    }
+    if ((av = ls_rows_operand(&L, "a", args[0], &in[0])) == NULL ||
+        (gv = ls_rows_operand(&L, "g", args[3], &in[1])) == NULL)
+        goto done;
+    if (ls_axis_and_segments(&L, args[5], y, args[10], args[11]) < 0)
+        goto done;
+    if (args[2] != Py_None &&
+        ((in[2] = ls_operand(args[2], L.typenum)) == NULL || (h0v = ls_state(&L, "h0", in[2])) == NULL ||
+         (h0b = ls_new_state(&L, NULL)) == NULL))
+        goto done;
+    if (args[4] != Py_None &&
+        ((in[3] = ls_operand(args[4], L.typenum)) == NULL || (gfv = ls_state(&L, "g_final", in[3])) == NULL))
+        goto done;
+    if ((ab = ls_new_rows(&L)) == NULL || (bb = ls_new_rows(&L)) == NULL)
+        goto done;
+    {
+        PyArrayObject *ops[8] = {av, y, gv, ab, bb, h0v, gfv, h0b};
+        if (ls_run(&L, &linear_cells(L.dt)[2 * MODE_VJP + lg], ops, 5, 8, 4, reverse, inclusive) < 0)
+            goto done;
+    }
+    result = Py_BuildValue("(OOO)", ab, bb, h0b != NULL ? (PyObject *)h0b : Py_None);
+done:
+    free(L.seg.seg);
+    for (int k = 0; k < LS_DERIV_ARRAYS; k++)
+        Py_XDECREF(in[k]);
+    Py_XDECREF(y);
+    Py_XDECREF(av);
+    Py_XDECREF(gv);
+    Py_XDECREF(h0v);
+    Py_XDECREF(gfv);
+    Py_XDECREF(ab);
+    Py_XDECREF(bb);
+    Py_XDECREF(h0b);
     return result;
 }

@@ -95,11 +95,13 @@ int binding_output_init(void);
  * decides the lanes.  -1 with MemoryError if the driver ran out of memory. */
 int run(const scan_cell *cell, PyArrayObject *const *ops, int nops, int lane_operand, int axis,
         int reverse, int inclusive, const segments_t *seg);
-/* linear_scan's cells for the kernels' dtype dt: [0] plain, [1] log_a; NULL
+/* linear_scan's cells for the kernels' dtype dt, [2 * mode + log_a]; NULL
  * where linear_scan has no kernel for dt */
 const scan_cell *linear_cells(int dt);
 
 /* ---- bind_linear_scan.c ---- */
 PyObject *py_linear_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *py_linear_scan_jvp(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *py_linear_scan_vjp(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
 #endif

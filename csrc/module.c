@@ -23,7 +23,7 @@ static const scan_cell *cell_of(int op, int typenum, scan_mode mode)
 
 const scan_cell *linear_cells(int dt)
 {
-    if (dt < 0 || dt >= SCAN_NUM_DTYPES || table->linear[dt][0].kernel == NULL)
+    if (dt < 0 || dt >= SCAN_NUM_DTYPES || table->linear[dt][2 * MODE_FORWARD].kernel == NULL)
         return NULL;
     return table->linear[dt];
 }
@@ -537,6 +537,12 @@ static PyMethodDef methods[] = {
     {"linear_scan", (PyCFunction)(void (*)(void))py_linear_scan, METH_FASTCALL,
      "linear_scan(a, b, h0, axis, reverse, inclusive, log_a, return_final, dtype, out, cu_seqlens, "
      "chunk_size) -> h or (h, h_final)"},
+    {"linear_scan_jvp", (PyCFunction)(void (*)(void))py_linear_scan_jvp, METH_FASTCALL,
+     "linear_scan_jvp(a, b, h0, a_dot, b_dot, h0_dot, axis, reverse, inclusive, log_a, return_final, dtype, "
+     "cu_seqlens, chunk_size) -> (h, h_dot, h_final, h_dot_final)"},
+    {"linear_scan_vjp", (PyCFunction)(void (*)(void))py_linear_scan_vjp, METH_FASTCALL,
+     "linear_scan_vjp(a, y, h0, g, g_final, axis, reverse, inclusive, log_a, dtype, cu_seqlens, chunk_size) "
+     "-> (a_bar, b_bar, h0_bar) over the rows' and the state's shapes"},
     {"build_info", py_build_info, METH_NOARGS, "the kernel variant chosen at import and the build"},
     {"set_num_threads", py_set_num_threads, METH_O, "set the number of kernel threads"},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "the number of kernel threads"},

@@ -14,7 +14,8 @@
 
 #include "scan_matrix.h"
 
-#define SCAN_MAX_OPERANDS 6
+/* linear_scan's JVP has the most: four inputs, two outputs, four states */
+#define SCAN_MAX_OPERANDS 10
 #define SCAN_MAX_DIMS 64
 
 /* Lines a kernel processes side by side.  Whole rows of 4096 float32 stream
@@ -93,8 +94,9 @@ typedef struct {
 typedef struct {
     const char *isa;
     const scan_cell *cells[SCAN_NUM_OPS][SCAN_NUM_DTYPES];
-    /* linear_scan's forward per dtype, [0] plain and [1] log_a; operands 0 a,
-     * 1 b, 2 h, 3 h0, 4 h_final (3 and 4 step 0, may be absent) */
+    /* linear_scan's cells per dtype, [2 * mode + log_a] (no VJP_JVP: the
+     * package composes it).  Forward operands 0 a, 1 b, 2 h, 3 h0, 4 h_final
+     * (3 and 4 step 0, may be absent); JVP and VJP: kernels/ops/linear_scan.h */
     const scan_cell *linear[SCAN_NUM_DTYPES];
 } scan_table;
 

@@ -278,6 +278,249 @@ SCAN_INLINE void KN(linear_fwd_)(const scan_block *b, const int lg)
 static void KN(linear_fwd0_)(const scan_block *b) { KN(linear_fwd_)(b, 0); }
 static void KN(linear_fwd1_)(const scan_block *b) { KN(linear_fwd_)(b, 1); }
 
+/* ---- derivatives (docs/derivatives.md, "linear_scan") ----
+ * Both walk panels of lanes (w = 1 for a single line: a plain loop), each
+ * lane the sequential recurrence.  amode and contig as for the forward
+ * panel; lg: a holds log-decays, so its tangent is a's relative one. */
+#define LS_LANE(k, amode_k) ((amode_k) ? 0 : contig ? sz : b->lane[k])
+
+/* JVP, operands: 0 a, 1 b, 2 a_dot (absent: zero), 3 b_dot, 4 h, 5 h_dot,
+ * 6 h0, 7 h0_dot, 8 h_final, 9 h_dot_final (6-9 step 0, may be absent).
+ * h_dot_t = a_t h_dot_{t-1} + (a_dot_t h_{t-1} + b_dot_t): the tangent is
+ * the same recurrence with that source, and a zero a_t resets it to the
+ * source as the state is reset to b_t. */
+SCAN_INLINE void KN(linear_jvp_panel_)(const scan_block *b, int64_t l0, int64_t w, const int incl,
+                                       const int lg, const int amode, const int contig,
+                                       const int line)
+{
+    LS_NO_CONTRACT
+    const int64_t sz = (int64_t)sizeof(T);
+    const char *x = b->ptr[0] + l0 * b->lane[0], *y = b->ptr[1] + l0 * b->lane[1];
+    const char *xd = b->ptr[2] != NULL ? b->ptr[2] + l0 * b->lane[2] : NULL;
+    const char *yd = b->ptr[3] + l0 * b->lane[3];
+    char *h = b->ptr[4] + l0 * b->lane[4], *hd = b->ptr[5] + l0 * b->lane[5];
+    const int64_t la = LS_LANE(0, amode == 1), lb = LS_LANE(1, 0), lad = LS_LANE(2, amode == 1);
+    const int64_t lbd = LS_LANE(3, 0), lh = LS_LANE(4, 0), lhd = LS_LANE(5, 0);
+    const int has_ad = xd != NULL;
+    STATE(A, S, 0);
+    STATE(A, D, 1);
+    for (int64_t l = 0; l < w; l++) {
+        S[l] = b->ptr[6] != NULL ? LD(b->ptr[6] + (l0 + l) * b->lane[6]) : ZERO;
+        D[l] = b->ptr[7] != NULL ? LD(b->ptr[7] + (l0 + l) * b->lane[7]) : ZERO;
+    }
+    for (int64_t r = 0; r < b->n; r++) {
+        for (int64_t l = 0; l < w; l++) {
+            A av = LD(x + l * la), adv = has_ad ? LD(xd + l * lad) : ZERO;
+            if (lg) {
+                av = LS_EXP(av);
+                adv = MUL(adv, av);
+            }
+            const A bv = LD(y + l * lb), bdv = LD(yd + l * lbd);
+            /* an absent a_dot adds nothing, not 0 * h (h may be inf) */
+            const A src = has_ad ? ADD(MUL(adv, S[l]), bdv) : bdv;
+            const A next = av == ZERO ? bv : ADD(MUL(av, S[l]), bv);
+            const A nextd = av == ZERO ? src : ADD(MUL(av, D[l]), src);
+            ST(h + l * lh, incl ? next : S[l]);
+            ST(hd + l * lhd, incl ? nextd : D[l]);
+            S[l] = next;
+            D[l] = nextd;
+        }
+        x += b->step[0];
+        y += b->step[1];
+        if (has_ad)
+            xd += b->step[2];
+        yd += b->step[3];
+        h += b->step[4];
+        hd += b->step[5];
+    }
+    if (b->last)
+        for (int64_t l = 0; l < w; l++) {
+            if (b->ptr[8] != NULL)
+                ST(b->ptr[8] + (l0 + l) * b->lane[8], S[l]);
+            if (b->ptr[9] != NULL)
+                ST(b->ptr[9] + (l0 + l) * b->lane[9], D[l]);
+        }
+}
+
+#if HAS_NARROW
+/* A float32/64 line: h by the forward's line kernel (so that it is the
+ * forward's, bit for bit), then the tangent from it in a second pass. */
+static void KN(linear_jvp_line_)(const scan_block *b, const int lg)
+{
+    LS_NO_CONTRACT
+    scan_block fwd = *b;
+    fwd.ptr[2] = b->ptr[4];
+    fwd.step[2] = b->step[4];
+    const double first = b->ptr[6] != NULL ? LD(b->ptr[6]) : 0.0;
+    const double S = KN(linear_line_)(&fwd, lg, first, b->ptr[4], NULL);
+    double D = b->ptr[7] != NULL ? LD(b->ptr[7]) : 0.0;
+    const char *x = b->ptr[0], *xd = b->ptr[2], *yd = b->ptr[3], *h = b->ptr[4];
+    char *hd = b->ptr[5];
+    const int incl = b->inclusive;
+    for (int64_t r = 0; r < b->n; r++) {
+        /* the state before step r: h's row before (inclusive) or this row */
+        const double prev = !incl ? LD(h) : r > 0 ? LD(h - b->step[4]) : first;
+        double av = LD(x), src = LD(yd);
+        if (lg)
+            av = exp(av);
+        if (xd != NULL) {
+            const double adv = lg ? LD(xd) * av : LD(xd);
+            src = adv * prev + src;
+            xd += b->step[2];
+        }
+        const double next = av == 0.0 ? src : av * D + src;
+        ST(hd, incl ? next : D);
+        D = next;
+        x += b->step[0];
+        yd += b->step[3];
+        h += b->step[4];
+        hd += b->step[5];
+    }
+    if (b->last) {
+        if (b->ptr[8] != NULL)
+            ST(b->ptr[8], S);
+        if (b->ptr[9] != NULL)
+            ST(b->ptr[9], D);
+    }
+}
+#endif
+
+/* One row of the VJP walk, all lanes: lambda (the cotangent of the state
+ * h_t) from the carry L, b_bar = lambda, a_bar = conj(h_{t-1}) lambda (with
+ * lg times conj(a_t)), and the carry to the row before: conj(a_t) lambda,
+ * plus g_t when the outputs are exclusive (output t is h_{t-1}).  A zero
+ * a_t cuts the carry, as it resets the state. */
+SCAN_INLINE void KN(linear_vjp_row_)(const scan_block *b, A *L, int64_t w, const char *x, int64_t la,
+                                     const char *hp, int64_t lhp, const char *g, int64_t lg_,
+                                     char *ab, int64_t lab, char *bb, int64_t lbb, const int incl,
+                                     const int lg)
+{
+    LS_NO_CONTRACT
+    (void)b;
+    for (int64_t l = 0; l < w; l++) {
+        A av = LD(x + l * la);
+        if (lg)
+            av = LS_EXP(av);
+        const A gv = LD(g + l * lg_), hv = LD(hp + l * lhp);
+        const A lam = incl ? ADD(gv, L[l]) : L[l];
+        A abar = CONJMUL(hv, lam);
+        if (lg)
+            abar = CONJMUL(av, abar);
+        ST(bb + l * lbb, lam);
+        ST(ab + l * lab, abar);
+        const A carry = av == ZERO ? ZERO : CONJMUL(av, lam);
+        L[l] = incl ? carry : ADD(carry, gv);
+    }
+}
+
+/* VJP, operands: 0 a, 1 y (the forward's output, same flags), 2 g, 3 a_bar,
+ * 4 b_bar, 5 h0, 6 g_final, 7 h0_bar (5-7 step 0, may be absent).  Walks
+ * each block from its last row; h_{t-1} is y's row before (inclusive) or
+ * y's row itself (exclusive), and h0 on the first row.  h0_bar adds the
+ * carry left at the first row: every chunk of a segment restarts from h0,
+ * and one work item runs all the chunks of its lanes, so the sum is safe. */
+SCAN_INLINE void KN(linear_vjp_panel_)(const scan_block *b, int64_t l0, int64_t w, const int incl,
+                                       const int lg, const int amode, const int contig,
+                                       const int line)
+{
+    const int64_t sz = (int64_t)sizeof(T);
+    const int64_t la = LS_LANE(0, amode == 1), ly = LS_LANE(1, 0), lgv = LS_LANE(2, 0);
+    const int64_t lab = LS_LANE(3, 0), lbb = LS_LANE(4, 0);
+    const int64_t last = b->n - 1;
+    const char *x = b->ptr[0] + l0 * b->lane[0] + last * b->step[0];
+    const char *y = b->ptr[1] + l0 * b->lane[1] + last * b->step[1];
+    const char *g = b->ptr[2] + l0 * b->lane[2] + last * b->step[2];
+    char *ab = b->ptr[3] + l0 * b->lane[3] + last * b->step[3];
+    char *bb = b->ptr[4] + l0 * b->lane[4] + last * b->step[4];
+    T zero;
+    memset(&zero, 0, sizeof(zero));
+    STATE(A, L, 0);
+    for (int64_t l = 0; l < w; l++)
+        L[l] = b->ptr[6] != NULL && b->last ? LD(b->ptr[6] + (l0 + l) * b->lane[6]) : ZERO;
+    for (int64_t r = last; r >= 0; r--) {
+        const char *hp = y;
+        int64_t lhp = ly;
+        if (incl && r > 0)
+            hp = y - b->step[1];
+        else if (incl && b->ptr[5] != NULL) {
+            hp = b->ptr[5] + l0 * b->lane[5];
+            lhp = b->lane[5];
+        } else if (incl) {
+            hp = (const char *)&zero;
+            lhp = 0;
+        }
+        if (incl && r > 0)
+            KN(linear_vjp_row_)(b, L, w, x, la, hp, ly, g, lgv, ab, lab, bb, lbb, 1, lg);
+        else if (incl)
+            KN(linear_vjp_row_)(b, L, w, x, la, hp, lhp, g, lgv, ab, lab, bb, lbb, 1, lg);
+        else
+            KN(linear_vjp_row_)(b, L, w, x, la, hp, ly, g, lgv, ab, lab, bb, lbb, 0, lg);
+        x -= b->step[0];
+        y -= b->step[1];
+        g -= b->step[2];
+        ab -= b->step[3];
+        bb -= b->step[4];
+    }
+    if (b->ptr[7] != NULL)
+        for (int64_t l = 0; l < w; l++) {
+            char *p = b->ptr[7] + (l0 + l) * b->lane[7];
+            ST(p, ADD(LD(p), L[l]));
+        }
+}
+
+/* the lanes of a block by panels; c: a contiguous row layout of every
+ * operand the rows walk (nrow of them; a's and a_dot's lane may be 0) */
+#define LS_DERIV_PANELS(panel, nrow, broadcast_ok)                                         \
+    SCAN_INLINE void KN(panel##s_)(const scan_block *b, const int lg)                      \
+    {                                                                                      \
+        const int64_t sz = (int64_t)sizeof(T);                                             \
+        int rows = 1, amode = 1;                                                           \
+        for (int k = 1; k < (nrow); k++)                                                   \
+            rows &= b->ptr[k] == NULL || b->lane[k] == sz || (k == 2 && (broadcast_ok) &&  \
+                                                              b->lane[k] == b->lane[0]);   \
+        amode = b->lane[0] == 0 && (!(broadcast_ok) || b->ptr[2] == NULL || b->lane[2] == 0); \
+        if (b->m == 1) {                                                                   \
+            if (!LS_LINE_OF(panel, b, lg))                                                 \
+                LS_DERIV_CALL(panel, b, 0, 1, lg, 0, 0, 1);                                \
+            return;                                                                        \
+        }                                                                                  \
+        for (int64_t l0 = 0; l0 < b->m; l0 += SCAN_PANEL) {                                \
+            const int64_t w = b->m - l0 < SCAN_PANEL ? b->m - l0 : SCAN_PANEL;            \
+            if (rows && b->lane[0] == sz)                                                  \
+                LS_DERIV_CALL(panel, b, l0, w, lg, 0, 1, 0);                               \
+            else if (rows && amode)                                                        \
+                LS_DERIV_CALL(panel, b, l0, w, lg, 1, 1, 0);                               \
+            else                                                                           \
+                LS_DERIV_CALL(panel, b, l0, w, lg, 0, 0, 0);                               \
+        }                                                                                  \
+    }
+#define LS_DERIV_CALL(panel, b, l0, w, lg, amode, contig, line)                             \
+    do {                                                                                   \
+        if ((b)->inclusive) KN(panel)(b, l0, w, 1, lg, amode, contig, line);               \
+        else KN(panel)(b, l0, w, 0, lg, amode, contig, line);                              \
+    } while (0)
+/* whether a line kernel took the single line */
+#if HAS_NARROW
+#define LS_LINE_OF(panel, b, lg) (LS_LINE_##panel(b, lg))
+#define LS_LINE_linear_jvp_panel_(b, lg) (KN(linear_jvp_line_)(b, lg), 1)
+#else
+#define LS_LINE_OF(panel, b, lg) ((void)(b), (void)(lg), 0)
+#endif
+#define LS_LINE_linear_vjp_panel_(b, lg) 0
+LS_DERIV_PANELS(linear_jvp_panel_, 6, 1)
+LS_DERIV_PANELS(linear_vjp_panel_, 5, 0)
+#undef LS_LINE_OF
+#undef LS_LINE_linear_jvp_panel_
+#undef LS_LINE_linear_vjp_panel_
+#undef LS_DERIV_PANELS
+#undef LS_DERIV_CALL
+#undef LS_LANE
+
+static void KN(linear_jvp0_)(const scan_block *b) { if (b->n > 0) KN(linear_jvp_panel_s_)(b, 0); }
+static void KN(linear_jvp1_)(const scan_block *b) { if (b->n > 0) KN(linear_jvp_panel_s_)(b, 1); }
+static void KN(linear_vjp0_)(const scan_block *b) { if (b->n > 0) KN(linear_vjp_panel_s_)(b, 0); }
+static void KN(linear_vjp1_)(const scan_block *b) { if (b->n > 0) KN(linear_vjp_panel_s_)(b, 1); }
+
 #undef LS_EXP
 #undef LS_PANEL_CALL
 #undef LS_NO_CONTRACT
@@ -285,16 +528,21 @@ static void KN(linear_fwd1_)(const scan_block *b) { KN(linear_fwd_)(b, 1); }
 #pragma GCC pop_options
 #endif
 
-/* [0]: a as given, [1]: log_a (a = exp(log_a), fused) */
-static const scan_cell KN(linear_cells_)[2] = {
+/* [2 * mode + log_a] (scan.h); no second-order kernels (the Python layer
+ * composes them from these) */
+static const scan_cell KN(linear_cells_)[2 * SCAN_NUM_MODES] = {
 #if HAS_NARROW
-    {.kernel = KN(linear_fwd0_), .split = {KN(linear_reduce0_), linear_combine}},
-    {.kernel = KN(linear_fwd1_), .split = {KN(linear_reduce1_), linear_combine}},
+    [2 * MODE_FORWARD] = {.kernel = KN(linear_fwd0_), .split = {KN(linear_reduce0_), linear_combine}},
+    [2 * MODE_FORWARD + 1] = {.kernel = KN(linear_fwd1_), .split = {KN(linear_reduce1_), linear_combine}},
 #else
-    {.kernel = KN(linear_fwd0_)},
-    {.kernel = KN(linear_fwd1_)},
+    [2 * MODE_FORWARD] = {.kernel = KN(linear_fwd0_)},
+    [2 * MODE_FORWARD + 1] = {.kernel = KN(linear_fwd1_)},
 #endif
+    [2 * MODE_JVP] = {.kernel = KN(linear_jvp0_)},
+    [2 * MODE_JVP + 1] = {.kernel = KN(linear_jvp1_)},
+    [2 * MODE_VJP] = {.kernel = KN(linear_vjp0_), .walks_back = 1},
+    [2 * MODE_VJP + 1] = {.kernel = KN(linear_vjp1_), .walks_back = 1},
 };
 #else
-static const scan_cell KN(linear_cells_)[2] = {{NULL}, {NULL}};
+static const scan_cell KN(linear_cells_)[2 * SCAN_NUM_MODES] = {{NULL}};
 #endif

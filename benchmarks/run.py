@@ -571,6 +571,77 @@ def replace_headline(path: str, table: List[str]) -> None:
     print(f"headline table written into {path}")
 
 
+def linear_framework_calls(a: np.ndarray, b: np.ndarray, axis: int
+                           ) -> Dict[str, Optional[Callable[[], object]]]:
+    """The other CPU paths to h_t = a_t h_{t-1} + b_t (None where absent):
+    scipy's lfilter (a scalar a only), jax.lax.scan and associative_scan."""
+    calls: Dict[str, Optional[Callable[[], object]]] = {"lfilter": None, "jax.lax.scan": None,
+                                                        "associative_scan": None}
+    try:
+        from scipy.signal import lfilter
+    except ImportError:
+        lfilter = None
+    if lfilter is not None and a.size == 1:
+        coef = float(a.reshape(-1)[0])
+        calls["lfilter"] = lambda: lfilter([1.0], [1.0, -coef], b, axis=axis)
+    if jax is not None:
+        jnp = jax.numpy
+        aj = jax.device_put(np.broadcast_to(a, b.shape).copy())
+        bj = jax.device_put(b)
+
+        def step(h: Any, ab: Any) -> Tuple[Any, Any]:
+            h = ab[0] * h + ab[1]
+            return h, h
+
+        def by_scan(x: Any, y: Any) -> Any:
+            xs, ys = jnp.moveaxis(x, axis, 0), jnp.moveaxis(y, axis, 0)
+            return jnp.moveaxis(jax.lax.scan(step, jnp.zeros_like(ys[0]), (xs, ys))[1], 0, axis)
+
+        def combine(p: Any, q: Any) -> Tuple[Any, Any]:
+            return q[0] * p[0], q[0] * p[1] + q[1]
+
+        f_scan = jax.jit(by_scan)
+        f_assoc = jax.jit(lambda x, y: jax.lax.associative_scan(combine, (x, y), axis=axis)[1])
+        calls["jax.lax.scan"] = lambda: f_scan(aj, bj).block_until_ready()
+        calls["associative_scan"] = lambda: f_assoc(aj, bj).block_until_ready()
+    return calls
+
+
+def linear_table(quick: bool) -> List[str]:
+    """linear_scan: forward, JVP and VJP against a copy of b, lfilter and JAX."""
+    rng = np.random.default_rng(3)
+    if quick:
+        cases = [((1 << 16,), 0), ((256, 256), 0), ((256, 256), 1)]
+    else:
+        cases = [((1 << 24,), 0), ((4096, 4096), 0), ((4096, 4096), 1)]
+    extra = ["lfilter", "jax.lax.scan", "associative_scan"]
+    lines = ["| dtype | shape, axis | a | copy ms | forward out= | forward | JVP (x fwd) "
+             "| VJP (x fwd) | " + " | ".join(extra) + " |", "|" + "---|" * (8 + len(extra))]
+    for dtype in (np.float32, np.float64):
+        for shape, axis in cases:
+            b = rng.standard_normal(shape).astype(dtype)
+            dst = np.empty_like(b)
+            t_copy = median_time(lambda: np.copyto(dst, b), 3 * REPEAT)
+            for kind in ("scalar", "same shape"):
+                a = (np.asarray(0.999, dtype) if kind == "scalar"
+                     else rng.uniform(0.9, 1.0, shape).astype(dtype))
+                t_out = median_time(lambda: sa.linear_scan(a, b, axis, out=dst))
+                t_fwd = median_time(lambda: sa.linear_scan(a, b, axis))
+                ones = np.ones_like(b)
+                t_jvp = median_time(lambda: sa.jvp(sa.linear_scan, (a, b, None),
+                                                   (None, ones, None), axis=axis))
+                _, pullback = sa.vjp(sa.linear_scan, (a, b, None), axis=axis)
+                t_vjp = median_time(lambda: pullback(ones))
+                others = linear_framework_calls(a, b, axis)
+                cells = [np.dtype(dtype).name, f"{shape}, {axis}", kind, f"{t_copy * 1e3:.2f}",
+                         fmt(t_out, t_copy), fmt(t_fwd, t_copy), fmt(t_jvp, t_fwd),
+                         fmt(t_vjp, t_fwd)]
+                cells += [fmt(maybe_time(others[k]), t_fwd) for k in extra]
+                lines.append("| " + " | ".join(cells) + " |")
+                print(lines[-1], flush=True)
+    return lines
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Measure every table and write results.md and the plot (see the module
     docstring for the options)."""
@@ -638,6 +709,14 @@ def main(argv: Optional[List[str]] = None) -> int:
               "`g.copy()`; NumPy, torch and JAX against `np.copyto`. `varlen`: 8 sequences "
               "of random lengths packed into one (`cu_seqlens`).", ""]
     lines += chunk_table(args.quick)
+
+    lines += ["", "## linear_scan: h[t] = a[t] h[t-1] + b[t]", "",
+              "`forward out=` against `np.copyto` of b; the allocating forward against the same "
+              "copy; JVP (tangent of b), VJP (the pullback alone, cotangents of a and b) and the "
+              "other paths against scanad's allocating forward. `a` is a scalar (0.999: an EMA) "
+              "or has b's shape (uniform in [0.9, 1]). lfilter takes a scalar `a` only; the JAX "
+              "columns are jitted `jax.lax.scan` and `jax.lax.associative_scan`.", ""]
+    lines += linear_table(args.quick)
 
     drawn = f" Drawn in `{os.path.basename(args.plot)}`." if args.plot else ""
     lines += ["", "## Size sweep (float32, 1-D)", "",

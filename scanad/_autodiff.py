@@ -12,7 +12,14 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import _linear_ad
+from ._linear import linear_scan
 from ._registry import OpSpec, resolve
+
+
+def _is_linear_scan(op: Any) -> bool:
+    """linear_scan takes a tuple of primals (a, b, h0): _linear_ad's rules."""
+    return op is linear_scan or (isinstance(op, str) and op == "linear_scan")
 
 
 def _primal(spec: OpSpec, mode: str, x: Any, kw: Dict[str, Any]
@@ -71,7 +78,17 @@ def vjp(op: Any, x: Any, **kwargs: Any) -> Tuple[np.ndarray, Callable[[Any], np.
     >>> y, pullback = sa.vjp(sa.cumprod, np.array([2.0, 0.0, 3.0]))
     >>> pullback(np.ones(3))
     array([1., 8., 0.])
+
+    ``linear_scan`` has several inputs: its primal is the tuple ``(a, b, h0)``
+    (``h0`` may be None) and the pullback returns ``(a_bar, b_bar, h0_bar)``,
+    each summed to its input's shape (docs/derivatives.md, "linear_scan"):
+
+    >>> _, pullback = sa.vjp(sa.linear_scan, (0.5, np.ones(3), None))
+    >>> pullback(np.ones(3))
+    (array(3.), array([1.75, 1.5 , 1.  ]), None)
     """
+    if _is_linear_scan(op):
+        return _linear_ad.vjp(x, kwargs)
     spec = resolve(op)
     xp, kw, in_dtype = _primal(spec, "vjp", x, kwargs)
     y = spec.fn(xp, **kw)
@@ -100,7 +117,15 @@ def jvp(op: Any, x: Any, t: Any, **kwargs: Any) -> Tuple[np.ndarray, np.ndarray]
 
     >>> sa.jvp(sa.cumsum, np.array([1.0, 2.0]), np.array([1j, 1.0]))[1]
     array([0.+1.j, 1.+1.j])
+
+    ``linear_scan`` takes the tuples ``(a, b, h0)`` and ``(a_dot, b_dot,
+    h0_dot)`` (a None tangent is zero):
+
+    >>> sa.jvp(sa.linear_scan, (0.5, np.ones(3), 2.0), (None, None, 1.0))[1]
+    array([0.5  , 0.25 , 0.125])
     """
+    if _is_linear_scan(op):
+        return _linear_ad.jvp(x, t, kwargs)
     spec = resolve(op)
     xp, kw, _ = _primal(spec, "jvp", x, kwargs)
     t = np.asarray(t)
@@ -123,6 +148,8 @@ def grad(op: Any, x: Any, cotangent: Any = None, **kwargs: Any) -> np.ndarray:
     >>> sa.grad(sa.cummax, np.array([1.0, 3.0, 3.0, 2.0]))
     array([1., 1., 2., 0.])
     """
+    if _is_linear_scan(op):
+        return _linear_ad.grad(x, cotangent, kwargs)
     y, pullback = vjp(op, x, **kwargs)
     g = np.ones_like(y) if cotangent is None else cotangent
     return pullback(g)
@@ -154,6 +181,8 @@ def vjp_jvp(op: Any, x: Any, g: Any, t: Any, g_dot: Any = None,
     >>> x_bar, x_bar_dot
     (array([1., 8., 0.]), array([4., 0., 2.]))
     """
+    if _is_linear_scan(op):
+        return _linear_ad.vjp_jvp(x, g, t, g_dot, kwargs)
     spec = resolve(op)
     xp, kw, in_dtype = _primal(spec, "vjp_jvp", x, kwargs)
     t = np.asarray(t)
@@ -198,6 +227,8 @@ def hvp(op: Any, x: Any, t: Any, cotangent: Any = None, **kwargs: Any) -> np.nda
     >>> sa.hvp(sa.logcumsumexp, np.array([0.0, 0.0]), np.array([1.0, 0.0]))
     array([ 0.25, -0.25])
     """
+    if _is_linear_scan(op):
+        return _linear_ad.hvp(x, t, cotangent, kwargs)
     spec = resolve(op)
     if cotangent is None:
         xp, kw, _ = _primal(spec, "hvp", x, kwargs)
@@ -265,12 +296,15 @@ def check_grads(
     >>> sa.check_grads(sa.logcumsumexp, np.linspace(-2, 2, 7), axis=0, reverse=True)
     >>> sa.check_grads(sa.cumprod, np.array([0.5, -2.0, 0.0, 3.0]), order=2)
     """
-    spec = resolve(op)
     for mode in modes:
         if mode not in ("fwd", "rev"):
             raise ValueError(f"check_grads: modes must contain only 'fwd' and 'rev'; got {mode!r}")
     if order not in (1, 2):
         raise ValueError(f"check_grads: order must be 1 or 2; got {order!r}")
+    spec = resolve(op)
+    if _is_linear_scan(op):
+        _check_grads_tuple(x, modes, eps, atol, rtol, seed, order, kwargs)
+        return
     xp, kw, _ = _primal(spec, "check_grads", x, kwargs)
     rng = np.random.default_rng(seed)
     tol = _default_tolerance(xp.dtype)
@@ -306,6 +340,96 @@ def check_grads(
                       np.array([rhs]), np.array([lhs]), atol * max(1.0, mag), rtol)
     if order == 2:
         _check_second_order(spec, xp, kw, modes, eps, atol, rtol, rng)
+
+
+def _flat_parts(vs: Any) -> np.ndarray:
+    """The entries of a tuple of arrays (None: none), one complex128 vector."""
+    if not isinstance(vs, (tuple, list)):
+        vs = (vs,)
+    return np.concatenate([np.ravel(np.asarray(v, dtype=np.complex128)) for v in vs
+                           if v is not None] or [np.zeros(0, np.complex128)])
+
+
+def _vdot_tuples(u: Any, v: Any) -> complex:
+    return complex(np.vdot(_flat_parts(u), _flat_parts(v)))
+
+
+def _check_grads_tuple(primals: Any, modes: Sequence[str], eps: Optional[float],
+                       atol: Optional[float], rtol: Optional[float], seed: int, order: int,
+                       kwargs: Dict[str, Any]) -> None:
+    """check_grads of an op of several inputs (linear_scan's (a, b, h0)): the
+    same checks over the tuple, central differences moving every input."""
+    c = _linear_ad.prepare(primals, kwargs, "check_grads")
+    rt = c.rt
+    wide = np.complex128 if rt.kind == "c" else np.float64
+    rng = np.random.default_rng(seed)
+    tol = _default_tolerance(rt)
+    atol = tol if atol is None else atol
+    rtol = tol if rtol is None else rtol
+    xs = tuple(None if p is None else np.asarray(p).astype(dt) for p, dt in zip(primals, c.dtypes))
+    ts = tuple(None if x is None else _random_like(rng, x) for x in xs)
+    kw = dict(kwargs)
+    kw64 = {**kw, "dtype": wide}
+
+    def f64(x: Any) -> Any:
+        return linear_scan(*x[:2], h0=x[2], **kw64)
+
+    def moved(x: Any, t: Any, h: float) -> Any:
+        # t widened first: h * a float16 t would round the step to float16
+        return tuple(None if v is None else np.asarray(v).astype(wide) + h * np.asarray(t, wide)
+                     for v, t in zip(x, t))
+
+    y, y_dot = jvp(linear_scan, xs, ts, **kw)
+    scale0 = max(1.0, float(np.max(np.abs(np.concatenate([np.ravel(v) for v in xs
+                                                          if v is not None])), initial=0.0)))
+    h = eps if eps is not None else 1e-6 * scale0
+    if "fwd" in modes:
+        plus, minus = _flat_parts(f64(moved(xs, ts, h))), _flat_parts(f64(moved(xs, ts, -h)))
+        with np.errstate(invalid="ignore"):
+            numeric = np.where(plus == minus, 0, plus - minus) / (2 * h)
+        scale = max(1.0, float(np.max(np.abs(numeric), initial=0.0)))
+        _assert_close("check_grads(linear_scan, 'fwd'): jvp vs central differences",
+                      _flat_parts(y_dot), numeric, atol * scale, rtol)
+    out_like = y if isinstance(y, tuple) else (y,)
+    gs = tuple(_random_like(rng, np.asarray(v)) for v in out_like)
+    g: Any = gs if isinstance(y, tuple) else gs[0]
+    if "rev" in modes:
+        _, pullback = vjp(linear_scan, xs, **kw)
+        x_bar = pullback(g)
+        lhs, rhs = _vdot_tuples(g, y_dot), _vdot_tuples(x_bar, ts)
+        mag = float(np.linalg.norm(_flat_parts(g)) * np.linalg.norm(_flat_parts(y_dot))
+                    + np.linalg.norm(_flat_parts(x_bar)) * np.linalg.norm(_flat_parts(ts)))
+        _assert_close("check_grads(linear_scan, 'rev'): vdot(g, J t) vs vdot(J^H g, t)",
+                      np.array([rhs]), np.array([lhs]), atol * max(1.0, mag), rtol)
+    if order != 2:
+        return
+    gds = tuple(_random_like(rng, np.asarray(v)) for v in out_like)
+    g_dot: Any = gds if isinstance(y, tuple) else gds[0]
+    x_bar, x_bar_dot = vjp_jvp(linear_scan, xs, g, ts, g_dot, **kw)
+
+    def pullback64(x: Any, v: Any) -> np.ndarray:
+        return _flat_parts(vjp(linear_scan, x, **kw64)[1](v))
+
+    exact = pullback64(moved(xs, ts, 0.0), g)
+    scale = max(1.0, float(np.max(np.abs(exact), initial=0.0)))
+    _assert_close("check_grads(linear_scan, order=2): x_bar vs the pullback",
+                  _flat_parts(x_bar), exact, atol * scale, rtol)
+    plus, minus = pullback64(moved(xs, ts, h), g), pullback64(moved(xs, ts, -h), g)
+    with np.errstate(invalid="ignore"):
+        numeric = (pullback64(moved(xs, ts, 0.0), g_dot)
+                   + np.where(plus == minus, 0, plus - minus) / (2 * h))
+    scale = max(1.0, float(np.max(np.abs(numeric), initial=0.0)))
+    _assert_close("check_grads(linear_scan, order=2): vjp_jvp vs central differences of the "
+                  "pullback", _flat_parts(x_bar_dot), numeric, atol * scale, rtol)
+    if "rev" in modes and rt.kind == "f":
+        ss = tuple(None if x is None else _random_like(rng, x) for x in xs)
+        hs = vjp_jvp(linear_scan, xs, g, ss, None, **kw)[1]
+        ht = vjp_jvp(linear_scan, xs, g, ts, None, **kw)[1]
+        lhs, rhs = _vdot_tuples(ss, ht), _vdot_tuples(hs, ts)
+        mag = float(np.linalg.norm(_flat_parts(ss)) * np.linalg.norm(_flat_parts(ht))
+                    + np.linalg.norm(_flat_parts(hs)) * np.linalg.norm(_flat_parts(ts)))
+        _assert_close("check_grads(linear_scan, order=2, 'rev'): vdot(s, H t) vs vdot(H s, t)",
+                      np.array([rhs]), np.array([lhs]), atol * max(1.0, mag), rtol)
 
 
 def _check_second_order(spec: OpSpec, xp: np.ndarray, kw: Dict[str, Any], modes: Sequence[str],

@@ -55,6 +55,9 @@ class OpSpec:
     vjp_rule: VjpRule
     linear: bool
     vjp_jvp_rule: VjpJvpRule
+    #: the differentiable inputs; an op of several takes and returns tuples
+    #: (``linear_scan``: ``(a, b, h0)``, each rule on the tuple)
+    inputs: Tuple[str, ...] = ("x",)
 
     @property
     def reference(self) -> Callable[..., Any]:
@@ -123,6 +126,26 @@ def _chunk_spec(name: str, options: Tuple[str, ...]) -> OpSpec:
                   vjp_rule, linear=True, vjp_jvp_rule=vjp_jvp_rule)
 
 
+def _linear_scan_spec() -> OpSpec:
+    from . import _linear_ad
+    from ._linear import linear_scan
+
+    def jvp_rule(x: Any, t: Any, kw: Dict[str, Any]) -> Any:
+        return _linear_ad.jvp(x, t, kw)
+
+    def vjp_rule(x: Any, y: Any, g: Any, kw: Dict[str, Any]) -> Any:
+        return _linear_ad.vjp(x, kw)[1](g)
+
+    def vjp_jvp_rule(x: Any, t: Any, g: Any, g_dot: Any, kw: Dict[str, Any]) -> Any:
+        return _linear_ad.vjp_jvp(x, g, t, g_dot, kw)
+
+    floats = ("float16", "float32", "float64", "complex64", "complex128")
+    integers = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+    return OpSpec("linear_scan", linear_scan, "linear", "0", integers + floats, floats,
+                  _linear_ad.OPTIONS, jvp_rule, vjp_rule, linear=False,
+                  vjp_jvp_rule=vjp_jvp_rule, inputs=_linear_ad.NAMES)
+
+
 def _build() -> Dict[str, OpSpec]:
     ops: Dict[str, OpSpec] = {}
     for index, name, rule, identity, dtypes, accepts in _C.ops():
@@ -130,11 +153,14 @@ def _build() -> Dict[str, OpSpec]:
     common = ("reverse", "scale", "softmax_scale", "cu_seqlens", "head_first", "output_dtype")
     ops["chunk_local_cumsum"] = _chunk_spec("chunk_local_cumsum", ("chunk_size",) + common)
     ops["chunk_global_cumsum"] = _chunk_spec("chunk_global_cumsum", common)
+    ops["linear_scan"] = _linear_scan_spec()
     return ops
 
 
 OPS: Dict[str, OpSpec] = _build()
-SCANS: Tuple[str, ...] = tuple(name for name, spec in OPS.items() if spec.rule != "chunk")
+#: the one-input scans of the C matrix (the same signature, flags and rules)
+SCANS: Tuple[str, ...] = tuple(name for name, spec in OPS.items()
+                               if spec.rule not in ("chunk", "linear"))
 
 
 def resolve(op: Any) -> OpSpec:

@@ -26,7 +26,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-SCANS = [name for name, spec in sa.OPS.items() if spec.rule != "chunk"]
+SCANS = [name for name, spec in sa.OPS.items() if spec.rule not in ("chunk", "linear")]
 ALL_OPS = list(sa.OPS)
 FLAGS = list(itertools.product([False, True], [True, False]))  # (reverse, inclusive)
 LAYOUTS: List[Dict[str, Any]] = [
@@ -205,6 +205,18 @@ def test_wide_panels_and_single_lines_agree_with_oracle(op: str) -> None:
 def test_check_grads_order2_every_registered_op(op: str) -> None:
     spec = sa.OPS[op]
     rng = np.random.default_rng(11)
+    if spec.inputs != ("x",):
+        # an op of several inputs: one random array per input, over its flags
+        assert spec.inputs == ("a", "b", "h0")
+        for dtype in spec.dtypes_derivative:
+            a = smooth_x("cumprod", rng, (4, 6), dtype)
+            b, h0 = rand(rng, (4, 6), dtype), rand(rng, (4,), dtype)
+            for reverse, inclusive in FLAGS:
+                sa.check_grads(op, (a, b, h0), order=2, axis=1, reverse=reverse,
+                               inclusive=inclusive, return_final=True)
+                sa.check_grads(op, (a[:, :1], b, None), order=2, axis=1, reverse=reverse,
+                               inclusive=inclusive, chunk_size=4)
+        return
     if spec.rule == "chunk":
         x = rand(rng, (1, 12, 2))
         kw: Dict[str, Any] = {"chunk_size": 4} if op == "chunk_local_cumsum" else {}

@@ -21,7 +21,7 @@ tensor([1., 8., 0.], dtype=torch.float64)
 from __future__ import annotations
 
 import operator
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -96,11 +96,14 @@ def _segments(name: str, cu_seqlens: Any) -> Optional[Tuple[int, ...]]:
             raise TypeError(f"scanad.torch.{name}: cu_seqlens must be a 1-D integer tensor or "
                             f"sequence; got a {cu_seqlens.ndim}-D tensor of {cu_seqlens.dtype}")
         return tuple(int(v) for v in cu_seqlens.tolist())
-    arr = np.asarray(cu_seqlens)
-    if arr.ndim != 1 or arr.dtype.kind not in "iu":
+    if isinstance(cu_seqlens, np.ndarray):
+        cu_seqlens = cu_seqlens.tolist() if cu_seqlens.ndim == 1 else [cu_seqlens]
+    # plain Python, not np.asarray, so that torch.compile traces it
+    if not isinstance(cu_seqlens, (list, tuple)) or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in cu_seqlens):
         raise TypeError(f"scanad.torch.{name}: cu_seqlens must be a 1-D integer tensor or "
                         f"sequence; got {cu_seqlens!r}")
-    return tuple(int(v) for v in arr.tolist())
+    return tuple(int(v) for v in cu_seqlens)
 
 
 # ---------------------------------------------------------------------------
@@ -296,7 +299,7 @@ class _Vjp(torch.autograd.Function):
              name: str, kw: Kw) -> Tuple[Tensor, int]:
         b = _Batch(name, kw, x, in_dims[0], info.batch_size)
         out = _apply(_Vjp, b.put(x, in_dims[0], True), b.put(g, in_dims[1], False),
-                         b.put(y, in_dims[2], False), name, b.kw)
+                     b.put(y, in_dims[2], False), name, b.kw)
         return b.take(out, True), 0
 
 
@@ -389,8 +392,7 @@ class _VjpJvp(torch.autograd.Function):
              g_dot: Optional[Tensor], name: str, kw: Kw) -> Tuple[Tensor, int]:
         b = _Batch(name, kw, x, in_dims[0], info.batch_size)
         out = _apply(_VjpJvp, b.put(x, in_dims[0], True), b.put(g, in_dims[1], False),
-                            b.put(t, in_dims[2], True), b.put(g_dot, in_dims[3], False),
-                            name, b.kw)
+                     b.put(t, in_dims[2], True), b.put(g_dot, in_dims[3], False), name, b.kw)
         return b.take(out, True), 0
 
 
@@ -418,7 +420,7 @@ class _JvpJvp(torch.autograd.Function):
              kw: Kw) -> Tuple[Tensor, int]:
         b = _Batch(name, kw, x, in_dims[0], info.batch_size)
         out = _apply(_JvpJvp, b.put(x, in_dims[0], True), b.put(s, in_dims[1], True),
-                            b.put(t, in_dims[2], True), name, b.kw)
+                     b.put(t, in_dims[2], True), name, b.kw)
         return b.take(out, False), 0
 
 
@@ -434,7 +436,19 @@ def _scan(name: str, x: Any, dim: Optional[int], reverse: bool, inclusive: bool,
     kw: Kw = {"axis": None if dim is None else int(dim), "reverse": bool(reverse),
               "inclusive": bool(inclusive), "cu_seqlens": _segments(name, cu_seqlens),
               "chunk_size": chunk_size}
+    if torch.compiler.is_compiling():
+        opts = _scan_opts(kw)
+        if name in _INDEXED:
+            return torch.ops.scanad.scan_indexed(x, name, *opts)
+        return torch.ops.scanad.scan(x, name, *opts)
     return _apply(_Scan, x, name, kw)
+
+
+def _scan_opts(kw: Kw) -> Tuple[Any, ...]:
+    """The custom ops' arguments after ``op`` (cu_seqlens as a list: int[]?)."""
+    cu = kw["cu_seqlens"]
+    return (kw["axis"], kw["reverse"], kw["inclusive"], None if cu is None else list(cu),
+            kw["chunk_size"])
 
 
 def cumsum(x: Tensor, dim: Optional[int] = None, *, reverse: bool = False,
@@ -514,7 +528,16 @@ def logcumsumexp(x: Tensor, dim: Optional[int] = None, *, reverse: bool = False,
 
 def _chunk(name: str, x: Any, kw: Kw) -> Tensor:
     _check_tensor(name, "the input", x)
-    kw = {k: v for k, v in kw.items() if v is not None}
+    if torch.compiler.is_compiling():
+        cu = _segments(name, kw["cu_seqlens"])
+        out_dtype = kw["output_dtype"]
+        if out_dtype is not None and not isinstance(out_dtype, torch.dtype):
+            out_dtype = _NUMPY_TO_TORCH[np.dtype(out_dtype)]
+        return torch.ops.scanad.chunk_cumsum(
+            x, name, kw.get("chunk_size"), kw["reverse"], kw["scale"],
+            None if cu is None else list(cu), kw["head_first"], out_dtype)
+    # scanad's defaults for the optional ones
+    kw = {k: v for k, v in kw.items() if v is not None or k == "chunk_size"}
     if "cu_seqlens" in kw:
         kw["cu_seqlens"] = _segments(name, kw["cu_seqlens"])
     if "output_dtype" in kw:
@@ -523,11 +546,14 @@ def _chunk(name: str, x: Any, kw: Kw) -> Tensor:
 
 
 def _numpy_dtype(name: str, dtype: Any) -> np.dtype:
+    if dtype == torch.bfloat16:
+        raise TypeError(f"scanad.torch.{name}: output_dtype bfloat16 is not supported; "
+                        "use torch.float32")
     if isinstance(dtype, torch.dtype):
-        if dtype == torch.bfloat16:
-            raise TypeError(f"scanad.torch.{name}: output_dtype bfloat16 is not supported; "
-                            "use torch.float32")
-        return torch.empty((), dtype=dtype).numpy().dtype
+        if dtype not in _TORCH_TO_NUMPY:
+            raise TypeError(f"scanad.torch.{name}: output_dtype must be float16, float32 or "
+                            f"float64; got {dtype}")
+        return _TORCH_TO_NUMPY[dtype]
     return np.dtype(dtype)
 
 
@@ -560,3 +586,280 @@ def chunk_global_cumsum(s: Tensor, reverse: bool = False, cu_seqlens: Any = None
         "reverse": bool(reverse), "scale": scale, "cu_seqlens": cu_seqlens,
         "head_first": bool(head_first), "output_dtype": output_dtype})
 
+
+
+# ---------------------------------------------------------------------------
+# torch.library custom ops: the same kernels as opaque ops that torch.compile
+# keeps in its graphs.  Under torch.compile the public functions call these;
+# eagerly they use the Functions above, which also have forward-mode AD.
+
+_TORCH_TO_NUMPY: Dict[torch.dtype, np.dtype] = {
+    getattr(torch, name): np.dtype(name)
+    for name in ("bool", "uint8", "int8", "int16", "int32", "int64", "uint16", "uint32",
+                 "uint64", "float16", "float32", "float64", "complex64", "complex128")
+    if hasattr(torch, name)}
+_NUMPY_TO_TORCH = {v: k for k, v in _TORCH_TO_NUMPY.items()}
+
+
+def _result_dtype(name: str, dtype: torch.dtype, kw: Kw) -> torch.dtype:
+    """The dtype op(x) has, from scanad's rules (for fake tensors: no data)."""
+    if name in _CHUNKS:
+        out = kw.get("output_dtype")
+        return dtype if out is None else _NUMPY_TO_TORCH[np.dtype(out)]
+    probe = OPS[name].fn(np.zeros(1, _TORCH_TO_NUMPY[dtype]))
+    probe = probe[0] if name in _INDEXED else probe
+    return _NUMPY_TO_TORCH[probe.dtype]
+
+
+def _scan_kw(dim: Optional[int], reverse: bool, inclusive: bool,
+             cu_seqlens: Optional[Sequence[int]], chunk_size: Optional[int]) -> Kw:
+    return {"axis": dim, "reverse": reverse, "inclusive": inclusive,
+            "cu_seqlens": None if cu_seqlens is None else tuple(cu_seqlens),
+            "chunk_size": chunk_size}
+
+
+def _fake_like(name: str, x: Tensor, kw: Kw, like_x: bool, dtype: torch.dtype) -> Tensor:
+    if like_x or name in _CHUNKS:
+        return x.new_empty(x.shape, dtype=dtype)
+    if kw.get("axis") is None:
+        return x.new_empty((x.numel(),), dtype=dtype)
+    return x.new_empty(x.shape if x.ndim else (1,), dtype=dtype)
+
+
+_OPTS = "int? dim, bool reverse, bool inclusive, int[]? cu_seqlens, int? chunk_size"
+
+
+@torch.library.custom_op("scanad::scan", mutates_args=(),
+                         schema=f"(Tensor x, str op, {_OPTS}) -> Tensor")
+def _scan_op(x: Tensor, op: str, dim: Optional[int], reverse: bool, inclusive: bool,
+             cu_seqlens: Optional[Sequence[int]], chunk_size: Optional[int]) -> Tensor:
+    kw = _scan_kw(dim, reverse, inclusive, cu_seqlens, chunk_size)
+    return _as_tensor(_fwd(op, _as_numpy(x), kw))
+
+
+@torch.library.custom_op("scanad::scan_indexed", mutates_args=(),
+                         schema=f"(Tensor x, str op, {_OPTS}) -> (Tensor, Tensor)")
+def _scan_indexed_op(x: Tensor, op: str, dim: Optional[int], reverse: bool, inclusive: bool,
+                     cu_seqlens: Optional[Sequence[int]], chunk_size: Optional[int]
+                     ) -> Tuple[Tensor, Tensor]:
+    kw = _scan_kw(dim, reverse, inclusive, cu_seqlens, chunk_size)
+    values, indices = _fwd(op, _as_numpy(x), kw)
+    return _as_tensor(values), _as_tensor(indices)
+
+
+@torch.library.custom_op("scanad::scan_vjp", mutates_args=(),
+                         schema=f"(Tensor x, Tensor g, Tensor? y, str op, {_OPTS}) -> Tensor")
+def _vjp_op(x: Tensor, g: Tensor, y: Optional[Tensor], op: str, dim: Optional[int],
+            reverse: bool, inclusive: bool, cu_seqlens: Optional[Sequence[int]],
+            chunk_size: Optional[int]) -> Tensor:
+    kw = _scan_kw(dim, reverse, inclusive, cu_seqlens, chunk_size)
+    ya = None if y is None else _as_numpy(y)
+    return _as_tensor(_vjp(op, _as_numpy(x), ya, _as_numpy(g), kw)).to(x.dtype)
+
+
+@torch.library.custom_op("scanad::scan_jvp", mutates_args=(),
+                         schema=f"(Tensor x, Tensor t, str op, {_OPTS}) -> Tensor")
+def _jvp_op(x: Tensor, t: Tensor, op: str, dim: Optional[int], reverse: bool, inclusive: bool,
+            cu_seqlens: Optional[Sequence[int]], chunk_size: Optional[int]) -> Tensor:
+    kw = _scan_kw(dim, reverse, inclusive, cu_seqlens, chunk_size)
+    return _as_tensor(_jvp(op, _as_numpy(x), _as_numpy(t), kw))
+
+
+@torch.library.custom_op(
+    "scanad::scan_vjp_jvp", mutates_args=(),
+    schema=f"(Tensor x, Tensor g, Tensor t, Tensor? g_dot, str op, {_OPTS}) -> Tensor")
+def _vjp_jvp_op(x: Tensor, g: Tensor, t: Tensor, g_dot: Optional[Tensor], op: str,
+                dim: Optional[int], reverse: bool, inclusive: bool,
+                cu_seqlens: Optional[Sequence[int]], chunk_size: Optional[int]) -> Tensor:
+    kw = _scan_kw(dim, reverse, inclusive, cu_seqlens, chunk_size)
+    gd = None if g_dot is None else _as_numpy(g_dot)
+    out = _vjp_jvp(op, _as_numpy(x), _as_numpy(g), _as_numpy(t), gd, kw)
+    return _as_tensor(out).to(x.dtype)
+
+
+@torch.library.custom_op(
+    "scanad::chunk_cumsum", mutates_args=(),
+    schema="(Tensor x, str op, int? chunk_size, bool reverse, float? scale, int[]? cu_seqlens, "
+           "bool head_first, ScalarType? output_dtype) -> Tensor")
+def _chunk_op(x: Tensor, op: str, chunk_size: Optional[int], reverse: bool,
+              scale: Optional[float], cu_seqlens: Optional[Sequence[int]], head_first: bool,
+              output_dtype: Optional[torch.dtype]) -> Tensor:
+    kw = _chunk_kw(op, chunk_size, reverse, scale, cu_seqlens, head_first, output_dtype)
+    return _as_tensor(_fwd(op, _as_numpy(x), kw))
+
+
+def _chunk_kw(op: str, chunk_size: Optional[int], reverse: bool, scale: Optional[float],
+              cu_seqlens: Optional[Sequence[int]], head_first: bool,
+              output_dtype: Optional[torch.dtype]) -> Kw:
+    kw: Kw = {"reverse": reverse, "head_first": head_first}
+    if op == "chunk_local_cumsum":
+        kw["chunk_size"] = chunk_size
+    if scale is not None:
+        kw["scale"] = scale
+    if cu_seqlens is not None:
+        kw["cu_seqlens"] = tuple(cu_seqlens)
+    if output_dtype is not None:
+        kw["output_dtype"] = _TORCH_TO_NUMPY[output_dtype]
+    return kw
+
+
+@_scan_op.register_fake
+def _(x: Tensor, op: str, *opts: Any) -> Tensor:
+    kw = _scan_kw(*opts)
+    return _fake_like(op, x, kw, False, _result_dtype(op, x.dtype, kw))
+
+
+@_scan_indexed_op.register_fake
+def _(x: Tensor, op: str, *opts: Any) -> Tuple[Tensor, Tensor]:
+    kw = _scan_kw(*opts)
+    return (_fake_like(op, x, kw, False, x.dtype), _fake_like(op, x, kw, False, torch.int64))
+
+
+@_vjp_op.register_fake
+def _(x: Tensor, *_: Any) -> Tensor:
+    return torch.empty_like(x)
+
+
+@_jvp_op.register_fake
+def _(x: Tensor, t: Tensor, op: str, *opts: Any) -> Tensor:
+    kw = _scan_kw(*opts)
+    return _fake_like(op, x, kw, False, _result_dtype(op, x.dtype, kw))
+
+
+@_vjp_jvp_op.register_fake
+def _(x: Tensor, *_: Any) -> Tensor:
+    return torch.empty_like(x)
+
+
+@_chunk_op.register_fake
+def _(x: Tensor, op: str, chunk_size: Optional[int], reverse: bool, scale: Optional[float],
+      cu_seqlens: Optional[Sequence[int]], head_first: bool,
+      output_dtype: Optional[torch.dtype]) -> Tensor:
+    return torch.empty_like(x, dtype=x.dtype if output_dtype is None else output_dtype)
+
+
+# autograd of the custom ops: the relations of the Functions above
+
+def _save_x_y(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+    x, op = inputs[0], inputs[1]
+    ctx.op, ctx.opts = op, inputs[2:]
+    y = output[0] if isinstance(output, tuple) else output
+    ctx.save_for_backward(x, y)
+
+
+def _scan_op_backward(ctx: Any, g: Tensor, *_: Any) -> Tuple[Any, ...]:
+    x, y = ctx.saved_tensors
+    return (torch.ops.scanad.scan_vjp(x, g, y, ctx.op, *ctx.opts),) + (None,) * 6
+
+
+def _save_two(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+    x, a, *rest = inputs
+    if isinstance(rest[0], str):  # scan_jvp: (x, t, op, ...)
+        ctx.op, ctx.opts = rest[0], tuple(rest[1:])
+    else:  # scan_vjp: (x, g, y, op, ...)
+        ctx.op, ctx.opts = rest[1], tuple(rest[2:])
+    ctx.save_for_backward(x, a)
+
+
+def _vjp_op_backward(ctx: Any, w: Tensor) -> Tuple[Any, ...]:
+    x, g = ctx.saved_tensors
+    gx = None
+    if ctx.needs_input_grad[0] and ctx.op not in _FLAT:
+        gx = torch.ops.scanad.scan_vjp_jvp(x, g, w, None, ctx.op, *ctx.opts)
+    gg = torch.ops.scanad.scan_jvp(x, w, ctx.op, *ctx.opts) if ctx.needs_input_grad[1] else None
+    return (gx, gg) + (None,) * 7
+
+
+def _jvp_op_backward(ctx: Any, w: Tensor) -> Tuple[Any, ...]:
+    x, t = ctx.saved_tensors
+    gx = None
+    if ctx.needs_input_grad[0] and ctx.op not in _FLAT:
+        gx = torch.ops.scanad.scan_vjp_jvp(x, w, t, None, ctx.op, *ctx.opts)
+    gt = None
+    if ctx.needs_input_grad[1]:
+        gt = torch.ops.scanad.scan_vjp(x, w, None, ctx.op, *ctx.opts)
+    return (gx, gt) + (None,) * 6
+
+
+def _vjp_jvp_op_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+    ctx.op = inputs[4]
+
+
+def _vjp_jvp_op_backward(ctx: Any, *_: Any) -> Any:
+    raise _no_third_order(ctx.op)
+
+
+def _chunk_op_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+    ctx.dtype, ctx.args = inputs[0].dtype, inputs[1:]
+
+
+def _chunk_op_backward(ctx: Any, g: Tensor) -> Tuple[Any, ...]:
+    # linear: the transpose is the same scaled cumsum run the other way
+    op, chunk_size, reverse, scale, cu, head_first, _ = ctx.args
+    gx = torch.ops.scanad.chunk_cumsum(g.to(ctx.dtype), op, chunk_size, not reverse, scale, cu,
+                                       head_first, ctx.dtype)
+    return (gx,) + (None,) * 7
+
+
+_scan_op.register_autograd(_scan_op_backward, setup_context=_save_x_y)
+_scan_indexed_op.register_autograd(_scan_op_backward, setup_context=_save_x_y)
+_vjp_op.register_autograd(_vjp_op_backward, setup_context=_save_two)
+_jvp_op.register_autograd(_jvp_op_backward, setup_context=_save_two)
+_vjp_jvp_op.register_autograd(_vjp_jvp_op_backward, setup_context=_vjp_jvp_op_context)
+_chunk_op.register_autograd(_chunk_op_backward, setup_context=_chunk_op_context)
+
+
+# vmap of the custom ops: the batch joins the one call, as for the Functions
+
+def _batched_kw(b: _Batch) -> Tuple[Any, ...]:
+    return _scan_opts(b.kw)
+
+
+def _vmap_scan(info: Any, in_dims: Tuple[Any, ...], x: Tensor, op: str, *opts: Any) -> Any:
+    b = _Batch(op, _scan_kw(*opts), x, in_dims[0], info.batch_size)
+    return b.take(torch.ops.scanad.scan(b.put(x, in_dims[0], True), op, *_batched_kw(b)),
+                  False), 0
+
+
+def _vmap_scan_indexed(info: Any, in_dims: Tuple[Any, ...], x: Tensor, op: str, *opts: Any) -> Any:
+    b = _Batch(op, _scan_kw(*opts), x, in_dims[0], info.batch_size)
+    v, i = torch.ops.scanad.scan_indexed(b.put(x, in_dims[0], True), op, *_batched_kw(b))
+    return (b.take(v, False), b.take(i, False)), (0, 0)
+
+
+def _vmap_scan_vjp(info: Any, in_dims: Tuple[Any, ...], x: Tensor, g: Tensor,
+                   y: Optional[Tensor], op: str, *opts: Any) -> Any:
+    b = _Batch(op, _scan_kw(*opts), x, in_dims[0], info.batch_size)
+    out = torch.ops.scanad.scan_vjp(b.put(x, in_dims[0], True), b.put(g, in_dims[1], False),
+                                    b.put(y, in_dims[2], False), op, *_batched_kw(b))
+    return b.take(out, True), 0
+
+
+def _vmap_scan_jvp(info: Any, in_dims: Tuple[Any, ...], x: Tensor, t: Tensor, op: str,
+                   *opts: Any) -> Any:
+    b = _Batch(op, _scan_kw(*opts), x, in_dims[0], info.batch_size)
+    out = torch.ops.scanad.scan_jvp(b.put(x, in_dims[0], True), b.put(t, in_dims[1], True), op,
+                                    *_batched_kw(b))
+    return b.take(out, False), 0
+
+
+def _vmap_scan_vjp_jvp(info: Any, in_dims: Tuple[Any, ...], x: Tensor, g: Tensor, t: Tensor,
+      g_dot: Optional[Tensor], op: str, *opts: Any) -> Any:
+    b = _Batch(op, _scan_kw(*opts), x, in_dims[0], info.batch_size)
+    out = torch.ops.scanad.scan_vjp_jvp(
+        b.put(x, in_dims[0], True), b.put(g, in_dims[1], False), b.put(t, in_dims[2], True),
+        b.put(g_dot, in_dims[3], False), op, *_batched_kw(b))
+    return b.take(out, True), 0
+
+
+def _vmap_chunk_cumsum(info: Any, in_dims: Tuple[Any, ...], x: Tensor, op: str, *args: Any) -> Any:
+    b = _Batch(op, {}, x, in_dims[0], info.batch_size)
+    return b.take(torch.ops.scanad.chunk_cumsum(b.put(x, in_dims[0], True), op, *args), True), 0
+
+
+_VMAP_RULES: Dict[str, Callable[..., Any]] = {
+    "scan": _vmap_scan, "scan_indexed": _vmap_scan_indexed, "scan_vjp": _vmap_scan_vjp,
+    "scan_jvp": _vmap_scan_jvp, "scan_vjp_jvp": _vmap_scan_vjp_jvp,
+    "chunk_cumsum": _vmap_chunk_cumsum}
+for _op, _rule in _VMAP_RULES.items():
+    torch.library.register_vmap(f"scanad::{_op}", _rule)

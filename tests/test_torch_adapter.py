@@ -313,6 +313,28 @@ def test_input_is_not_copied(monkeypatch: pytest.MonkeyPatch) -> None:
     assert y.numpy().ctypes.data == y.data_ptr()  # the kernel's result, not a copy
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.complex64])
+def test_low_precision_keeps_dtype(dtype: Any) -> None:
+    x = (torch.rand(3, 6, dtype=dtype, generator=torch.Generator().manual_seed(23)) + 0.5)
+    x.requires_grad_()
+    wide = C128 if dtype.is_complex else F64
+    xw = x.detach().to(wide).requires_grad_()
+    for name in ("cumprod", "logcumsumexp"):
+        y = getattr(st, name)(x, 1)
+        (g,) = torch.autograd.grad(y.sum().real, x, create_graph=True)
+        (h,) = torch.autograd.grad(g.sum().real, x)
+        assert y.dtype == g.dtype == h.dtype == dtype
+        yw = getattr(st, name)(xw, 1)
+        (gw,) = torch.autograd.grad(yw.sum().real, xw, create_graph=True)
+        (hw,) = torch.autograd.grad(gw.sum().real, xw)
+        # each result is rounded once to dtype from a wider accumulation; the bound
+        # is a few units of dtype's epsilon relative to the largest entry
+        eps = torch.finfo(dtype).eps
+        for low, ref in ((y, yw), (g, gw), (h, hw)):
+            err = (low.detach().to(wide) - ref.detach()).abs().max().item()
+            assert err <= 8 * eps * max(1.0, ref.abs().max().item())
+
+
 def test_integer_forward() -> None:
     x = torch.tensor([[1, 2, 3], [4, 5, 6]], dtype=torch.int32)
     y = st.cumsum(x, 1)
@@ -378,3 +400,85 @@ def test_training_a_decay_rate() -> None:
 def test_import_scanad_does_not_import_torch() -> None:
     code = "import sys, scanad; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_forward_ad_dual_numbers() -> None:
+    import torch.autograd.forward_ad as fwAD
+
+    x, t = sample(C128, (3, 4), 14), sample(C128, (3, 4), 15)
+    with fwAD.dual_level():
+        y = st.logcumsumexp(fwAD.make_dual(x, t), 0, reverse=True)
+        y_dot = fwAD.unpack_dual(y).tangent
+    want = sa.jvp(sa.logcumsumexp, x.numpy(), t.numpy(), axis=0, reverse=True)[1]
+    np.testing.assert_array_equal(y_dot.numpy(), want)
+
+
+# ------------------------------------------------- custom ops, torch.compile
+
+OPCHECK_CASES = [
+    ("scan", lambda x, g, t: (x, "cumprod", 1, False, True, None, None)),
+    ("scan", lambda x, g, t: (x, "logcumsumexp", None, True, False, [0, 5, 12], 2)),
+    ("scan", lambda x, g, t: (torch.arange(6, dtype=torch.int32), "cumsum", 0, False, True,
+                              None, None)),
+    ("scan_indexed", lambda x, g, t: (x, "cummax", 0, False, True, None, 2)),
+    ("scan_vjp", lambda x, g, t: (x, g, None, "cumprod", None, False, True, None, None)),
+    ("scan_jvp", lambda x, g, t: (x, t, "logcumsumexp", None, False, True, None, None)),
+    # its backward would be third order, which raises: opcheck it without grad
+    ("scan_vjp_jvp", lambda x, g, t: (x.detach(), g, t, None, "cumprod", None, False, True,
+                                      None, None)),
+    ("chunk_cumsum", lambda x, g, t: (x.reshape(1, 6, 2), "chunk_local_cumsum", 4, True, 0.5,
+                                      [0, 2, 6], False, torch.float32)),
+]
+
+
+@pytest.mark.parametrize("op,make", OPCHECK_CASES, ids=[c[0] for c in OPCHECK_CASES])
+def test_custom_ops_opcheck(op: str, make: Callable[..., Any]) -> None:
+    x = sample(F64, (3, 4), 16).requires_grad_()
+    g, t = sample(F64, (12,), 17), sample(F64, (3, 4), 18)
+    result = torch.library.opcheck(getattr(torch.ops.scanad, op), make(x, g, t))
+    assert set(result.values()) == {"SUCCESS"}
+
+
+def test_custom_ops_second_order_and_vmap() -> None:
+    x = sample(F64, (3, 4), 19).requires_grad_()
+    for name in ("cumprod", "logcumsumexp", "cummin"):
+        op = torch.ops.scanad.scan_indexed if name == "cummin" else torch.ops.scanad.scan
+
+        def f(v: Any, op: Any = op, name: str = name) -> Any:
+            out = op(v, name, None, True, True, [0, 7, 12], 3)
+            return out[0] if name == "cummin" else out
+
+        assert gradcheck(f, (x,))
+        assert gradgradcheck(f, (x,))
+        xs = torch.stack([x.detach(), 2 * x.detach(), x.detach() - 1])
+
+        assert torch.equal(vmap(f)(xs), torch.stack([f(v) for v in xs]))
+        # torch.func.grad does not run custom ops' autograd (PyTorch's limit): the
+        # pullback op is batched directly
+        gs = sample(F64, (3, 12), 22)
+
+        def pullback(v: Any, w: Any, name: str = name) -> Any:
+            return torch.ops.scanad.scan_vjp(v, w, None, name, None, True, True, [0, 7, 12], 3)
+
+        assert torch.equal(vmap(pullback)(xs, gs),
+                           torch.stack([pullback(v, w) for v, w in zip(xs, gs)]))
+
+
+def test_torch_compile_fullgraph() -> None:
+    def f(x: Any, w: Any) -> Any:
+        a = st.cumprod(x, 1, reverse=True)
+        b = st.logcumsumexp(x * w, None, cu_seqlens=[0, 5, 12], chunk_size=2)
+        v, i = st.cummax(x, 0)
+        c = st.chunk_local_cumsum(x.reshape(1, 3, 4), 2, scale=0.5)
+        return a.sum() + b.sum() + v.sum() + c.sum() + i.sum()
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    for shape in ((3, 4), (3, 4)):
+        x = sample(F64, shape, 20).requires_grad_()
+        w = sample(F64, shape, 21)
+        eager = f(x, w)
+        (g_eager,) = torch.autograd.grad(eager, x)
+        fast = compiled(x, w)
+        (g_fast,) = torch.autograd.grad(fast, x)
+        assert fast.item() == eager.item()
+        assert torch.equal(g_fast, g_eager)

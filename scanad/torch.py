@@ -44,8 +44,8 @@ Kw = Dict[str, Any]
 
 _INDEXED = ("cummax", "cummin")
 _CHUNKS = ("chunk_local_cumsum", "chunk_global_cumsum")
-# ops whose second derivative in x is zero (almost everywhere): the derivative
-# of their pullback and of their JVP in x vanishes, so these stay torch-only
+# ops whose pullback and JVP do not depend on x (locally: cummax's owners are
+# piecewise constant), so their derivatives in x are zero and need no kernel
 _FLAT = ("cumsum", "cummax", "cummin") + _CHUNKS
 
 _THIRD_ORDER = ("scanad.torch: third-order derivatives of {name} are not available (scanad "
@@ -96,8 +96,8 @@ def _segments(name: str, cu_seqlens: Any) -> Optional[Tuple[int, ...]]:
             raise TypeError(f"scanad.torch.{name}: cu_seqlens must be a 1-D integer tensor or "
                             f"sequence; got a {cu_seqlens.ndim}-D tensor of {cu_seqlens.dtype}")
         return tuple(int(v) for v in cu_seqlens.tolist())
-    if isinstance(cu_seqlens, np.ndarray):
-        cu_seqlens = cu_seqlens.tolist() if cu_seqlens.ndim == 1 else [cu_seqlens]
+    if isinstance(cu_seqlens, np.ndarray) and cu_seqlens.ndim == 1:
+        cu_seqlens = cu_seqlens.tolist()
     # plain Python, not np.asarray, so that torch.compile traces it
     if not isinstance(cu_seqlens, (list, tuple)) or not all(
             isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in cu_seqlens):

@@ -234,6 +234,27 @@ def test_forward_over_forward(name: str) -> None:
     torch.testing.assert_close(fwd, rev, rtol=1e-13, atol=1e-14)
 
 
+@pytest.mark.parametrize("dtype", [F64, C128], ids=["f64", "c128"])
+@pytest.mark.parametrize("name", ["cumprod", "logcumsumexp"])
+def test_forward_over_forward_adjoint(name: str, dtype: Any) -> None:
+    # the second derivative d2f[s, t] (the JVP of the JVP) satisfies
+    # vdot(w, d2f[s, t]) == vdot(vjp_jvp(x, w, s), t), vjp_jvp being (d J[s])^H w
+    kw = {"dim": 0, "reverse": True, "inclusive": False, "cu_seqlens": [0, 4, 4, 9]}
+    f = values(name, **kw)
+    x, s, t, w = (sample(dtype, (9, 2), k) for k in (24, 25, 26, 27))
+    x[3, 0] = 0.0  # a zero for cumprod
+
+    def jvp_t(v: Any) -> Any:
+        return jvp(f, (v,), (t,))[1]
+
+    second = jvp(jvp_t, (x,), (s,))[1]
+    lhs = torch.vdot(w.flatten(), second.flatten()).item()
+    x_bar_dot = sa.vjp_jvp(name, x.numpy(), w.numpy(), s.numpy(), **sa_kw(kw))[1]
+    rhs = np.vdot(x_bar_dot, t.numpy())
+    # two different kernels summing O(10) terms of size O(1): rounding only
+    assert abs(lhs - rhs) <= 1e-13 * max(1.0, abs(rhs))
+
+
 @pytest.mark.parametrize("name", SCANS + ["chunk_local_cumsum"])
 def test_vmap_matches_loop(name: str) -> None:
     if name == "chunk_local_cumsum":

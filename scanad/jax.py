@@ -65,7 +65,7 @@ def _lines(a: np.ndarray, p: Params) -> Tuple[np.ndarray, Dict[str, Any]]:
     kw = {"axis": axis, "reverse": p["reverse"], "inclusive": p["inclusive"],
           "cu_seqlens": None if p["cu"] is None else np.asarray(p["cu"], dtype=np.int64),
           "chunk_size": p["chunk"]}
-    return np.ascontiguousarray(a) if a.ndim == 0 else a, kw
+    return a, kw
 
 
 def _host_forward(p: Params, x: np.ndarray) -> List[np.ndarray]:
@@ -233,8 +233,8 @@ def _jvp_jvp(primals: Sequence[Any], tangents: Sequence[Any], **p: Any
     (x, t), (x_dot, t_dot) = primals, tangents
     out = jvp_p.bind(x, t, **p)
     if not _is_zero(x_dot) and p["op"] not in _PIECEWISE_LINEAR:
-        raise _not_supported(p, "forward-over-forward differentiation (e.g. jax.jacfwd of "
-                             "jax.jacfwd)")
+        raise _not_supported(p, "forward-over-forward differentiation (jax.jacfwd of "
+                             "jax.jacfwd, or a third derivative)")
     if _is_zero(t_dot):
         return out, [_zero(out[0])]
     return out, jvp_p.bind(x, t_dot, **p)

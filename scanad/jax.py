@@ -7,11 +7,11 @@
 kernels are scanad's C kernels, called on the host.
 
 Each op is a family of JAX primitives: the forward scan, its JVP ``J t``, its
-transpose ``J^T g`` and the derivative of that transpose (scanad's
-``vjp_jvp`` kernel).  Each primitive's JVP and transpose rules name the
-others, so JAX composes them into reverse mode, forward-over-reverse and
-reverse-over-reverse without a Jacobian; ``vmap`` prepends the batch as
-extra leading axes that the kernels scan independently.
+transpose ``J^T g``, the derivative of that transpose (scanad's ``vjp_jvp``
+kernel) and the derivative of the JVP.  Each primitive's JVP and transpose
+rules name the others, so JAX composes them into every second-order mode
+without a Jacobian; ``vmap`` prepends the batch as extra leading axes that
+the kernels scan independently.  Third derivatives raise NotImplementedError.
 
 >>> import jax.numpy as jnp, scanad.jax as sj
 >>> sj.cumsum(jnp.array([1.0, 2.0, 3.0]), reverse=True)
@@ -30,6 +30,7 @@ from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
 from . import _chunk
+from ._linear import linear_scan
 from ._registry import OPS
 
 __all__ = [
@@ -109,6 +110,29 @@ def _host_second(p: Params, x: np.ndarray, ct: np.ndarray, s: np.ndarray,
     return [np.asarray(x_bar_dot, x.dtype).reshape(x.shape)]
 
 
+def _host_forward_second(p: Params, x: np.ndarray, t: np.ndarray,
+                         s: np.ndarray) -> List[np.ndarray]:
+    # d/de J(x + e s) t, the JVP of the JVP (symmetric in t and s)
+    a, kw = _lines(np.asarray(x), p)
+    tt, _ = _lines(np.asarray(t), p)
+    ss, _ = _lines(np.asarray(s), p)
+    jvp = OPS[p["op"]].jvp_rule
+    if p["op"] == "logcumsumexp":
+        # from d p_ji / d x_k = p_ji (delta_ik - p_jk), p_ji = exp(x_i - y_j)
+        out = jvp(a, ss * tt, kw)[1] - jvp(a, ss, kw)[1] * jvp(a, tt, kw)[1]
+    elif p["op"] == "cumprod":
+        # differentiating Y'_j = Y'_{j-1} x_j + Y_{j-1} t_j along s gives
+        # Z_j = Z_{j-1} x_j + Y'_{j-1}[t] s_j + Y'_{j-1}[s] t_j: a linear scan
+        # over the exclusive JVPs, exact with zeros (no division)
+        exclusive = {**kw, "inclusive": False}
+        b = jvp(a, tt, exclusive)[1] * ss + jvp(a, ss, exclusive)[1] * tt
+        out = linear_scan(a, b, kw["axis"], reverse=kw["reverse"], inclusive=kw["inclusive"],
+                          cu_seqlens=kw["cu_seqlens"], chunk_size=kw["chunk_size"])
+    else:  # linear or piecewise linear: no second-order term
+        out = np.zeros(a.shape, a.dtype)
+    return [np.asarray(out, a.dtype)]
+
+
 def _host_chunk(p: Params, x: np.ndarray) -> List[np.ndarray]:
     # vmap axes go last, merged into the trailing lane axis the layouts allow
     x = np.asarray(x)
@@ -184,7 +208,7 @@ def _forward_avals(x: Any, **p: Any) -> List[jax.ShapeDtypeStruct]:
     return out
 
 
-def _jvp_avals(x: Any, t: Any, **p: Any) -> List[jax.ShapeDtypeStruct]:
+def _jvp_avals(x: Any, *_: Any, **p: Any) -> List[jax.ShapeDtypeStruct]:
     return [_Struct(_out_shape(x.shape, p), x.dtype)]
 
 
@@ -196,6 +220,7 @@ forward_p = _make("scan", _host_forward, _forward_avals)
 jvp_p = _make("scan_jvp", _host_jvp, _jvp_avals)
 transpose_p = _make("scan_transpose", _host_transpose, _same_as_first)
 second_p = _make("scan_second_order", _host_second, _same_as_first)
+forward_second_p = _make("scan_forward_second_order", _host_forward_second, _jvp_avals)
 chunk_p = _make("chunk_cumsum", _host_chunk, _chunk_avals)
 
 
@@ -232,12 +257,43 @@ def _jvp_jvp(primals: Sequence[Any], tangents: Sequence[Any], **p: Any
              ) -> Tuple[List[Any], List[Any]]:
     (x, t), (x_dot, t_dot) = primals, tangents
     out = jvp_p.bind(x, t, **p)
+    terms = []
+    if not _is_zero(t_dot):
+        terms.append(jvp_p.bind(x, t_dot, **p)[0])
     if not _is_zero(x_dot) and p["op"] not in _PIECEWISE_LINEAR:
-        raise _not_supported(p, "forward-over-forward differentiation (jax.jacfwd of "
-                             "jax.jacfwd, or a third derivative)")
-    if _is_zero(t_dot):
+        terms.append(forward_second_p.bind(x, t, x_dot, **p)[0])
+    if not terms:
         return out, [_zero(out[0])]
-    return out, jvp_p.bind(x, t_dot, **p)
+    return out, [functools.reduce(jnp.add, terms)]
+
+
+def _forward_second_jvp(primals: Sequence[Any], tangents: Sequence[Any], **p: Any
+                        ) -> Tuple[List[Any], List[Any]]:
+    out = forward_second_p.bind(*primals, **p)
+    if not _is_zero(tangents[0]):
+        raise _not_supported(p, "a third derivative")
+    x, t, s = primals
+    # bilinear in (t, s)
+    terms = [forward_second_p.bind(x, a, b, **p)[0]
+             for a, b in ((tangents[1], s), (t, tangents[2]))
+             if not (_is_zero(a) or _is_zero(b))]
+    if not terms:
+        return out, [_zero(out[0])]
+    return out, [functools.reduce(jnp.add, terms)]
+
+
+def _forward_second_transpose(cts: Sequence[Any], x: Any, t: Any, s: Any, **p: Any
+                              ) -> List[Any]:
+    # (t, s) -> sum_ik d2y/dx_i dx_k t_i s_k; for a fixed t its transpose in s maps w to
+    # sum_j w_j hess(y_j) t, the second-order kernel's map (and likewise in t)
+    (w,) = cts
+    if _undefined(x) or (_undefined(t) and _undefined(s)):
+        raise _not_supported(p, "transposing the JVP of the JVP in x or in both directions")
+    if _is_zero(w):
+        return [None, None, None]
+    if _undefined(t):
+        return [None, second_p.bind(x, w, s, **p)[0], None]
+    return [None, None, second_p.bind(x, w, t, **p)[0]]
 
 
 def _jvp_transpose(cts: Sequence[Any], x: Any, t: Any, **p: Any) -> List[Any]:
@@ -275,7 +331,9 @@ def _second_jvp(primals: Sequence[Any], tangents: Sequence[Any], **p: Any
                 ) -> Tuple[List[Any], List[Any]]:
     # linear in s and ct_dot; a tangent of x or ct would be a third derivative
     out = second_p.bind(*primals, **p)
-    if not (_is_zero(tangents[0]) and _is_zero(tangents[1])):
+    # for piecewise-linear ops the map is J^T ct_dot alone: constant in x and ct
+    if not (_is_zero(tangents[0]) and _is_zero(tangents[1])) \
+            and p["op"] not in _PIECEWISE_LINEAR:
         raise _not_supported(p, "a third derivative")
     x, ct = primals[:2]
     lin = list(tangents[2:])
@@ -326,6 +384,8 @@ ad.primitive_transposes[jvp_p] = _jvp_transpose
 ad.primitive_jvps[transpose_p] = _transpose_jvp
 ad.primitive_transposes[transpose_p] = _transpose_transpose
 ad.primitive_jvps[second_p] = _second_jvp
+ad.primitive_jvps[forward_second_p] = _forward_second_jvp
+ad.primitive_transposes[forward_second_p] = _forward_second_transpose
 ad.primitive_transposes[second_p] = _second_transpose
 ad.primitive_jvps[chunk_p] = _chunk_jvp
 ad.primitive_transposes[chunk_p] = _chunk_transpose

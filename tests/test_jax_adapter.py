@@ -233,6 +233,14 @@ def test_complex_convention_is_jax(op: str) -> None:
     # second order: the JVP of JAX's pullback
     np.testing.assert_allclose(jax.jvp(pulled(mine), (x,), (t,))[1],
                                jax.jvp(pulled(own), (x,), (t,))[1], rtol=tol, atol=tol)
+    # and forward over forward
+    s = cplx(2, 6)
+
+    def pushed(f: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        return lambda z: jax.jvp(f, (z,), (t,))[1]
+
+    np.testing.assert_allclose(jax.jvp(pushed(mine), (x,), (s,))[1],
+                               jax.jvp(pushed(own), (x,), (s,))[1], rtol=tol, atol=tol)
 
 
 LAX_SCANS: Dict[str, Callable[..., Any]] = {
@@ -308,18 +316,34 @@ def test_chunk_wrappers(op: str, head_first: bool) -> None:
     np.testing.assert_allclose(np.asarray(h), np.asarray(hh), rtol=ulps(np.float32), atol=0)
 
 
-def test_forward_over_forward() -> None:
-    x = jnp.asarray(sample(np.float64, (6,)))
-    for op in ("cumsum", "cummax"):
-        f = values(op, {})
-        # piecewise linear: the second derivative is zero
-        hess = jax.jacfwd(jax.jacfwd(lambda v, f=f: jnp.sum(f(v) ** 2)))(x)
-        np.testing.assert_allclose(np.asarray(hess), np.asarray(jax.hessian(
-            lambda v, f=f: jnp.sum(f(v) ** 2))(x)), rtol=ulps(np.float64), atol=0)
-    with pytest.raises(NotImplementedError, match="forward-over-forward"):
-        jax.jacfwd(jax.jacfwd(lambda v: jnp.sum(sj.cumprod(v))))(x)
-    with pytest.raises(NotImplementedError, match="is not implemented"):
-        jax.jacfwd(jax.hessian(lambda v: jnp.sum(sj.logcumsumexp(v))))(x)
+@pytest.mark.parametrize("op", SCANS)
+def test_every_order_of_modes_gives_the_hessian(op: str) -> None:
+    # forward over forward uses its own host map (a linear scan for cumprod); it and
+    # reverse over forward must give jax.hessian's (forward over reverse) matrix
+    x = sample(np.float64, (8,), seed=6)
+    x[2] = 0.0
+    if op == "logcumsumexp":
+        x[0] = -np.inf
+    kw = {"reverse": True, "inclusive": False, "cu_seqlens": [0, 3, 8], "chunk_size": 3}
+    f = values(op, kw)
+
+    def loss(v: Any) -> Any:  # without the exclusive identities (+-inf)
+        y = f(v)
+        return jnp.sum(jnp.sin(jnp.where(jnp.isfinite(y), y, 0.0)))
+
+    xj = jnp.asarray(x)
+    hess = np.asarray(jax.hessian(loss)(xj))
+    assert np.isfinite(hess).all()
+    close(jax.jacfwd(jax.jacfwd(loss))(xj), hess, np.float64, 16)
+    close(jax.jacrev(jax.jacfwd(loss))(xj), hess, np.float64, 16)
+    close(jax.jacrev(jax.jacrev(loss))(xj), hess, np.float64, 16)
+    if op in ("cumsum", "cummax", "cummin"):
+        # piecewise linear: the third derivative is that of sin alone
+        third = jax.jacfwd(jax.hessian(loss))(xj)
+        close(jnp.einsum("iii->i", third), -jax.grad(loss)(xj), np.float64, 16)
+    else:
+        with pytest.raises(NotImplementedError, match="third derivative"):
+            jax.jacfwd(jax.hessian(loss))(xj)
 
 
 def test_errors() -> None:

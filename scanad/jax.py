@@ -224,8 +224,8 @@ forward_second_p = _make("scan_forward_second_order", _host_forward_second, _jvp
 chunk_p = _make("chunk_cumsum", _host_chunk, _chunk_avals)
 
 
-def _zero(x: Any, dtype: Any = None) -> ad.Zero:
-    aval: Any = jax.core.ShapedArray(np.shape(x), x.dtype if dtype is None else dtype)
+def _zero(x: Any) -> ad.Zero:
+    aval: Any = jax.core.ShapedArray(np.shape(x), x.dtype)
     return ad.Zero(aval.to_tangent_aval())
 
 

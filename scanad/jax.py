@@ -48,6 +48,8 @@ Params = Dict[str, Any]
 _Struct: Any = jax.ShapeDtypeStruct
 _undefined: Any = ad.is_undefined_primal
 
+# the ``cu`` parameter of a cu_seqlens passed as the primitives' last operand
+TRACED = "traced"
 # the second-order term of these ops is zero (linear, or a locally constant owner)
 _PIECEWISE_LINEAR = ("cumsum", "cummax", "cummin")
 
@@ -157,6 +159,28 @@ def _host_chunk(p: Params, x: np.ndarray) -> List[np.ndarray]:
     return [np.ascontiguousarray(y)]
 
 
+def _with_cu(host: Callable[..., List[np.ndarray]]) -> Callable[..., List[np.ndarray]]:
+    """``host`` taking a traced cu_seqlens as its last operand (vmap broadcasts it
+    to the batch like the other operands)."""
+    def run(p: Params, *args: np.ndarray) -> List[np.ndarray]:
+        if p["cu"] != TRACED:
+            return host(p, *args)
+        *arrays, cu = args
+        cu = np.asarray(cu)
+        nb = p["nbatch"]
+        if cu.size == 0 or nb == 0 or bool(np.all(cu == cu[(0,) * nb])):
+            row = cu.reshape(-1, cu.shape[-1])[0] if cu.size else None
+            return host({**p, "cu": None if row is None else tuple(int(v) for v in row)},
+                        *arrays)
+        # a different cu_seqlens per vmapped example: one call each
+        batch = cu.shape[:nb]
+        outs = [host({**p, "cu": tuple(int(v) for v in cu[i]), "nbatch": 0},
+                     *(a[i] for a in arrays)) for i in np.ndindex(*batch)]
+        return [np.stack([o[k] for o in outs]).reshape(batch + outs[0][k].shape)
+                for k in range(len(outs[0]))]
+    return run
+
+
 # --- primitives ----------------------------------------------------------------------
 
 def _out_shape(shape: Tuple[int, ...], p: Params) -> Tuple[int, ...]:
@@ -171,6 +195,7 @@ def _make(name: str, host: Callable[..., List[np.ndarray]],
     # typed Any: JAX's Primitive methods are untyped
     prim: Any = Primitive(f"scanad_{name}")
     prim.multiple_results = True
+    host = _with_cu(host)
 
     def impl(*args: Any, **p: Any) -> List[jax.Array]:
         # eager: straight to the kernels (a callback would compile a program per call)
@@ -201,7 +226,7 @@ def _same_as_first(x: Any, *_: Any, **__: Any) -> List[jax.ShapeDtypeStruct]:
     return [_Struct(x.shape, x.dtype)]
 
 
-def _forward_avals(x: Any, **p: Any) -> List[jax.ShapeDtypeStruct]:
+def _forward_avals(x: Any, *_: Any, **p: Any) -> List[jax.ShapeDtypeStruct]:
     out = [_Struct(_out_shape(x.shape, p), p["dtype"])]
     if p["op"] in ("cummax", "cummin"):
         out.append(_Struct(out[0].shape, p["index_dtype"]))
@@ -212,7 +237,7 @@ def _jvp_avals(x: Any, *_: Any, **p: Any) -> List[jax.ShapeDtypeStruct]:
     return [_Struct(_out_shape(x.shape, p), x.dtype)]
 
 
-def _chunk_avals(x: Any, **p: Any) -> List[jax.ShapeDtypeStruct]:
+def _chunk_avals(x: Any, *_: Any, **p: Any) -> List[jax.ShapeDtypeStruct]:
     return [_Struct(x.shape, p["dtype"])]
 
 
@@ -237,13 +262,20 @@ def _derivative_params(p: Params) -> Params:
     return {k: v for k, v in p.items() if k not in ("dtype", "index_dtype")}
 
 
+def _split(args: Sequence[Any], p: Params) -> Tuple[List[Any], List[Any]]:
+    """The array operands and the traced cu_seqlens operand (an empty list when static)."""
+    n = len(args) - (1 if p["cu"] == TRACED else 0)
+    return list(args[:n]), list(args[n:])
+
+
 def _forward_jvp(primals: Sequence[Any], tangents: Sequence[Any], **p: Any
                  ) -> Tuple[List[Any], List[Any]]:
-    (x,), (t,) = primals, tangents
-    out = forward_p.bind(x, **p)
+    (x,), cu = _split(primals, p)
+    t = tangents[0]
+    out = forward_p.bind(x, *cu, **p)
     if _is_zero(t) or not jnp.issubdtype(x.dtype, jnp.inexact):
         return out, [_zero(o) for o in out]
-    y_dot = jvp_p.bind(x, t, **_derivative_params(p))
+    y_dot = jvp_p.bind(x, t, *cu, **_derivative_params(p))
     return out, y_dot + [_zero(o) for o in out[1:]]
 
 
@@ -255,13 +287,14 @@ def _not_supported(p: Params, what: str) -> NotImplementedError:
 
 def _jvp_jvp(primals: Sequence[Any], tangents: Sequence[Any], **p: Any
              ) -> Tuple[List[Any], List[Any]]:
-    (x, t), (x_dot, t_dot) = primals, tangents
-    out = jvp_p.bind(x, t, **p)
+    (x, t), cu = _split(primals, p)
+    x_dot, t_dot = tangents[:2]
+    out = jvp_p.bind(x, t, *cu, **p)
     terms = []
     if not _is_zero(t_dot):
-        terms.append(jvp_p.bind(x, t_dot, **p)[0])
+        terms.append(jvp_p.bind(x, t_dot, *cu, **p)[0])
     if not _is_zero(x_dot) and p["op"] not in _PIECEWISE_LINEAR:
-        terms.append(forward_second_p.bind(x, t, x_dot, **p)[0])
+        terms.append(forward_second_p.bind(x, t, x_dot, *cu, **p)[0])
     if not terms:
         return out, [_zero(out[0])]
     return out, [functools.reduce(jnp.add, terms)]
@@ -269,12 +302,12 @@ def _jvp_jvp(primals: Sequence[Any], tangents: Sequence[Any], **p: Any
 
 def _forward_second_jvp(primals: Sequence[Any], tangents: Sequence[Any], **p: Any
                         ) -> Tuple[List[Any], List[Any]]:
-    out = forward_second_p.bind(*primals, **p)
+    (x, t, s), cu = _split(primals, p)
+    out = forward_second_p.bind(x, t, s, *cu, **p)
     if not _is_zero(tangents[0]):
         raise _not_supported(p, "a third derivative")
-    x, t, s = primals
     # bilinear in (t, s)
-    terms = [forward_second_p.bind(x, a, b, **p)[0]
+    terms = [forward_second_p.bind(x, a, b, *cu, **p)[0]
              for a, b in ((tangents[1], s), (t, tangents[2]))
              if not (_is_zero(a) or _is_zero(b))]
     if not terms:
@@ -282,100 +315,112 @@ def _forward_second_jvp(primals: Sequence[Any], tangents: Sequence[Any], **p: An
     return out, [functools.reduce(jnp.add, terms)]
 
 
-def _forward_second_transpose(cts: Sequence[Any], x: Any, t: Any, s: Any, **p: Any
-                              ) -> List[Any]:
+def _forward_second_transpose(cts: Sequence[Any], *args: Any, **p: Any) -> List[Any]:
     # (t, s) -> sum_ik d2y/dx_i dx_k t_i s_k; for a fixed t its transpose in s maps w to
     # sum_j w_j hess(y_j) t, the second-order kernel's map (and likewise in t)
+    (x, t, s), cu = _split(args, p)
     (w,) = cts
     if _undefined(x) or (_undefined(t) and _undefined(s)):
         raise _not_supported(p, "transposing the JVP of the JVP in x or in both directions")
+    rest = [None] * len(cu)
     if _is_zero(w):
-        return [None, None, None]
+        return [None, None, None] + rest
     if _undefined(t):
-        return [None, second_p.bind(x, w, s, **p)[0], None]
-    return [None, None, second_p.bind(x, w, t, **p)[0]]
+        return [None, second_p.bind(x, w, s, *cu, **p)[0], None] + rest
+    return [None, None, second_p.bind(x, w, t, *cu, **p)[0]] + rest
 
 
-def _jvp_transpose(cts: Sequence[Any], x: Any, t: Any, **p: Any) -> List[Any]:
+def _jvp_transpose(cts: Sequence[Any], *args: Any, **p: Any) -> List[Any]:
+    (x, t), cu = _split(args, p)
     (ct,) = cts
     if _undefined(x):
         raise _not_supported(p, "transposing the JVP with respect to the primal")
+    rest = [None] * len(cu)
     if _is_zero(ct):
-        return [None, None]
-    return [None, transpose_p.bind(x, ct, **p)[0]]
+        return [None, None] + rest
+    return [None, transpose_p.bind(x, ct, *cu, **p)[0]] + rest
 
 
 def _transpose_jvp(primals: Sequence[Any], tangents: Sequence[Any], **p: Any
                    ) -> Tuple[List[Any], List[Any]]:
-    (x, ct), (x_dot, ct_dot) = primals, tangents
-    out = transpose_p.bind(x, ct, **p)
+    (x, ct), cu = _split(primals, p)
+    x_dot, ct_dot = tangents[:2]
+    out = transpose_p.bind(x, ct, *cu, **p)
     if _is_zero(x_dot) or p["op"] == "cumsum":
         if _is_zero(ct_dot):
             return out, [_zero(out[0])]
-        return out, transpose_p.bind(x, ct_dot, **p)
+        return out, transpose_p.bind(x, ct_dot, *cu, **p)
     if _is_zero(ct_dot):
-        return out, second_p.bind(x, ct, x_dot, **p)
-    return out, second_p.bind(x, ct, x_dot, ct_dot, **p)
+        return out, second_p.bind(x, ct, x_dot, *cu, **p)
+    return out, second_p.bind(x, ct, x_dot, ct_dot, *cu, **p)
 
 
-def _transpose_transpose(cts: Sequence[Any], x: Any, ct: Any, **p: Any) -> List[Any]:
+def _transpose_transpose(cts: Sequence[Any], *args: Any, **p: Any) -> List[Any]:
+    (x, ct), cu = _split(args, p)
     (w,) = cts
     if _undefined(x):
         raise _not_supported(p, "transposing the VJP with respect to the primal")
+    rest = [None] * len(cu)
     if _is_zero(w):
-        return [None, None]
-    return [None, jvp_p.bind(x, w, **p)[0]]
+        return [None, None] + rest
+    return [None, jvp_p.bind(x, w, *cu, **p)[0]] + rest
 
 
 def _second_jvp(primals: Sequence[Any], tangents: Sequence[Any], **p: Any
                 ) -> Tuple[List[Any], List[Any]]:
     # linear in s and ct_dot; a tangent of x or ct would be a third derivative
-    out = second_p.bind(*primals, **p)
+    core, cu = _split(primals, p)
+    out = second_p.bind(*core, *cu, **p)
     # for piecewise-linear ops the map is J^T ct_dot alone: constant in x and ct
     if not (_is_zero(tangents[0]) and _is_zero(tangents[1])) \
             and p["op"] not in _PIECEWISE_LINEAR:
         raise _not_supported(p, "a third derivative")
-    x, ct = primals[:2]
-    lin = list(tangents[2:])
+    x, ct = core[:2]
+    lin = list(tangents[2:len(core)])
     if all(_is_zero(t) for t in lin):
         return out, [_zero(out[0])]
     s_dot = jnp.zeros_like(x) if _is_zero(lin[0]) else lin[0]
-    rest = lin[1:] if len(lin) > 1 and not _is_zero(lin[1]) else []
-    return out, second_p.bind(x, ct, s_dot, *rest, **p)
+    if len(lin) > 1 and not _is_zero(lin[1]):
+        return out, second_p.bind(x, ct, s_dot, lin[1], *cu, **p)
+    return out, second_p.bind(x, ct, s_dot, *cu, **p)
 
 
-def _second_transpose(cts: Sequence[Any], x: Any, ct: Any, s: Any, *ct_dot: Any,
-                      **p: Any) -> List[Any]:
+def _second_transpose(cts: Sequence[Any], *args: Any, **p: Any) -> List[Any]:
     # d/de J(x + e s)^T (ct + e ct_dot) = H s + J^T ct_dot with H = sum_j ct_j
     # hess(y_j) symmetric: the transpose maps w to (H w, J w)
+    core, cu = _split(args, p)
+    x, ct, s = core[:3]
     (w,) = cts
     if _undefined(x) or _undefined(ct):
         raise _not_supported(p, "transposing the second-order map in x or the cotangent")
     if _is_zero(w):
-        return [None] * (3 + len(ct_dot))
-    s_bar = second_p.bind(x, ct, w, **p)[0] if _undefined(s) else None
-    out = [None, None, s_bar]
-    if ct_dot:
-        out.append(jvp_p.bind(x, w, **p)[0] if _undefined(ct_dot[0]) else None)
-    return out
+        return [None] * len(args)
+    out = [None, None, second_p.bind(x, ct, w, *cu, **p)[0] if _undefined(s) else None]
+    if len(core) > 3:
+        out.append(jvp_p.bind(x, w, *cu, **p)[0] if _undefined(core[3]) else None)
+    return out + [None] * len(cu)
 
 
 def _chunk_jvp(primals: Sequence[Any], tangents: Sequence[Any], **p: Any
                ) -> Tuple[List[Any], List[Any]]:
-    (x,), (t,) = primals, tangents
-    out = chunk_p.bind(x, **p)
+    (x,), cu = _split(primals, p)
+    t = tangents[0]
+    out = chunk_p.bind(x, *cu, **p)
     if _is_zero(t):
         return out, [_zero(out[0])]
-    return out, chunk_p.bind(t, **p)
+    return out, chunk_p.bind(t, *cu, **p)
 
 
-def _chunk_transpose(cts: Sequence[Any], x: Any, **p: Any) -> List[Any]:
+def _chunk_transpose(cts: Sequence[Any], *args: Any, **p: Any) -> List[Any]:
     # a scaled segmented cumsum: its transpose runs the other way, same segments and scale
+    (x,), cu = _split(args, p)
     (ct,) = cts
+    rest = [None] * len(cu)
     if _is_zero(ct):
-        return [None]
+        return [None] + rest
     dtype = x.aval.dtype if _undefined(x) else x.dtype
-    return [chunk_p.bind(ct, **{**p, "reverse": not p["reverse"], "dtype": np.dtype(dtype)})[0]]
+    flipped = {**p, "reverse": not p["reverse"], "dtype": np.dtype(dtype)}
+    return [chunk_p.bind(ct, *cu, **flipped)[0]] + rest
 
 
 ad.primitive_jvps[forward_p] = _forward_jvp
@@ -402,18 +447,20 @@ def _as_array(name: str, x: Any) -> jax.Array:
     return jnp.asarray(x)
 
 
-def _static_ints(name: str, arg: str, value: Any) -> Optional[Tuple[int, ...]]:
+def _segments(name: str, value: Any) -> Tuple[Any, List[Any]]:
+    """cu_seqlens as the ``cu`` parameter (a tuple, None or TRACED) and the
+    operands to pass (the traced array, or none)."""
     if value is None:
-        return None
-    if isinstance(value, jax.core.Tracer):
-        raise TypeError(f"scanad.jax.{name}: {arg} must be concrete (a list, tuple or NumPy "
-                        f"array), not a traced value; under jax.jit close over it or mark it "
-                        f"static")
-    a = np.asarray(value)
-    if a.ndim != 1 or a.dtype.kind not in "iu":
-        raise TypeError(f"scanad.jax.{name}: {arg} must be a 1-D array of integers; got "
+        return None, []
+    if isinstance(value, (list, tuple)) and any(isinstance(v, jax.core.Tracer) for v in value):
+        value = jnp.stack(value)  # e.g. a list passed through jax.jit
+    a = value if isinstance(value, jax.core.Tracer) else np.asarray(value)
+    if a.ndim != 1 or not jnp.issubdtype(a.dtype, jnp.integer):
+        raise TypeError(f"scanad.jax.{name}: cu_seqlens must be a 1-D array of integers; got "
                         f"dtype {a.dtype} and shape {a.shape}")
-    return tuple(int(v) for v in a)
+    if isinstance(a, jax.core.Tracer):
+        return TRACED, [a]
+    return tuple(int(v) for v in a), []
 
 
 @functools.lru_cache(maxsize=256)
@@ -446,11 +493,13 @@ def _scan(op: str, x: Any, axis: Optional[int], reverse: bool, inclusive: bool,
         kinds = ", ".join(OPS[op].dtypes_forward)
         raise TypeError(f"scanad.jax.{op}: x must have one of the dtypes {kinds}; "
                         f"got {x.dtype}")
-    cu = _static_ints(op, "cu_seqlens", cu_seqlens)
+    cu, operands = _segments(op, cu_seqlens)
     length = x.size if axis is None else x.shape[axis]
+    # a traced cu_seqlens is checked by the kernels when the values arrive
     dtype, index_dtype = _checked_scan(op, np.dtype(x.dtype), int(length), bool(reverse),
-                                       bool(inclusive), cu, chunk_size)
-    return list(forward_p.bind(x, op=op, axis=axis, reverse=bool(reverse),
+                                       bool(inclusive), None if cu == TRACED else cu,
+                                       chunk_size)
+    return list(forward_p.bind(x, *operands, op=op, axis=axis, reverse=bool(reverse),
                                inclusive=bool(inclusive), cu=cu,
                                chunk=None if chunk_size is None else int(chunk_size),
                                nbatch=0, dtype=dtype, index_dtype=index_dtype))
@@ -532,18 +581,22 @@ def _chunk_op(name: str, arg: str, g: Any, chunk_size: Optional[int], reverse: b
               kwargs: Dict[str, Any]) -> jax.Array:
     scale = _chunk._resolve_scale(name, scale, dict(kwargs))
     g = _as_array(name, g)
-    cu = _static_ints(name, "cu_seqlens", cu_seqlens)
-    # scanad's own checks, on a probe with g's batch and time axes and one lane
+    cu, operands = _segments(name, cu_seqlens)
+    # scanad's own checks, on a probe with g's batch and time axes and one lane (a
+    # traced cu_seqlens stands in as one segment: its values are checked when they arrive)
     time = 2 if head_first else 1
     probe = np.zeros(tuple(n if i in (0, time) else 1 for i, n in enumerate(g.shape)),
                      dtype=g.dtype)
+    probe_cu = cu
+    if cu == TRACED:
+        probe_cu = [0, probe.shape[time]] if probe.ndim > time else None
     kw: Dict[str, Any] = {"reverse": reverse, "scale": scale, "head_first": head_first,
                           "output_dtype": output_dtype,
-                          "cu_seqlens": None if cu is None else np.asarray(cu)}
+                          "cu_seqlens": None if probe_cu is None else np.asarray(probe_cu)}
     if name == "chunk_local_cumsum":
         kw["chunk_size"] = chunk_size
     y = getattr(_chunk, name)(probe, **kw)
-    return chunk_p.bind(g, op=name, chunk=chunk_size, reverse=bool(reverse),
+    return chunk_p.bind(g, *operands, op=name, chunk=chunk_size, reverse=bool(reverse),
                         scale=None if scale is None else float(scale), cu=cu,
                         head_first=bool(head_first), dtype=np.dtype(y.dtype), nbatch=0)[0]
 

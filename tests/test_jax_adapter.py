@@ -346,10 +346,49 @@ def test_every_order_of_modes_gives_the_hessian(op: str) -> None:
             jax.jacfwd(jax.hessian(loss))(xj)
 
 
+@pytest.mark.parametrize("op", ("cumprod", "logcumsumexp", "cummax"))
+def test_traced_cu_seqlens(op: str) -> None:
+    x = sample(np.float64, (2, 7))
+    layouts = [[0, 3, 3, 7], [0, 1, 5, 7]]
+
+    def loss(v: Any, cu: Any) -> Any:
+        return jnp.sum(jnp.sin(values(op, {"cu_seqlens": cu, "chunk_size": 2})(v)))
+
+    def static(k: int) -> Callable[[Any], Any]:
+        return lambda v: loss(v, layouts[k])
+
+    # a jit argument: one compilation for every layout
+    hess = jax.jit(jax.hessian(loss))
+    for k in range(2):
+        np.testing.assert_array_equal(np.asarray(hess(jnp.asarray(x[k]),
+                                                      jnp.asarray(layouts[k]))),
+                                      np.asarray(jax.hessian(static(k))(jnp.asarray(x[k]))))
+    # one layout per vmapped example
+    grads = jax.jit(jax.vmap(jax.grad(loss)))(jnp.asarray(x), jnp.asarray(layouts))
+    for k in range(2):
+        np.testing.assert_array_equal(np.asarray(grads[k]),
+                                      np.asarray(jax.grad(static(k))(jnp.asarray(x[k]))))
+    # its values are checked when they reach the kernels
+    with pytest.raises(jax.errors.JaxRuntimeError, match="cu_seqlens must end"):
+        jax.jit(loss)(jnp.asarray(x[0]), jnp.array([0, 5]))
+
+
+def test_traced_cu_seqlens_chunk_wrappers() -> None:
+    g = sample(np.float64, (1, 7, 2))
+    cu = [0, 3, 7]
+    f = jax.jit(lambda g, cu: jnp.sum(sj.chunk_local_cumsum(g, 2, cu_seqlens=cu) ** 2))
+    np.testing.assert_array_equal(np.asarray(jax.grad(f)(jnp.asarray(g), jnp.asarray(cu))),
+                                  np.asarray(jax.grad(lambda v: f(v, cu))(jnp.asarray(g))))
+    y = sa.chunk_local_cumsum(g, 2, cu_seqlens=cu)
+    np.testing.assert_array_equal(
+        np.asarray(jax.grad(f)(jnp.asarray(g), jnp.asarray(cu))),
+        sa.vjp("chunk_local_cumsum", g, chunk_size=2, cu_seqlens=cu)[1](2 * y))
+
+
 def test_errors() -> None:
     x = jnp.ones((2, 4))
-    with pytest.raises(TypeError, match="cu_seqlens must be concrete"):
-        jax.jit(lambda x, cu: sj.cumsum(x, 1, cu_seqlens=cu))(x, jnp.array([0, 4]))
+    with pytest.raises(TypeError, match="cu_seqlens must be a 1-D array of integers"):
+        jax.jit(lambda x, cu: sj.cumsum(x, 1, cu_seqlens=cu))(x, jnp.array([0.0, 4.0]))
     with pytest.raises(ValueError, match="cu_seqlens"):
         sj.cumsum(x, 1, cu_seqlens=[0, 3])
     with pytest.raises(TypeError, match="dtypes"):

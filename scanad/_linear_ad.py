@@ -323,8 +323,9 @@ def grad(primals: Any, cotangent: Any, kwargs: Dict[str, Any]) -> Any:
 
 
 # the dtypes the kernels accumulate float16, float32 and complex64 in
-_WIDER = {np.dtype(np.float16): np.dtype(np.float32), np.dtype(np.float32): np.dtype(np.float64),
-          np.dtype(np.complex64): np.dtype(np.complex128)}
+_WIDER: Dict[np.dtype, np.dtype] = {
+    np.dtype(np.float16): np.dtype(np.float32), np.dtype(np.float32): np.dtype(np.float64),
+    np.dtype(np.complex64): np.dtype(np.complex128)}
 
 
 def _widened(c: _Call) -> _Call:

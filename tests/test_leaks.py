@@ -43,6 +43,30 @@ def _calls(x, out, cu, dt):
         (lambda: sa.vjp(sa.cumsum, np.arange(3)), True),
         (lambda: sa.jvp(sa.cumsum, x, np.ones(3)), True),
         (lambda: sa.vjp(sa.cumsum, x, axis=0)[1](np.ones(3)), True),
+        # linear_scan: forward, its derivative entry points, and their errors
+        (lambda: sa.linear_scan(0.5, x, 0, out=out), False),
+        (lambda: sa.linear_scan(x, x, 1, h0=x[:, 0], reverse=True, return_final=True), False),
+        (lambda: sa.linear_scan(x[:, :1], x, 0, cu_seqlens=[0, 3, 8], h0=np.ones((2, 5)),
+                                chunk_size=2, return_final=True), False),
+        (lambda: sa.linear_scan(x, x, log_a=True), False),
+        (lambda: sa.vjp(sa.linear_scan, (x, x, x[0]), axis=0, return_final=True)[1]((x, None)),
+         False),
+        (lambda: sa.jvp(sa.linear_scan, (x[:, :1], x, None), (x[:, :1], None, None), axis=1,
+                        cu_seqlens=[0, 2, 5], chunk_size=2), False),
+        (lambda: sa.vjp_jvp(sa.linear_scan, (x, x, x[0]), x, (x, x, x[0]), x, axis=0,
+                            log_a=True), False),
+        (lambda: sa._scanad.linear_scan_jvp(x, x, x[0], x, None, None, 0, True, False, False,
+                                            True, dt, None, None), False),
+        (lambda: sa._scanad.linear_scan_vjp(x, x, None, x, None, 0, False, True, False, dt, cu,
+                                            None), True),
+        (lambda: sa._scanad.linear_scan_vjp(x, x, x[0], np.ones(3), None, 0, False, True, False,
+                                            dt, None, None), True),
+        (lambda: sa.linear_scan(np.ones(3), x), True),
+        (lambda: sa.linear_scan(1, x, 0, h0=np.ones(7)), True),
+        (lambda: sa.linear_scan(1, x, out=np.empty(3)), True),
+        (lambda: sa.linear_scan(1, x, 0, cu_seqlens=[0, 3, 8], h0=np.ones((3, 5))), True),
+        (lambda: sa.vjp(sa.linear_scan, (x, x, None), axis=0)[1](np.ones(3)), True),
+        (lambda: sa.jvp(sa.linear_scan, (x, x, None), (None, None, x[0]), axis=0), True),
     ]
 
 
@@ -85,6 +109,6 @@ def test_no_memory_growth() -> None:
     gc.collect()
     growth = tracemalloc.get_traced_memory()[0] - start
     tracemalloc.stop()
-    # 2000 rounds x 27 calls: one leaked 40-element array per call would be
+    # 2000 rounds x 45 calls: one leaked 40-element array per call would be
     # > 10 MB; a few kB of noise (free lists, traceback caches) is allowed.
     assert growth < 64 * 1024, growth

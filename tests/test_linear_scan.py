@@ -14,9 +14,6 @@ float32 result, one float32 rounding (both round a double to float32).
 
 from __future__ import annotations
 
-import gc
-import sys
-import tracemalloc
 from typing import Any, Optional
 
 import numpy as np
@@ -468,49 +465,3 @@ def test_out_and_in_place() -> None:
 def test_bad_input(call: Any, exc: type, words: str) -> None:
     with pytest.raises(exc, match=words):
         call()
-
-
-# -------------------------------------------------------------------- leaks
-def _calls(x: np.ndarray, out: np.ndarray) -> list:
-    return [
-        (lambda: sa.linear_scan(0.5, x, 0, out=out), False),
-        (lambda: sa.linear_scan(x, x, 1, h0=x[:, 0], reverse=True, return_final=True), False),
-        (lambda: sa.linear_scan(x[:, :1], x, 0, cu_seqlens=[0, 3, 8], h0=np.ones((2, 5)),
-                                chunk_size=2, return_final=True), False),
-        (lambda: sa.linear_scan(x, x, log_a=True), False),
-        (lambda: sa.linear_scan(np.ones(3), x), True),
-        (lambda: sa.linear_scan(1, x, 0, h0=np.ones(7)), True),
-        (lambda: sa.linear_scan(1, x, out=np.empty(3)), True),
-        (lambda: sa.linear_scan(1, x, cu_seqlens=[0, 3]), True),
-        (lambda: sa.linear_scan(1, x, 0, cu_seqlens=[0, 3, 8], h0=np.ones((3, 5))), True),
-    ]
-
-
-def _run_all(calls: list) -> None:
-    for fn, fails in calls:
-        try:
-            fn()
-        except (TypeError, ValueError):
-            assert fails
-        else:
-            assert not fails
-
-
-def test_no_leaks() -> None:
-    x = np.random.default_rng(10).standard_normal((8, 5))
-    out = np.empty((8, 5))
-    calls = _calls(x, out)
-    _run_all(calls)
-    before = [sys.getrefcount(o) for o in (x, out)]
-    for _ in range(200):
-        _run_all(calls)
-    gc.collect()
-    assert [sys.getrefcount(o) for o in (x, out)] == before
-    tracemalloc.start()
-    start = tracemalloc.get_traced_memory()[0]
-    for _ in range(1000):
-        _run_all(calls)
-    gc.collect()
-    growth = tracemalloc.get_traced_memory()[0] - start
-    tracemalloc.stop()
-    assert growth < 64 * 1024, growth

@@ -46,6 +46,15 @@ def _primal(spec: OpSpec, mode: str, x: Any, kw: Dict[str, Any]
     return x, kw, in_dtype
 
 
+def _tangent(spec: OpSpec, mode: str, t: Any, xp: np.ndarray) -> np.ndarray:
+    """t as an array of x's shape (ValueError naming it otherwise)."""
+    t = np.asarray(t)
+    if t.shape != xp.shape:
+        raise ValueError(f"{mode} of {spec.name}: the tangent t must have x's shape {xp.shape}; "
+                         f"got {t.shape}")
+    return t
+
+
 def _back_to(x_bar: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if x_bar.dtype == dtype:
         return x_bar
@@ -128,10 +137,7 @@ def jvp(op: Any, x: Any, t: Any, **kwargs: Any) -> Tuple[np.ndarray, np.ndarray]
         return _linear_ad.jvp(x, t, kwargs)
     spec = resolve(op)
     xp, kw, _ = _primal(spec, "jvp", x, kwargs)
-    t = np.asarray(t)
-    if t.shape != xp.shape:
-        raise ValueError(f"jvp of {spec.name}: the tangent t must have x's shape {xp.shape}; "
-                         f"got {t.shape}")
+    t = _tangent(spec, "jvp", t, xp)
     if t.dtype.kind == "c" and xp.dtype.kind == "f":
         y, y_re = spec.jvp_rule(xp, np.ascontiguousarray(t.real), kw)
         y_dot = np.empty(y_re.shape, dtype=np.result_type(y_re.dtype, np.complex64))
@@ -185,10 +191,7 @@ def vjp_jvp(op: Any, x: Any, g: Any, t: Any, g_dot: Any = None,
         return _linear_ad.vjp_jvp(x, g, t, g_dot, kwargs)
     spec = resolve(op)
     xp, kw, in_dtype = _primal(spec, "vjp_jvp", x, kwargs)
-    t = np.asarray(t)
-    if t.shape != xp.shape:
-        raise ValueError(f"vjp_jvp of {spec.name}: the tangent t must have x's shape {xp.shape}; "
-                         f"got {t.shape}")
+    t = _tangent(spec, "vjp_jvp", t, xp)
     y_shape = _output_shape(spec, xp, kw)
     g = np.asarray(g)
     if g.shape != y_shape:

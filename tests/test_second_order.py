@@ -635,23 +635,3 @@ def test_where_torch_is_wrong_cotangent_with_zeros() -> None:
     got = np.array([sa.vjp_jvp(sa.logcumsumexp, x, g, np.zeros(3), np.eye(3)[k])[1].sum()
                     for k in range(3)])
     np.testing.assert_allclose(got, [1.0, 1.0, 1.0], rtol=1e-15, atol=1e-15)
-
-
-@pytest.mark.slow
-def test_cumprod_double_backward_is_linear_time() -> None:
-    """torch's cumprod double backward is O(n^2); scanad's is one O(n) pass
-    (a regression guard on the algorithm, not a benchmark)."""
-    import time
-    rng = np.random.default_rng(0)
-    times = []
-    for n in (2**18, 2**21):  # both beyond the caches
-        x = np.exp(rng.standard_normal(n) * 1e-3)
-        sa.hvp(sa.cumprod, x, x)  # first touch of the memory
-        best = np.inf
-        for _ in range(5):
-            start = time.perf_counter()
-            sa.hvp(sa.cumprod, x, x)
-            best = min(best, time.perf_counter() - start)
-        times.append(best)
-    # 8x the elements; quadratic would be 64x (the machine is shared: 32x)
-    assert times[1] < 32 * max(times[0], 1e-4)

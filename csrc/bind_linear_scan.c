@@ -190,7 +190,6 @@ static int ls_run(const ls_layout *L, const scan_cell *cell, PyArrayObject *cons
 {
     scan_problem p;
     int64_t pshape[SCAN_MAX_DIMS], strides[SCAN_MAX_OPERANDS][SCAN_MAX_DIMS];
-    int rc;
     memset(&p, 0, sizeof(p));
     p.ndim = L->nd;
     for (int d = 0; d < L->nd; d++)
@@ -215,19 +214,7 @@ static int ls_run(const ls_layout *L, const scan_cell *cell, PyArrayObject *cons
     p.nseg = L->seg.nseg;
     p.chunk_size = L->seg.chunk_size;
     p.lane_operand = lane;
-    p.split = &cell->split;
-    p.walk_back = cell->walks_back;
-    {
-        const int nthreads = scan_get_num_threads();
-        Py_BEGIN_ALLOW_THREADS
-        rc = scan_execute(cell->kernel, &p, nthreads);
-        Py_END_ALLOW_THREADS
-    }
-    if (rc != 0) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    return 0;
+    return run_problem(cell, &p);
 }
 
 /* linear_scan(a, b, h0, axis, reverse, inclusive, log_a, return_final, dtype, out,
@@ -299,12 +286,8 @@ PyObject *py_linear_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         if (ls_run(&L, &linear_cells(L.dt)[2 * MODE_FORWARD + lg], ops, 3, 5, 2, reverse, inclusive) < 0)
             goto done;
     }
-    if (out != NULL && h != out) {
-        if (PyArray_CopyInto(out, h) < 0)
-            goto done;
-        Py_INCREF(out);
-        Py_SETREF(h, out);
-    }
+    if (deliver_out(out, &h) < 0)
+        goto done;
     if (want_final)
         result = PyTuple_Pack(2, (PyObject *)h, (PyObject *)hf);
     else {

@@ -82,6 +82,9 @@ PyArrayObject *derivative_operand(int op, const char *mode, const char *what, Py
  * laid out exactly like it (each element is read before it is written). */
 int out_usable_directly(PyArrayObject *out, int typenum, PyArrayObject *const *inputs,
                         int ninputs);
+/* *result becomes out, with the kernels' result copied in where they wrote
+ * elsewhere (out NULL: nothing to do); -1 with the exception set */
+int deliver_out(PyArrayObject *out, PyArrayObject **result);
 /* out= checked against the result's shape and dtype (same_kind casting) */
 int check_out(const char *op, const char *what, PyObject *obj, PyArrayObject *like, int typenum,
               PyArrayObject **out);
@@ -91,6 +94,10 @@ PyArrayObject *new_like(PyArrayObject *x, int typenum);
 int binding_output_init(void);
 
 /* ---- module.c ---- */
+/* Runs a cell's kernel over a filled-in problem (its split and walk set
+ * here) with the GIL released.  -1 with MemoryError if the driver ran out
+ * of memory. */
+int run_problem(const scan_cell *cell, scan_problem *p);
 /* Runs a cell's kernel over the operands with the GIL released; ops[lane_operand]
  * decides the lanes.  -1 with MemoryError if the driver ran out of memory. */
 int run(const scan_cell *cell, PyArrayObject *const *ops, int nops, int lane_operand, int axis,

@@ -200,3 +200,14 @@ PyArrayObject *new_like(PyArrayObject *x, int typenum)
     }
     return y;
 }
+
+int deliver_out(PyArrayObject *out, PyArrayObject **result)
+{
+    if (out == NULL || *result == out)
+        return 0;
+    if (PyArray_CopyInto(out, *result) < 0)
+        return -1;
+    Py_INCREF(out);
+    Py_SETREF(*result, out);
+    return 0;
+}

@@ -28,13 +28,30 @@ const scan_cell *linear_cells(int dt)
     return table->linear[dt];
 }
 
+int run_problem(const scan_cell *cell, scan_problem *p)
+{
+    int rc;
+    p->split = &cell->split; /* the driver checks that it has a reduce */
+    p->walk_back = cell->walks_back;
+    {
+        const int nthreads = scan_get_num_threads();
+        Py_BEGIN_ALLOW_THREADS
+        rc = scan_execute(cell->kernel, p, nthreads);
+        Py_END_ALLOW_THREADS
+    }
+    if (rc != 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
 int run(const scan_cell *cell, PyArrayObject *const *ops, int nops, int lane_operand, int axis,
         int reverse, int inclusive, const segments_t *seg)
 {
     scan_problem p;
     int64_t shape[SCAN_MAX_DIMS];
     int64_t strides[SCAN_MAX_OPERANDS][SCAN_MAX_DIMS];
-    int rc;
     memset(&p, 0, sizeof(p));
     p.ndim = PyArray_NDIM(ops[lane_operand]);
     for (int d = 0; d < p.ndim; d++)
@@ -56,19 +73,7 @@ int run(const scan_cell *cell, PyArrayObject *const *ops, int nops, int lane_ope
     p.nseg = seg->nseg;
     p.chunk_size = seg->chunk_size;
     p.lane_operand = lane_operand;
-    p.split = &cell->split; /* the driver checks that it has a reduce */
-    p.walk_back = cell->walks_back;
-    {
-        const int nthreads = scan_get_num_threads();
-        Py_BEGIN_ALLOW_THREADS
-        rc = scan_execute(cell->kernel, &p, nthreads);
-        Py_END_ALLOW_THREADS
-    }
-    if (rc != 0) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    return 0;
+    return run_problem(cell, &p);
 }
 
 /* scan(op, x, axis, reverse, inclusive, dtype, out, cu_seqlens, chunk_size, return_indices) */
@@ -145,18 +150,8 @@ static PyObject *py_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs
                 goto done;
         }
     }
-    if (out_y != NULL && y != out_y) {
-        if (PyArray_CopyInto(out_y, y) < 0)
-            goto done;
-        Py_INCREF(out_y);
-        Py_SETREF(y, out_y);
-    }
-    if (out_i != NULL && idx != out_i) {
-        if (PyArray_CopyInto(out_i, idx) < 0)
-            goto done;
-        Py_INCREF(out_i);
-        Py_SETREF(idx, out_i);
-    }
+    if (deliver_out(out_y, &y) < 0 || deliver_out(out_i, &idx) < 0)
+        goto done;
     if (want_indices)
         result = PyTuple_Pack(2, (PyObject *)y, (PyObject *)idx);
     else {

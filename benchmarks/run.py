@@ -1,6 +1,6 @@
 """scanad benchmark runner: writes benchmarks/results.md (and results.png).
 
-    python benchmarks/run.py [--quick] [--headline] [--threads N] [--ops cumsum,cummax]
+    python benchmarks/run.py [--quick] [--headline] [--linear] [--threads N] [--ops cumsum,cummax]
                              [--out PATH] [--plot PATH] [--readme README.md]
 
 Every table in results.md comes from one run of this script; nothing in it is
@@ -13,6 +13,8 @@ Timings are reported, never asserted.
 --headline   only the README's small table (float32, cumsum, cumprod, cummax and
              logcumsumexp on a 2^24 line and on (4096, 4096) along axis 0),
              printed; results.md and the plot are left alone.
+--linear     only the linear_scan and the adapter tables, printed; results.md
+             and the plot are left alone.
 --readme F   also write the headline table into F between the lines
              '<!-- headline:begin -->' and '<!-- headline:end -->'.
 --quick      tiny shapes, a smoke test of every table in seconds; writes to the
@@ -607,6 +609,59 @@ def linear_framework_calls(a: np.ndarray, b: np.ndarray, axis: int
     return calls
 
 
+def adapter_table(quick: bool) -> List[str]:
+    """The cost of going through scanad.torch / scanad.jax: forward + backward
+    of a float32 line against scanad's own forward + VJP on the NumPy array,
+    and the per-call time on 16 elements next to the framework's own op."""
+    rng = np.random.default_rng(4)
+    n = 1 << (14 if quick else 20)
+    lines = ["| op | n | scanad fwd+VJP ms | scanad.torch fwd+bwd | torch's own fwd+bwd "
+             "| scanad.jax grad (jit) | JAX's own grad (jit) |", "|" + "---|" * 7]
+    for name in ("cumsum", "cumprod", "logcumsumexp"):
+        for size in (n, 16):
+            x = (rng.uniform(0.999, 1.001, size) if name == "cumprod"
+                 else rng.standard_normal(size)).astype(np.float32)
+            g = np.ones_like(x)
+            fn = sa.OPS[name].fn
+
+            def own() -> object:
+                _, pullback = sa.vjp(fn, x, axis=0)
+                return pullback(g)
+
+            t_own = median_time(own)
+            cells = [name, str(size), f"{t_own * 1e3:.3f}"]
+            if torch is not None:
+                import scanad.torch as st
+
+                xt, gt = torch.from_numpy(x.copy()).requires_grad_(), torch.from_numpy(g)
+                ours, theirs = getattr(st, name), getattr(torch, name)
+
+                def through(f: Callable[..., Any]) -> Callable[[], object]:
+                    def run() -> object:
+                        xt.grad = None
+                        f(xt, 0).backward(gt)
+                        return xt.grad
+                    return run
+
+                cells += [fmt(median_time(through(ours)), t_own),
+                          fmt(median_time(through(theirs)), t_own)]
+            else:
+                cells += ["n/a", "n/a"]
+            if jax is not None:
+                import scanad.jax as sj
+
+                xj = jax.device_put(x)
+                mine = jax.jit(jax.grad(lambda v: getattr(sj, name)(v, 0).sum()))
+                native = jax.jit(jax.grad(lambda v: getattr(jax.lax, JAX_OPS[name])(v, 0).sum()))
+                cells += [fmt(median_time(lambda: mine(xj).block_until_ready()), t_own),
+                          fmt(median_time(lambda: native(xj).block_until_ready()), t_own)]
+            else:
+                cells += ["n/a", "n/a"]
+            lines.append("| " + " | ".join(cells) + " |")
+            print(lines[-1], flush=True)
+    return lines
+
+
 def linear_table(quick: bool) -> List[str]:
     """linear_scan: forward, JVP and VJP against a copy of b, lfilter and JAX."""
     rng = np.random.default_rng(3)
@@ -648,6 +703,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny shapes, for a smoke test")
     p.add_argument("--headline", action="store_true", help="only the README's table, printed")
+    p.add_argument("--linear", action="store_true",
+                   help="only the linear_scan and adapter tables, printed")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--ops", default=",".join(SCANS))
     p.add_argument("--out", default=None,
@@ -691,6 +748,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             replace_headline(args.readme, table)
         return 0
 
+    if args.linear:
+        print()
+        linear_table(args.quick)
+        print()
+        adapter_table(args.quick)
+        return 0
+
     if not args.quick:
         warm_memory()
     lines = head + ["", "## Every op: forward, derivatives, NumPy, torch"
@@ -717,6 +781,13 @@ def main(argv: Optional[List[str]] = None) -> int:
               "or has b's shape (uniform in [0.9, 1]). lfilter takes a scalar `a` only; the JAX "
               "columns are jitted `jax.lax.scan` and `jax.lax.associative_scan`.", ""]
     lines += linear_table(args.quick)
+
+    lines += ["", "## Inside the frameworks: the adapters' overhead", "",
+              "float32, one thread. scanad's own forward and pullback on the NumPy array, "
+              "against the same through `scanad.torch` (forward and `backward`) and "
+              "`scanad.jax` (a jitted `jax.grad` of the sum), and the frameworks' own ops "
+              "the same way; in brackets the ratio to scanad's own.", ""]
+    lines += adapter_table(args.quick)
 
     drawn = f" Drawn in `{os.path.basename(args.plot)}`." if args.plot else ""
     lines += ["", "## Size sweep (float32, 1-D)", "",

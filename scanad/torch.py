@@ -21,11 +21,13 @@ tensor([1., 8., 0.], dtype=torch.float64)
 from __future__ import annotations
 
 import operator
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
+from . import _linear_ad
+from ._linear import _result_dtype as _linear_result_dtype
 from ._linear import linear_scan as _linear_scan
 from ._registry import OPS
 
@@ -36,6 +38,7 @@ __all__ = [
     "cummin",
     "cumprod",
     "cumsum",
+    "linear_scan",
     "logcumsumexp",
 ]
 
@@ -425,6 +428,340 @@ class _JvpJvp(torch.autograd.Function):
 
 
 # ---------------------------------------------------------------------------
+# linear_scan: three differentiable inputs (a, b, h0).  The public function
+# broadcasts a and b to one shape, h0 to the full state shape (torch's expand
+# then sums their gradients back) and flattens for dim=None, so these
+# Functions always see a, b of the same shape, an integer axis and a tensor h0.
+
+
+def _ls_call(a: Tensor, b: Tensor, h0: Tensor) -> Tuple[np.ndarray, ...]:
+    return _as_numpy(a), _as_numpy(b), _as_numpy(h0)
+
+
+def _ls_cot(kw: Kw, g: Tensor, gf: Optional[Tensor]) -> Any:
+    """The cotangent as scanad takes it: g, or the pair (g, g_final)."""
+    ga = _as_numpy(g)
+    if kw["return_final"]:
+        return ga, None if gf is None else _as_numpy(gf)
+    return ga
+
+
+def _ls_cot_dot(kw: Kw, g: Tensor, g_dot: Optional[Tensor], gf_dot: Optional[Tensor]) -> Any:
+    """The cotangent's tangent, None for zero (a zero g part if only g_final moves)."""
+    if g_dot is None and gf_dot is None:
+        return None
+    gd = np.zeros_like(_as_numpy(g)) if g_dot is None else _as_numpy(g_dot)
+    if kw["return_final"]:
+        return gd, None if gf_dot is None else _as_numpy(gf_dot)
+    return gd
+
+
+def _ls_tangents(*ts: Optional[Tensor]) -> Tuple[Optional[np.ndarray], ...]:
+    return tuple(None if t is None else _as_numpy(t) for t in ts)
+
+
+def _ls_outputs(kw: Kw, out: Any) -> Any:
+    if kw["return_final"]:
+        return _as_tensor(out[0]), _as_tensor(out[1])
+    return _as_tensor(out)
+
+
+def _ls_triple(out: Tuple[Any, ...], like: Tuple[Tensor, ...]) -> Tuple[Tensor, ...]:
+    """scanad's (a_bar, b_bar, h0_bar) as tensors in the inputs' dtypes."""
+    return tuple(_as_tensor(v).to(x.dtype) for v, x in zip(out, like))
+
+
+def _ls_jvp_jvp(kw: Kw, x: Tuple[np.ndarray, ...], s: Tuple[Optional[np.ndarray], ...],
+                t: Tuple[Optional[np.ndarray], ...]) -> Any:
+    """The second derivative of linear_scan along s and t (forward over forward).
+
+    With alpha = a (or exp(a) with log_a), differentiating the JVP recurrence
+    along s gives ``z_t = alpha_t z_{t-1} + alpha'[s] hdot^t_{t-1} +
+    alpha'[t] hdot^s_{t-1} + alpha''[s, t] h_{t-1}`` from z = 0 at every
+    restart: one more linear scan, whose sources come from exclusive JVPs.
+    """
+    a, b, h0 = x
+    excl = {**kw, "inclusive": False, "return_final": False}
+    hp, hp_t = _linear_ad.jvp(x, t, excl)
+    _, hp_s = _linear_ad.jvp(x, s, excl)
+    src = np.zeros_like(hp)
+    a_s, a_t = s[0], t[0]
+    alpha = np.exp(a) if kw["log_a"] else None
+    if a_s is not None:
+        src = src + (a_s if alpha is None else alpha * a_s) * hp_t
+    if a_t is not None:
+        src = src + (a_t if alpha is None else alpha * a_t) * hp_s
+    if alpha is not None and a_s is not None and a_t is not None:
+        src = src + alpha * a_s * a_t * hp
+    return _linear_scan(a, src, kw["axis"], reverse=kw["reverse"], inclusive=kw["inclusive"],
+                        log_a=kw["log_a"], return_final=kw["return_final"], dtype=src.dtype,
+                        cu_seqlens=kw["cu_seqlens"], chunk_size=kw["chunk_size"])
+
+
+class _LBatch:
+    """Moves vmap batch dimensions into linear_scan's arrays: in front of a,
+    b, their tangents and the output's cotangents (axis shifts by one), and of
+    the state-shaped h0 and g_final, after the segment axis with cu_seqlens."""
+
+    def __init__(self, kw: Kw, size: int) -> None:
+        self.size, self.seg = size, kw["cu_seqlens"] is not None
+        self.kw = {**kw, "axis": kw["axis"] + 1}
+
+    def rows(self, t: Optional[Tensor], dim: Optional[int]) -> Optional[Tensor]:
+        if t is None:
+            return None
+        if dim is None:
+            return t.unsqueeze(0).expand(self.size, *t.shape)
+        return t.movedim(dim, 0)
+
+    def state(self, t: Optional[Tensor], dim: Optional[int]) -> Optional[Tensor]:
+        t = self.rows(t, dim)
+        return t.movedim(0, 1) if t is not None and self.seg else t
+
+    def take_state(self, t: Tensor) -> Tensor:
+        return t.movedim(1, 0) if self.seg else t
+
+    def take_out(self, out: Any) -> Tuple[Any, Any]:
+        """The scan's outputs (h, or (h, h_final)) with the batch in front."""
+        if isinstance(out, tuple):
+            return (out[0], self.take_state(out[1])), (0, 0)
+        return out, 0
+
+    def take_triple(self, out: Tuple[Tensor, ...]) -> Tuple[Any, Any]:
+        return (out[0], out[1], self.take_state(out[2])), (0, 0, 0)
+
+
+class _LScan(torch.autograd.Function):
+    """h = linear_scan(a, b, h0) (or (h, h_final)); backward is _LVjp, forward-mode _LJvp."""
+
+    @staticmethod
+    def forward(a: Tensor, b: Tensor, h0: Tensor, kw: Kw) -> Any:
+        A, B, H0 = _ls_call(a, b, h0)
+        return _ls_outputs(kw, _linear_scan(
+            A, B, kw["axis"], h0=H0, reverse=kw["reverse"], inclusive=kw["inclusive"],
+            log_a=kw["log_a"], return_final=kw["return_final"], cu_seqlens=kw["cu_seqlens"],
+            chunk_size=kw["chunk_size"]))
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+        a, b, h0, kw = inputs
+        ctx.kw = kw
+        ctx.save_for_backward(a, b, h0)
+        ctx.save_for_forward(a, b, h0)
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor, *gf: Any) -> Tuple[Any, ...]:
+        a, b, h0 = ctx.saved_tensors
+        g_final = gf[0] if ctx.kw["return_final"] else None
+        return _apply(_LVjp, a, b, h0, g, g_final, ctx.kw) + (None,)
+
+    @staticmethod
+    def jvp(ctx: Any, a_dot: Optional[Tensor], b_dot: Optional[Tensor],
+            h0_dot: Optional[Tensor], *_: Any) -> Any:
+        a, b, h0 = ctx.saved_tensors
+        return _apply(_LJvp, a, b, h0, a_dot, b_dot, h0_dot, ctx.kw)
+
+    @staticmethod
+    def vmap(info: Any, in_dims: Tuple[Any, ...], a: Tensor, b: Tensor, h0: Tensor, kw: Kw
+             ) -> Tuple[Any, Any]:
+        bt = _LBatch(kw, info.batch_size)
+        out = _apply(_LScan, bt.rows(a, in_dims[0]), bt.rows(b, in_dims[1]),
+                     bt.state(h0, in_dims[2]), bt.kw)
+        return bt.take_out(out)
+
+
+class _LVjp(torch.autograd.Function):
+    """(a_bar, b_bar, h0_bar) = J^H g, g_final None or the final state's cotangent."""
+
+    @staticmethod
+    def forward(a: Tensor, b: Tensor, h0: Tensor, g: Tensor, gf: Optional[Tensor], kw: Kw
+                ) -> Tuple[Tensor, ...]:
+        _, pullback = _linear_ad.vjp(_ls_call(a, b, h0), kw)
+        return _ls_triple(pullback(_ls_cot(kw, g, gf)), (a, b, h0))
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+        a, b, h0, g, gf, kw = inputs
+        ctx.kw = kw
+        ctx.save_for_backward(a, b, h0, g, gf)
+        ctx.save_for_forward(a, b, h0, g, gf)
+
+    @staticmethod
+    def backward(ctx: Any, wa: Tensor, wb: Tensor, wh: Tensor) -> Tuple[Any, ...]:
+        # as for _Vjp: the pullback is the gradient of Re<g, h>, so its
+        # derivative in (a, b, h0) is a real Hessian, self-adjoint (vjp_jvp),
+        # and in g it is J^H, whose adjoint is J (the JVP)
+        a, b, h0, g, gf = ctx.saved_tensors
+        kw, need = ctx.kw, ctx.needs_input_grad
+        grads: List[Any] = [None] * 6
+        if any(need[:3]):
+            grads[:3] = _apply(_LVjpJvp, a, b, h0, g, gf, wa, wb, wh, None, None, kw)
+        if need[3] or need[4]:
+            out = _apply(_LJvp, a, b, h0, wa, wb, wh, kw)
+            grads[3], grads[4] = (out[0], out[1] if need[4] else None) if kw["return_final"] \
+                else (out, None)
+        return tuple(grads)
+
+    @staticmethod
+    def jvp(ctx: Any, a_dot: Optional[Tensor], b_dot: Optional[Tensor],
+            h0_dot: Optional[Tensor], g_dot: Optional[Tensor], gf_dot: Optional[Tensor],
+            *_: Any) -> Any:
+        a, b, h0, g, gf = ctx.saved_tensors
+        if a_dot is None and b_dot is None and h0_dot is None:
+            if g_dot is None and gf_dot is None:
+                return torch.zeros_like(a), torch.zeros_like(b), torch.zeros_like(h0)
+            # linear in the cotangent
+            g_dot = torch.zeros_like(g) if g_dot is None else g_dot
+            return _apply(_LVjp, a, b, h0, g_dot, gf_dot, ctx.kw)
+        return _apply(_LVjpJvp, a, b, h0, g, gf, a_dot, b_dot, h0_dot, g_dot, gf_dot, ctx.kw)
+
+    @staticmethod
+    def vmap(info: Any, in_dims: Tuple[Any, ...], a: Tensor, b: Tensor, h0: Tensor, g: Tensor,
+             gf: Optional[Tensor], kw: Kw) -> Tuple[Any, Any]:
+        bt = _LBatch(kw, info.batch_size)
+        out = _apply(_LVjp, bt.rows(a, in_dims[0]), bt.rows(b, in_dims[1]),
+                     bt.state(h0, in_dims[2]), bt.rows(g, in_dims[3]),
+                     bt.state(gf, in_dims[4]), bt.kw)
+        return bt.take_triple(out)
+
+
+class _LJvp(torch.autograd.Function):
+    """h_dot = J (a_dot, b_dot, h0_dot) (or (h_dot, h_final_dot)); None tangents are zero."""
+
+    @staticmethod
+    def forward(a: Tensor, b: Tensor, h0: Tensor, a_dot: Optional[Tensor],
+                b_dot: Optional[Tensor], h0_dot: Optional[Tensor], kw: Kw) -> Any:
+        x = _ls_call(a, b, h0)
+        _, y_dot = _linear_ad.jvp(x, _ls_tangents(a_dot, b_dot, h0_dot), kw)
+        return _ls_outputs(kw, y_dot)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+        a, b, h0, a_dot, b_dot, h0_dot, kw = inputs
+        ctx.kw = kw
+        ctx.save_for_backward(a, b, h0, a_dot, b_dot, h0_dot)
+        ctx.save_for_forward(a, b, h0, a_dot, b_dot, h0_dot)
+
+    @staticmethod
+    def backward(ctx: Any, w: Tensor, *wf: Any) -> Tuple[Any, ...]:
+        # J t is holomorphic in (a, b, h0): its adjoint there is the derivative
+        # of the pullback J^H w along t (vjp_jvp); in t it is J^H (the VJP)
+        a, b, h0, a_dot, b_dot, h0_dot = ctx.saved_tensors
+        kw, need = ctx.kw, ctx.needs_input_grad
+        w_final = wf[0] if kw["return_final"] else None
+        grads: List[Any] = [None] * 7
+        if any(need[:3]):
+            grads[:3] = _apply(_LVjpJvp, a, b, h0, w, w_final, a_dot, b_dot, h0_dot, None, None,
+                               kw)
+        if any(need[3:6]):
+            grads[3:6] = _apply(_LVjp, a, b, h0, w, w_final, kw)
+        return tuple(grads)
+
+    @staticmethod
+    def jvp(ctx: Any, a_s: Optional[Tensor], b_s: Optional[Tensor], h0_s: Optional[Tensor],
+            a_dot_s: Optional[Tensor], b_dot_s: Optional[Tensor], h0_dot_s: Optional[Tensor],
+            *_: Any) -> Any:
+        a, b, h0, a_dot, b_dot, h0_dot = ctx.saved_tensors
+        kw = ctx.kw
+        terms = []
+        if not (a_dot_s is None and b_dot_s is None and h0_dot_s is None):
+            terms.append(_apply(_LJvp, a, b, h0, a_dot_s, b_dot_s, h0_dot_s, kw))
+        # J is bilinear in a and (b, h0), linear in each: the second
+        # derivative needs an a part in one direction and anything in the other
+        s_any = not (a_s is None and b_s is None and h0_s is None)
+        t_any = not (a_dot is None and b_dot is None and h0_dot is None)
+        if (a_s is not None and t_any) or (a_dot is not None and s_any):
+            terms.append(_apply(_LJvpJvp, a, b, h0, a_s, b_s, h0_s, a_dot, b_dot, h0_dot, kw))
+        if not terms:
+            return _apply(_LJvp, a, b, h0, None, None, None, kw)
+        if len(terms) == 1:
+            return terms[0]
+        if kw["return_final"]:
+            return terms[0][0] + terms[1][0], terms[0][1] + terms[1][1]
+        return terms[0] + terms[1]
+
+    @staticmethod
+    def vmap(info: Any, in_dims: Tuple[Any, ...], a: Tensor, b: Tensor, h0: Tensor,
+             a_dot: Optional[Tensor], b_dot: Optional[Tensor], h0_dot: Optional[Tensor], kw: Kw
+             ) -> Tuple[Any, Any]:
+        bt = _LBatch(kw, info.batch_size)
+        out = _apply(_LJvp, bt.rows(a, in_dims[0]), bt.rows(b, in_dims[1]),
+                     bt.state(h0, in_dims[2]), bt.rows(a_dot, in_dims[3]),
+                     bt.rows(b_dot, in_dims[4]), bt.state(h0_dot, in_dims[5]), bt.kw)
+        return bt.take_out(out)
+
+
+class _LVjpJvp(torch.autograd.Function):
+    """The JVP of the pullback along (a_dot, b_dot, h0_dot) and (g_dot, g_final_dot)."""
+
+    @staticmethod
+    def forward(a: Tensor, b: Tensor, h0: Tensor, g: Tensor, gf: Optional[Tensor],
+                a_dot: Optional[Tensor], b_dot: Optional[Tensor], h0_dot: Optional[Tensor],
+                g_dot: Optional[Tensor], gf_dot: Optional[Tensor], kw: Kw) -> Tuple[Tensor, ...]:
+        _, x_bar_dot = _linear_ad.vjp_jvp(
+            _ls_call(a, b, h0), _ls_cot(kw, g, gf), _ls_tangents(a_dot, b_dot, h0_dot),
+            _ls_cot_dot(kw, g, g_dot, gf_dot), kw)
+        return _ls_triple(x_bar_dot, (a, b, h0))
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: Any, *_: Any) -> Any:
+        raise _no_third_order("linear_scan")
+
+    @staticmethod
+    def jvp(ctx: Any, *_: Any) -> Any:
+        raise _no_third_order("linear_scan")
+
+    @staticmethod
+    def vmap(info: Any, in_dims: Tuple[Any, ...], a: Tensor, b: Tensor, h0: Tensor, g: Tensor,
+             gf: Optional[Tensor], a_dot: Optional[Tensor], b_dot: Optional[Tensor],
+             h0_dot: Optional[Tensor], g_dot: Optional[Tensor], gf_dot: Optional[Tensor],
+             kw: Kw) -> Tuple[Any, Any]:
+        bt = _LBatch(kw, info.batch_size)
+        out = _apply(_LVjpJvp, bt.rows(a, in_dims[0]), bt.rows(b, in_dims[1]),
+                     bt.state(h0, in_dims[2]), bt.rows(g, in_dims[3]), bt.state(gf, in_dims[4]),
+                     bt.rows(a_dot, in_dims[5]), bt.rows(b_dot, in_dims[6]),
+                     bt.state(h0_dot, in_dims[7]), bt.rows(g_dot, in_dims[8]),
+                     bt.state(gf_dot, in_dims[9]), bt.kw)
+        return bt.take_triple(out)
+
+
+class _LJvpJvp(torch.autograd.Function):
+    """The second derivative of linear_scan along s and t (forward over forward)."""
+
+    @staticmethod
+    def forward(a: Tensor, b: Tensor, h0: Tensor, a_s: Optional[Tensor], b_s: Optional[Tensor],
+                h0_s: Optional[Tensor], a_t: Optional[Tensor], b_t: Optional[Tensor],
+                h0_t: Optional[Tensor], kw: Kw) -> Any:
+        x = _ls_call(a, b, h0)
+        return _ls_outputs(kw, _ls_jvp_jvp(kw, x, _ls_tangents(a_s, b_s, h0_s),
+                                           _ls_tangents(a_t, b_t, h0_t)))
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: Any, *_: Any) -> Any:
+        raise _no_third_order("linear_scan")
+
+    @staticmethod
+    def jvp(ctx: Any, *_: Any) -> Any:
+        raise _no_third_order("linear_scan")
+
+    @staticmethod
+    def vmap(info: Any, in_dims: Tuple[Any, ...], a: Tensor, b: Tensor, h0: Tensor,
+             *rest: Any) -> Tuple[Any, Any]:
+        bt = _LBatch(rest[-1], info.batch_size)
+        put = (bt.rows, bt.rows, bt.state) * 3
+        args = [p(v, d) for p, v, d in zip(put, (a, b, h0) + rest[:-1], in_dims)]
+        return bt.take_out(_apply(_LJvpJvp, *args, bt.kw))
+
+
+# ---------------------------------------------------------------------------
 # public functions
 
 
@@ -524,6 +861,90 @@ def logcumsumexp(x: Tensor, dim: Optional[int] = None, *, reverse: bool = False,
     (tensor([  -inf, 0.0000, 0.6931]), tensor([1.0000, 1.5000, 0.5000]))
     """
     return _scan("logcumsumexp", x, dim, reverse, inclusive, cu_seqlens, chunk_size)
+
+
+def _linear_arg(arg: str, v: Any, dtype: Optional[torch.dtype]) -> Tensor:
+    """a or h0 as a tensor: a Python number takes the result dtype."""
+    if isinstance(v, torch.Tensor):
+        _check_tensor("linear_scan", arg, v)
+        return v
+    if isinstance(v, bool) or not isinstance(v, (int, float, complex)):
+        raise TypeError(f"scanad.torch.linear_scan: {arg} must be a torch.Tensor or a Python "
+                        f"number; got {type(v).__name__}")
+    return torch.tensor(v, dtype=dtype) if dtype is not None else torch.tensor(0)
+
+
+def _probe(v: Any) -> Any:
+    """v for scanad's dtype rule: a tensor by its dtype alone, a number as is."""
+    if isinstance(v, torch.Tensor):
+        if v.dtype not in _TORCH_TO_NUMPY:
+            raise TypeError(f"scanad.torch.linear_scan: dtype {v.dtype} is not supported")
+        return np.empty(0, _TORCH_TO_NUMPY[v.dtype])
+    return v
+
+
+def linear_scan(a: Union[Tensor, complex], b: Tensor, dim: Optional[int] = None, *,
+                h0: Union[None, Tensor, complex] = None, reverse: bool = False,
+                inclusive: bool = True, log_a: bool = False, return_final: bool = False,
+                cu_seqlens: Any = None, chunk_size: Optional[int] = None) -> Any:
+    """The linear recurrence ``h[t] = a[t] h[t-1] + b[t]`` along ``dim``, as
+    :func:`scanad.linear_scan`; differentiable in ``a``, ``b`` and ``h0``.
+
+    ``a`` (a tensor or a Python number) broadcasts against ``b``; ``h0``
+    (None for 0, a number or a tensor) broadcasts to the result's shape
+    without ``dim``, with a leading axis of one state per segment under
+    ``cu_seqlens``.  ``dim=None`` scans the broadcast operands flattened.
+    ``return_final=True`` returns ``(h, h_final)``.  Flags as scanad's
+    (``reverse``, ``inclusive``, ``log_a``, ``cu_seqlens``, ``chunk_size``);
+    derivatives to second order in every PyTorch mode (docs/torch.md).
+
+    >>> import torch, scanad.torch as st
+    >>> a = torch.tensor([0.5, 0.0, 2.0], dtype=torch.float64, requires_grad=True)
+    >>> h = st.linear_scan(a, torch.ones(3, dtype=torch.float64), 0, h0=3.0)
+    >>> h.sum().backward()
+    >>> h.detach()
+    tensor([2.5000, 1.0000, 3.0000], dtype=torch.float64)
+    >>> a.grad                    # a[1] == 0 resets: nothing flows past step 1
+    tensor([3.0000, 7.5000, 1.0000], dtype=torch.float64)
+    """
+    name = "linear_scan"
+    _check_tensor(name, "b", b)
+    if dim is not None and (isinstance(dim, bool) or not isinstance(dim, (int, np.integer))):
+        raise TypeError(f"scanad.torch.{name}: dim must be an integer or None; got {dim!r}")
+    for arg, v in (("a", a), ("h0", h0)):
+        if v is not None:
+            _linear_arg(arg, v, None)  # the checks, before scanad's dtype rule sees v
+    rt = _NUMPY_TO_TORCH[_linear_result_dtype(_probe(a), _probe(b), _probe(h0), None)]
+    a = _linear_arg("a", a, rt)
+    try:
+        rows = tuple(np.broadcast_shapes(tuple(a.shape), tuple(b.shape)))
+    except ValueError:
+        raise ValueError(f"scanad.torch.{name}: a with shape {tuple(a.shape)} does not "
+                         f"broadcast against b with shape {tuple(b.shape)}") from None
+    # one shape for a and b and an integer axis: the Functions' layout (the
+    # gradients of these views are summed back by torch's own expand/reshape)
+    if dim is None or not rows:
+        a, b, axis, rest = a.expand(rows).reshape(-1), b.expand(rows).reshape(-1), 0, ()
+    else:
+        axis = int(dim)
+        if not -len(rows) <= axis < len(rows):
+            raise ValueError(f"scanad.torch.{name}: dim {axis} is out of range for the "
+                             f"{len(rows)}-D result")
+        axis %= len(rows)
+        a, b = a.expand(rows), b.expand(rows)
+        rest = rows[:axis] + rows[axis + 1:]
+    cu = _segments(name, cu_seqlens)
+    state = ((len(cu) - 1,) if cu is not None else ()) + rest
+    h0 = torch.zeros(state, dtype=rt) if h0 is None else _linear_arg("h0", h0, rt)
+    try:
+        h0 = h0.expand(state)
+    except RuntimeError:
+        raise ValueError(f"scanad.torch.{name}: h0 with shape {tuple(h0.shape)} does not "
+                         f"broadcast to the state shape {state}") from None
+    kw: Kw = {"axis": axis, "reverse": bool(reverse), "inclusive": bool(inclusive),
+              "log_a": bool(log_a), "return_final": bool(return_final), "cu_seqlens": cu,
+              "chunk_size": chunk_size}
+    return _apply(_LScan, a, b, h0, kw)
 
 
 def _chunk(name: str, x: Any, kw: Kw) -> Tensor:

@@ -680,15 +680,17 @@ def test_training_a_learnable_decay() -> None:
     # recover a per-channel log-decay from the states it produced
     gen = torch.Generator().manual_seed(7)
     x = torch.randn(2, 16, 3, dtype=F64, generator=gen)
-    true = torch.tensor([-0.1, -0.7, -2.0], dtype=F64)
+    true = torch.tensor([-0.3, -0.7, -2.0], dtype=F64)
     target = st.linear_scan(true, x, 1, log_a=True)
     log_a = torch.full((3,), -1.0, dtype=F64, requires_grad=True)
-    opt = torch.optim.Adam([log_a], lr=0.1)
+    opt = torch.optim.Adam([log_a], lr=0.05)
     losses = []
-    for _ in range(30):
+    for _ in range(40):
         opt.zero_grad()
         loss = ((st.linear_scan(log_a, x, 1, log_a=True) - target) ** 2).mean()
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.05 * losses[0]
+    assert losses[-1] < 0.01 * losses[0]
+    # Adam has not converged in 40 steps: a loose bound on the parameters
+    assert (log_a.detach() - true).abs().max() < 0.05

@@ -1,10 +1,11 @@
 """PyTorch adapter: scanad's scans as differentiable functions of CPU tensors.
 
 ``import scanad.torch as st`` gives ``cumsum``, ``cumprod``, ``cummax``,
-``cummin``, ``logcumsumexp``, ``chunk_local_cumsum`` and ``chunk_global_cumsum``
-taking and returning ``torch.Tensor``.  Each is differentiable by ``backward``
-(first and second order), forward-mode AD, ``torch.func`` (``grad``, ``jvp``,
-``vjp``, ``jacrev``, ``jacfwd``, ``hessian``, ``vmap``) and runs scanad's C kernels:
+``cummin``, ``logcumsumexp``, ``linear_scan``, ``chunk_local_cumsum`` and
+``chunk_global_cumsum`` taking and returning ``torch.Tensor``.  Each is
+differentiable by ``backward`` (first and second order), forward-mode AD,
+``torch.func`` (``grad``, ``jvp``, ``vjp``, ``jacrev``, ``jacfwd``, ``hessian``,
+``vmap``) and runs scanad's C kernels:
 the forward, VJP, JVP and the second-order ``vjp_jvp`` kernel (docs/torch.md).
 
 Inputs are handed to scanad without a copy (``Tensor.numpy()`` shares memory;
@@ -883,6 +884,27 @@ def _probe(v: Any) -> Any:
     return v
 
 
+def _linear_rt_eager(a: Any, b: Any, h0: Any) -> torch.dtype:
+    """scanad's result dtype from the inputs' dtypes (or Python numbers): a
+    constant for torch.compile, which cannot trace NumPy's dtype rules."""
+    pa, pb, ph = (_probe(torch.empty(0, dtype=v)) if isinstance(v, torch.dtype) else v
+                  for v in (a, b, h0))
+    return _NUMPY_TO_TORCH[_linear_result_dtype(pa, pb, ph, None)]
+
+
+_linear_rt: Callable[[Any, Any, Any], torch.dtype] = \
+    torch.compiler.assume_constant_result(_linear_rt_eager)  # type: ignore[no-untyped-call]
+
+
+def _broadcast_shapes(*shapes: Any) -> Tuple[int, ...]:
+    return tuple(_apply_fn(torch.broadcast_shapes, *shapes))
+
+
+def _apply_fn(fn: Any, *args: Any) -> Any:
+    """fn(*args) for a function torch leaves untyped."""
+    return fn(*args)
+
+
 def linear_scan(a: Union[Tensor, complex], b: Tensor, dim: Optional[int] = None, *,
                 h0: Union[None, Tensor, complex] = None, reverse: bool = False,
                 inclusive: bool = True, log_a: bool = False, return_final: bool = False,
@@ -914,17 +936,18 @@ def linear_scan(a: Union[Tensor, complex], b: Tensor, dim: Optional[int] = None,
     for arg, v in (("a", a), ("h0", h0)):
         if v is not None:
             _linear_arg(arg, v, None)  # the checks, before scanad's dtype rule sees v
-    rt = _NUMPY_TO_TORCH[_linear_result_dtype(_probe(a), _probe(b), _probe(h0), None)]
+    rt = _linear_rt(*(v.dtype if isinstance(v, torch.Tensor) else v for v in (a, b, h0)))
     a = _linear_arg("a", a, rt)
     try:
-        rows = tuple(np.broadcast_shapes(tuple(a.shape), tuple(b.shape)))
-    except ValueError:
+        rows = _broadcast_shapes(a.shape, b.shape)
+    except RuntimeError:
         raise ValueError(f"scanad.torch.{name}: a with shape {tuple(a.shape)} does not "
                          f"broadcast against b with shape {tuple(b.shape)}") from None
     # one shape for a and b and an integer axis: the Functions' layout (the
     # gradients of these views are summed back by torch's own expand/reshape)
     if dim is None or not rows:
-        a, b, axis, rest = a.expand(rows).reshape(-1), b.expand(rows).reshape(-1), 0, ()
+        rest: Tuple[int, ...] = ()
+        a, b, axis = a.expand(rows).reshape(-1), b.expand(rows).reshape(-1), 0
     else:
         axis = int(dim)
         if not -len(rows) <= axis < len(rows):
@@ -944,6 +967,9 @@ def linear_scan(a: Union[Tensor, complex], b: Tensor, dim: Optional[int] = None,
     kw: Kw = {"axis": axis, "reverse": bool(reverse), "inclusive": bool(inclusive),
               "log_a": bool(log_a), "return_final": bool(return_final), "cu_seqlens": cu,
               "chunk_size": chunk_size}
+    if torch.compiler.is_compiling():
+        h, h_final = torch.ops.scanad.linear_scan(a, b, h0, *_lopts(kw))
+        return (h, h_final) if return_final else h
     return _apply(_LScan, a, b, h0, kw)
 
 
@@ -1283,4 +1309,202 @@ _VMAP_RULES: Dict[str, Callable[..., Any]] = {
     "scan_jvp": _vmap_scan_jvp, "scan_vjp_jvp": _vmap_scan_vjp_jvp,
     "chunk_cumsum": _vmap_chunk_cumsum}
 for _op, _rule in _VMAP_RULES.items():
+    torch.library.register_vmap(f"scanad::{_op}", _rule)
+
+
+# linear_scan's custom ops: the final state is always returned (the public
+# function drops it), so each op has a fixed number of outputs
+
+_LOPTS = ("int dim, bool reverse, bool inclusive, bool log_a, int[]? cu_seqlens, "
+          "int? chunk_size")
+
+
+def _lkw(dim: int, reverse: bool, inclusive: bool, log_a: bool,
+         cu_seqlens: Optional[Sequence[int]], chunk_size: Optional[int]) -> Kw:
+    return {"axis": dim, "reverse": reverse, "inclusive": inclusive, "log_a": log_a,
+            "return_final": True, "cu_seqlens": None if cu_seqlens is None else tuple(cu_seqlens),
+            "chunk_size": chunk_size}
+
+
+def _lopts(kw: Kw) -> Tuple[Any, ...]:
+    cu = kw["cu_seqlens"]
+    return (kw["axis"], kw["reverse"], kw["inclusive"], kw["log_a"],
+            None if cu is None else list(cu), kw["chunk_size"])
+
+
+@torch.library.custom_op("scanad::linear_scan", mutates_args=(),
+                         schema=f"(Tensor a, Tensor b, Tensor h0, {_LOPTS}) -> (Tensor, Tensor)")
+def _linear_op(a: Tensor, b: Tensor, h0: Tensor, *opts: Any) -> Tuple[Tensor, Tensor]:
+    kw = _lkw(*opts)
+    h, hf = _linear_scan(_as_numpy(a), _as_numpy(b), kw["axis"], h0=_as_numpy(h0),
+                         reverse=kw["reverse"], inclusive=kw["inclusive"], log_a=kw["log_a"],
+                         return_final=True, cu_seqlens=kw["cu_seqlens"],
+                         chunk_size=kw["chunk_size"])
+    return _as_tensor(h), _as_tensor(hf)
+
+
+@torch.library.custom_op(
+    "scanad::linear_scan_vjp", mutates_args=(),
+    schema=f"(Tensor a, Tensor b, Tensor h0, Tensor g, Tensor? gf, {_LOPTS}) "
+           "-> (Tensor, Tensor, Tensor)")
+def _linear_vjp_op(a: Tensor, b: Tensor, h0: Tensor, g: Tensor, gf: Optional[Tensor],
+                   *opts: Any) -> Tuple[Tensor, Tensor, Tensor]:
+    kw = _lkw(*opts)
+    _, pullback = _linear_ad.vjp(_ls_call(a, b, h0), kw)
+    out = _ls_triple(pullback(_ls_cot(kw, g, gf)), (a, b, h0))
+    return out[0], out[1], out[2]
+
+
+@torch.library.custom_op(
+    "scanad::linear_scan_jvp", mutates_args=(),
+    schema=f"(Tensor a, Tensor b, Tensor h0, Tensor? a_dot, Tensor? b_dot, Tensor? h0_dot, "
+           f"{_LOPTS}) -> (Tensor, Tensor)")
+def _linear_jvp_op(a: Tensor, b: Tensor, h0: Tensor, a_dot: Optional[Tensor],
+                   b_dot: Optional[Tensor], h0_dot: Optional[Tensor], *opts: Any
+                   ) -> Tuple[Tensor, Tensor]:
+    kw = _lkw(*opts)
+    _, (hd, hfd) = _linear_ad.jvp(_ls_call(a, b, h0), _ls_tangents(a_dot, b_dot, h0_dot), kw)
+    return _as_tensor(hd), _as_tensor(hfd)
+
+
+@torch.library.custom_op(
+    "scanad::linear_scan_vjp_jvp", mutates_args=(),
+    schema=f"(Tensor a, Tensor b, Tensor h0, Tensor g, Tensor? gf, Tensor? a_dot, "
+           f"Tensor? b_dot, Tensor? h0_dot, Tensor? g_dot, Tensor? gf_dot, {_LOPTS}) "
+           "-> (Tensor, Tensor, Tensor)")
+def _linear_vjp_jvp_op(a: Tensor, b: Tensor, h0: Tensor, g: Tensor, gf: Optional[Tensor],
+                       a_dot: Optional[Tensor], b_dot: Optional[Tensor],
+                       h0_dot: Optional[Tensor], g_dot: Optional[Tensor],
+                       gf_dot: Optional[Tensor], *opts: Any) -> Tuple[Tensor, Tensor, Tensor]:
+    kw = _lkw(*opts)
+    _, x_bar_dot = _linear_ad.vjp_jvp(
+        _ls_call(a, b, h0), _ls_cot(kw, g, gf), _ls_tangents(a_dot, b_dot, h0_dot),
+        _ls_cot_dot(kw, g, g_dot, gf_dot), kw)
+    out = _ls_triple(x_bar_dot, (a, b, h0))
+    return out[0], out[1], out[2]
+
+
+def _linear_out_dtype(a: Tensor, b: Tensor, h0: Tensor) -> torch.dtype:
+    return _NUMPY_TO_TORCH[_linear_result_dtype(_probe(a), _probe(b), _probe(h0), None)]
+
+
+@_linear_op.register_fake
+def _(a: Tensor, b: Tensor, h0: Tensor, *_: Any) -> Tuple[Tensor, Tensor]:
+    dtype = _linear_out_dtype(a, b, h0)
+    return b.new_empty(b.shape, dtype=dtype), h0.new_empty(h0.shape, dtype=dtype)
+
+
+@_linear_vjp_op.register_fake
+def _(a: Tensor, b: Tensor, h0: Tensor, *_: Any) -> Tuple[Tensor, Tensor, Tensor]:
+    return torch.empty_like(a), torch.empty_like(b), torch.empty_like(h0)
+
+
+@_linear_jvp_op.register_fake
+def _(a: Tensor, b: Tensor, h0: Tensor, *_: Any) -> Tuple[Tensor, Tensor]:
+    dtype = _linear_out_dtype(a, b, h0)
+    return b.new_empty(b.shape, dtype=dtype), h0.new_empty(h0.shape, dtype=dtype)
+
+
+@_linear_vjp_jvp_op.register_fake
+def _(a: Tensor, b: Tensor, h0: Tensor, *_: Any) -> Tuple[Tensor, Tensor, Tensor]:
+    return torch.empty_like(a), torch.empty_like(b), torch.empty_like(h0)
+
+
+def _linear_op_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+    ctx.opts = inputs[3:]
+    ctx.save_for_backward(*inputs[:3])
+
+
+def _linear_op_backward(ctx: Any, g: Tensor, gf: Tensor) -> Tuple[Any, ...]:
+    a, b, h0 = ctx.saved_tensors
+    return torch.ops.scanad.linear_scan_vjp(a, b, h0, g, gf, *ctx.opts) + (None,) * 6
+
+
+def _linear_vjp_op_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+    ctx.opts = inputs[5:]
+    ctx.save_for_backward(*inputs[:5])
+
+
+def _linear_vjp_op_backward(ctx: Any, wa: Tensor, wb: Tensor, wh: Tensor) -> Tuple[Any, ...]:
+    # the relations of _LVjp.backward
+    a, b, h0, g, gf = ctx.saved_tensors
+    need = ctx.needs_input_grad
+    grads: List[Any] = [None] * 11
+    if any(need[:3]):
+        grads[:3] = torch.ops.scanad.linear_scan_vjp_jvp(a, b, h0, g, gf, wa, wb, wh, None,
+                                                         None, *ctx.opts)
+    if need[3] or need[4]:
+        gg, ggf = torch.ops.scanad.linear_scan_jvp(a, b, h0, wa, wb, wh, *ctx.opts)
+        grads[3], grads[4] = gg, ggf if need[4] else None
+    return tuple(grads)
+
+
+def _linear_jvp_op_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+    ctx.opts = inputs[6:]
+    ctx.tangents = tuple(v is not None for v in inputs[3:6])
+    ctx.save_for_backward(*inputs[:6])
+
+
+def _linear_jvp_op_backward(ctx: Any, w: Tensor, wf: Tensor) -> Tuple[Any, ...]:
+    # the relations of _LJvp.backward
+    a, b, h0, a_dot, b_dot, h0_dot = ctx.saved_tensors
+    need = ctx.needs_input_grad
+    grads: List[Any] = [None] * 12
+    if any(need[:3]):
+        grads[:3] = torch.ops.scanad.linear_scan_vjp_jvp(a, b, h0, w, wf, a_dot, b_dot, h0_dot,
+                                                         None, None, *ctx.opts)
+    if any(need[3:6]):
+        grads[3:6] = torch.ops.scanad.linear_scan_vjp(a, b, h0, w, wf, *ctx.opts)
+    return tuple(grads)
+
+
+def _linear_vjp_jvp_op_backward(ctx: Any, *_: Any) -> Any:
+    raise _no_third_order("linear_scan")
+
+
+_linear_op.register_autograd(_linear_op_backward, setup_context=_linear_op_context)
+_linear_vjp_op.register_autograd(_linear_vjp_op_backward, setup_context=_linear_vjp_op_context)
+_linear_jvp_op.register_autograd(_linear_jvp_op_backward, setup_context=_linear_jvp_op_context)
+_linear_vjp_jvp_op.register_autograd(_linear_vjp_jvp_op_backward,
+                                     setup_context=lambda ctx, inputs, output: None)
+
+
+def _lbatch(info: Any, opts: Tuple[Any, ...]) -> Tuple[_LBatch, Tuple[Any, ...]]:
+    bt = _LBatch(_lkw(*opts), info.batch_size)
+    return bt, _lopts(bt.kw)
+
+
+def _vmap_linear(info: Any, in_dims: Tuple[Any, ...], a: Tensor, b: Tensor, h0: Tensor,
+                 *opts: Any) -> Any:
+    bt, bopts = _lbatch(info, opts)
+    return bt.take_out(torch.ops.scanad.linear_scan(
+        bt.rows(a, in_dims[0]), bt.rows(b, in_dims[1]), bt.state(h0, in_dims[2]), *bopts))
+
+
+def _vmap_linear_vjp(info: Any, in_dims: Tuple[Any, ...], a: Tensor, b: Tensor, h0: Tensor,
+                     g: Tensor, gf: Optional[Tensor], *opts: Any) -> Any:
+    bt, bopts = _lbatch(info, opts)
+    return bt.take_triple(torch.ops.scanad.linear_scan_vjp(
+        bt.rows(a, in_dims[0]), bt.rows(b, in_dims[1]), bt.state(h0, in_dims[2]),
+        bt.rows(g, in_dims[3]), bt.state(gf, in_dims[4]), *bopts))
+
+
+def _vmap_linear_jvp(info: Any, in_dims: Tuple[Any, ...], *args: Any) -> Any:
+    bt, bopts = _lbatch(info, args[6:])
+    put = (bt.rows, bt.rows, bt.state) * 2
+    return bt.take_out(torch.ops.scanad.linear_scan_jvp(
+        *[p(v, d) for p, v, d in zip(put, args, in_dims)], *bopts))
+
+
+def _vmap_linear_vjp_jvp(info: Any, in_dims: Tuple[Any, ...], *args: Any) -> Any:
+    bt, bopts = _lbatch(info, args[10:])
+    put = (bt.rows, bt.rows, bt.state, bt.rows, bt.state, bt.rows, bt.rows, bt.state, bt.rows,
+           bt.state)
+    return bt.take_triple(torch.ops.scanad.linear_scan_vjp_jvp(
+        *[p(v, d) for p, v, d in zip(put, args, in_dims)], *bopts))
+
+
+for _op, _rule in (("linear_scan", _vmap_linear), ("linear_scan_vjp", _vmap_linear_vjp),
+                   ("linear_scan_jvp", _vmap_linear_jvp),
+                   ("linear_scan_vjp_jvp", _vmap_linear_vjp_jvp)):
     torch.library.register_vmap(f"scanad::{_op}", _rule)

@@ -756,3 +756,22 @@ def test_linear_scan_torch_compile_fullgraph() -> None:
     assert fast.item() == eager.item()
     for u, v in zip(torch.autograd.grad(fast, (a, h0, x)), torch.autograd.grad(eager, (a, h0, x))):
         assert torch.equal(u, v)
+
+
+def test_linear_scan_forward_over_forward_all_inputs() -> None:
+    # jacfwd(jacfwd) runs the forward-over-forward Function, hessian runs
+    # vjp_jvp: two derivations of the same symmetric matrix
+    a, b, h0 = (v.detach() for v in linear_inputs(F64, seed=12, length=7, state=(3, 2)))
+    w = torch.linspace(-1.0, 1.0, 20, dtype=F64)
+    kw = {"log_a": True, "return_final": True, "cu_seqlens": [0, 3, 3, 7], "chunk_size": 2}
+
+    def loss(v: Any) -> Any:
+        out = summed(st.linear_scan(v[:14].reshape(7, 2), v[14:28].reshape(7, 2), 0,
+                                    h0=v[28:].reshape(3, 2), **kw))
+        return (out * w).sum() + (out ** 2).sum()
+
+    v = torch.cat([a.reshape(-1), b.reshape(-1), h0.reshape(-1)])
+    fwd, rev = jacfwd(jacfwd(loss))(v), hessian(loss)(v)
+    # entries up to ~80 (a few ulp there is ~1e-14); the two sum in different orders
+    torch.testing.assert_close(fwd, rev, rtol=0, atol=1e-13)
+    torch.testing.assert_close(rev, rev.T, rtol=0, atol=1e-13)

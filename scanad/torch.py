@@ -1441,7 +1441,6 @@ def _linear_vjp_op_backward(ctx: Any, wa: Tensor, wb: Tensor, wh: Tensor) -> Tup
 
 def _linear_jvp_op_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
     ctx.opts = inputs[6:]
-    ctx.tangents = tuple(v is not None for v in inputs[3:6])
     ctx.save_for_backward(*inputs[:6])
 
 

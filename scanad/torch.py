@@ -1,10 +1,11 @@
 """PyTorch adapter: scanad's scans as differentiable functions of CPU tensors.
 
 ``import scanad.torch as st`` gives ``cumsum``, ``cumprod``, ``cummax``,
-``cummin``, ``logcumsumexp``, ``chunk_local_cumsum`` and ``chunk_global_cumsum``
-taking and returning ``torch.Tensor``.  Each is differentiable by ``backward``
-(first and second order), forward-mode AD, ``torch.func`` (``grad``, ``jvp``,
-``vjp``, ``jacrev``, ``jacfwd``, ``hessian``, ``vmap``) and runs scanad's C kernels:
+``cummin``, ``logcumsumexp``, ``linear_scan``, ``chunk_local_cumsum`` and
+``chunk_global_cumsum`` taking and returning ``torch.Tensor``.  Each is
+differentiable by ``backward`` (first and second order), forward-mode AD,
+``torch.func`` (``grad``, ``jvp``, ``vjp``, ``jacrev``, ``jacfwd``, ``hessian``,
+``vmap``) and runs scanad's C kernels:
 the forward, VJP, JVP and the second-order ``vjp_jvp`` kernel (docs/torch.md).
 
 Inputs are handed to scanad without a copy (``Tensor.numpy()`` shares memory;
@@ -21,11 +22,13 @@ tensor([1., 8., 0.], dtype=torch.float64)
 from __future__ import annotations
 
 import operator
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
+from . import _linear_ad
+from ._linear import _result_dtype as _linear_result_dtype
 from ._linear import linear_scan as _linear_scan
 from ._registry import OPS
 
@@ -36,6 +39,7 @@ __all__ = [
     "cummin",
     "cumprod",
     "cumsum",
+    "linear_scan",
     "logcumsumexp",
 ]
 
@@ -425,6 +429,340 @@ class _JvpJvp(torch.autograd.Function):
 
 
 # ---------------------------------------------------------------------------
+# linear_scan: three differentiable inputs (a, b, h0).  The public function
+# broadcasts a and b to one shape, h0 to the full state shape (torch's expand
+# then sums their gradients back) and flattens for dim=None, so these
+# Functions always see a, b of the same shape, an integer axis and a tensor h0.
+
+
+def _ls_call(a: Tensor, b: Tensor, h0: Tensor) -> Tuple[np.ndarray, ...]:
+    return _as_numpy(a), _as_numpy(b), _as_numpy(h0)
+
+
+def _ls_cot(kw: Kw, g: Tensor, gf: Optional[Tensor]) -> Any:
+    """The cotangent as scanad takes it: g, or the pair (g, g_final)."""
+    ga = _as_numpy(g)
+    if kw["return_final"]:
+        return ga, None if gf is None else _as_numpy(gf)
+    return ga
+
+
+def _ls_cot_dot(kw: Kw, g: Tensor, g_dot: Optional[Tensor], gf_dot: Optional[Tensor]) -> Any:
+    """The cotangent's tangent, None for zero (a zero g part if only g_final moves)."""
+    if g_dot is None and gf_dot is None:
+        return None
+    gd = np.zeros_like(_as_numpy(g)) if g_dot is None else _as_numpy(g_dot)
+    if kw["return_final"]:
+        return gd, None if gf_dot is None else _as_numpy(gf_dot)
+    return gd
+
+
+def _ls_tangents(*ts: Optional[Tensor]) -> Tuple[Optional[np.ndarray], ...]:
+    return tuple(None if t is None else _as_numpy(t) for t in ts)
+
+
+def _ls_outputs(kw: Kw, out: Any) -> Any:
+    if kw["return_final"]:
+        return _as_tensor(out[0]), _as_tensor(out[1])
+    return _as_tensor(out)
+
+
+def _ls_triple(out: Tuple[Any, ...], like: Tuple[Tensor, ...]) -> Tuple[Tensor, ...]:
+    """scanad's (a_bar, b_bar, h0_bar) as tensors in the inputs' dtypes."""
+    return tuple(_as_tensor(v).to(x.dtype) for v, x in zip(out, like))
+
+
+def _ls_jvp_jvp(kw: Kw, x: Tuple[np.ndarray, ...], s: Tuple[Optional[np.ndarray], ...],
+                t: Tuple[Optional[np.ndarray], ...]) -> Any:
+    """The second derivative of linear_scan along s and t (forward over forward).
+
+    With alpha = a (or exp(a) with log_a), differentiating the JVP recurrence
+    along s gives ``z_t = alpha_t z_{t-1} + alpha'[s] hdot^t_{t-1} +
+    alpha'[t] hdot^s_{t-1} + alpha''[s, t] h_{t-1}`` from z = 0 at every
+    restart: one more linear scan, whose sources come from exclusive JVPs.
+    """
+    a, b, h0 = x
+    excl = {**kw, "inclusive": False, "return_final": False}
+    hp, hp_t = _linear_ad.jvp(x, t, excl)
+    _, hp_s = _linear_ad.jvp(x, s, excl)
+    src = np.zeros_like(hp)
+    a_s, a_t = s[0], t[0]
+    alpha = np.exp(a) if kw["log_a"] else None
+    if a_s is not None:
+        src = src + (a_s if alpha is None else alpha * a_s) * hp_t
+    if a_t is not None:
+        src = src + (a_t if alpha is None else alpha * a_t) * hp_s
+    if alpha is not None and a_s is not None and a_t is not None:
+        src = src + alpha * a_s * a_t * hp
+    return _linear_scan(a, src, kw["axis"], reverse=kw["reverse"], inclusive=kw["inclusive"],
+                        log_a=kw["log_a"], return_final=kw["return_final"], dtype=src.dtype,
+                        cu_seqlens=kw["cu_seqlens"], chunk_size=kw["chunk_size"])
+
+
+class _LBatch:
+    """Moves vmap batch dimensions into linear_scan's arrays: in front of a,
+    b, their tangents and the output's cotangents (axis shifts by one), and of
+    the state-shaped h0 and g_final, after the segment axis with cu_seqlens."""
+
+    def __init__(self, kw: Kw, size: int) -> None:
+        self.size, self.seg = size, kw["cu_seqlens"] is not None
+        self.kw = {**kw, "axis": kw["axis"] + 1}
+
+    def rows(self, t: Optional[Tensor], dim: Optional[int]) -> Optional[Tensor]:
+        if t is None:
+            return None
+        if dim is None:
+            return t.unsqueeze(0).expand(self.size, *t.shape)
+        return t.movedim(dim, 0)
+
+    def state(self, t: Optional[Tensor], dim: Optional[int]) -> Optional[Tensor]:
+        t = self.rows(t, dim)
+        return t.movedim(0, 1) if t is not None and self.seg else t
+
+    def take_state(self, t: Tensor) -> Tensor:
+        return t.movedim(1, 0) if self.seg else t
+
+    def take_out(self, out: Any) -> Tuple[Any, Any]:
+        """The scan's outputs (h, or (h, h_final)) with the batch in front."""
+        if isinstance(out, tuple):
+            return (out[0], self.take_state(out[1])), (0, 0)
+        return out, 0
+
+    def take_triple(self, out: Tuple[Tensor, ...]) -> Tuple[Any, Any]:
+        return (out[0], out[1], self.take_state(out[2])), (0, 0, 0)
+
+
+class _LScan(torch.autograd.Function):
+    """h = linear_scan(a, b, h0) (or (h, h_final)); backward is _LVjp, forward-mode _LJvp."""
+
+    @staticmethod
+    def forward(a: Tensor, b: Tensor, h0: Tensor, kw: Kw) -> Any:
+        A, B, H0 = _ls_call(a, b, h0)
+        return _ls_outputs(kw, _linear_scan(
+            A, B, kw["axis"], h0=H0, reverse=kw["reverse"], inclusive=kw["inclusive"],
+            log_a=kw["log_a"], return_final=kw["return_final"], cu_seqlens=kw["cu_seqlens"],
+            chunk_size=kw["chunk_size"]))
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+        a, b, h0, kw = inputs
+        ctx.kw = kw
+        ctx.save_for_backward(a, b, h0)
+        ctx.save_for_forward(a, b, h0)
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor, *gf: Any) -> Tuple[Any, ...]:
+        a, b, h0 = ctx.saved_tensors
+        g_final = gf[0] if ctx.kw["return_final"] else None
+        return _apply(_LVjp, a, b, h0, g, g_final, ctx.kw) + (None,)
+
+    @staticmethod
+    def jvp(ctx: Any, a_dot: Optional[Tensor], b_dot: Optional[Tensor],
+            h0_dot: Optional[Tensor], *_: Any) -> Any:
+        a, b, h0 = ctx.saved_tensors
+        return _apply(_LJvp, a, b, h0, a_dot, b_dot, h0_dot, ctx.kw)
+
+    @staticmethod
+    def vmap(info: Any, in_dims: Tuple[Any, ...], a: Tensor, b: Tensor, h0: Tensor, kw: Kw
+             ) -> Tuple[Any, Any]:
+        bt = _LBatch(kw, info.batch_size)
+        out = _apply(_LScan, bt.rows(a, in_dims[0]), bt.rows(b, in_dims[1]),
+                     bt.state(h0, in_dims[2]), bt.kw)
+        return bt.take_out(out)
+
+
+class _LVjp(torch.autograd.Function):
+    """(a_bar, b_bar, h0_bar) = J^H g, g_final None or the final state's cotangent."""
+
+    @staticmethod
+    def forward(a: Tensor, b: Tensor, h0: Tensor, g: Tensor, gf: Optional[Tensor], kw: Kw
+                ) -> Tuple[Tensor, ...]:
+        _, pullback = _linear_ad.vjp(_ls_call(a, b, h0), kw)
+        return _ls_triple(pullback(_ls_cot(kw, g, gf)), (a, b, h0))
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+        a, b, h0, g, gf, kw = inputs
+        ctx.kw = kw
+        ctx.save_for_backward(a, b, h0, g, gf)
+        ctx.save_for_forward(a, b, h0, g, gf)
+
+    @staticmethod
+    def backward(ctx: Any, wa: Tensor, wb: Tensor, wh: Tensor) -> Tuple[Any, ...]:
+        # as for _Vjp: the pullback is the gradient of Re<g, h>, so its
+        # derivative in (a, b, h0) is a real Hessian, self-adjoint (vjp_jvp),
+        # and in g it is J^H, whose adjoint is J (the JVP)
+        a, b, h0, g, gf = ctx.saved_tensors
+        kw, need = ctx.kw, ctx.needs_input_grad
+        grads: List[Any] = [None] * 6
+        if any(need[:3]):
+            grads[:3] = _apply(_LVjpJvp, a, b, h0, g, gf, wa, wb, wh, None, None, kw)
+        if need[3] or need[4]:
+            out = _apply(_LJvp, a, b, h0, wa, wb, wh, kw)
+            grads[3], grads[4] = (out[0], out[1] if need[4] else None) if kw["return_final"] \
+                else (out, None)
+        return tuple(grads)
+
+    @staticmethod
+    def jvp(ctx: Any, a_dot: Optional[Tensor], b_dot: Optional[Tensor],
+            h0_dot: Optional[Tensor], g_dot: Optional[Tensor], gf_dot: Optional[Tensor],
+            *_: Any) -> Any:
+        a, b, h0, g, gf = ctx.saved_tensors
+        if a_dot is None and b_dot is None and h0_dot is None:
+            if g_dot is None and gf_dot is None:
+                return torch.zeros_like(a), torch.zeros_like(b), torch.zeros_like(h0)
+            # linear in the cotangent
+            g_dot = torch.zeros_like(g) if g_dot is None else g_dot
+            return _apply(_LVjp, a, b, h0, g_dot, gf_dot, ctx.kw)
+        return _apply(_LVjpJvp, a, b, h0, g, gf, a_dot, b_dot, h0_dot, g_dot, gf_dot, ctx.kw)
+
+    @staticmethod
+    def vmap(info: Any, in_dims: Tuple[Any, ...], a: Tensor, b: Tensor, h0: Tensor, g: Tensor,
+             gf: Optional[Tensor], kw: Kw) -> Tuple[Any, Any]:
+        bt = _LBatch(kw, info.batch_size)
+        out = _apply(_LVjp, bt.rows(a, in_dims[0]), bt.rows(b, in_dims[1]),
+                     bt.state(h0, in_dims[2]), bt.rows(g, in_dims[3]),
+                     bt.state(gf, in_dims[4]), bt.kw)
+        return bt.take_triple(out)
+
+
+class _LJvp(torch.autograd.Function):
+    """h_dot = J (a_dot, b_dot, h0_dot) (or (h_dot, h_final_dot)); None tangents are zero."""
+
+    @staticmethod
+    def forward(a: Tensor, b: Tensor, h0: Tensor, a_dot: Optional[Tensor],
+                b_dot: Optional[Tensor], h0_dot: Optional[Tensor], kw: Kw) -> Any:
+        x = _ls_call(a, b, h0)
+        _, y_dot = _linear_ad.jvp(x, _ls_tangents(a_dot, b_dot, h0_dot), kw)
+        return _ls_outputs(kw, y_dot)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+        a, b, h0, a_dot, b_dot, h0_dot, kw = inputs
+        ctx.kw = kw
+        ctx.save_for_backward(a, b, h0, a_dot, b_dot, h0_dot)
+        ctx.save_for_forward(a, b, h0, a_dot, b_dot, h0_dot)
+
+    @staticmethod
+    def backward(ctx: Any, w: Tensor, *wf: Any) -> Tuple[Any, ...]:
+        # J t is holomorphic in (a, b, h0): its adjoint there is the derivative
+        # of the pullback J^H w along t (vjp_jvp); in t it is J^H (the VJP)
+        a, b, h0, a_dot, b_dot, h0_dot = ctx.saved_tensors
+        kw, need = ctx.kw, ctx.needs_input_grad
+        w_final = wf[0] if kw["return_final"] else None
+        grads: List[Any] = [None] * 7
+        if any(need[:3]):
+            grads[:3] = _apply(_LVjpJvp, a, b, h0, w, w_final, a_dot, b_dot, h0_dot, None, None,
+                               kw)
+        if any(need[3:6]):
+            grads[3:6] = _apply(_LVjp, a, b, h0, w, w_final, kw)
+        return tuple(grads)
+
+    @staticmethod
+    def jvp(ctx: Any, a_s: Optional[Tensor], b_s: Optional[Tensor], h0_s: Optional[Tensor],
+            a_dot_s: Optional[Tensor], b_dot_s: Optional[Tensor], h0_dot_s: Optional[Tensor],
+            *_: Any) -> Any:
+        a, b, h0, a_dot, b_dot, h0_dot = ctx.saved_tensors
+        kw = ctx.kw
+        terms = []
+        if not (a_dot_s is None and b_dot_s is None and h0_dot_s is None):
+            terms.append(_apply(_LJvp, a, b, h0, a_dot_s, b_dot_s, h0_dot_s, kw))
+        # J is bilinear in a and (b, h0), linear in each: the second
+        # derivative needs an a part in one direction and anything in the other
+        s_any = not (a_s is None and b_s is None and h0_s is None)
+        t_any = not (a_dot is None and b_dot is None and h0_dot is None)
+        if (a_s is not None and t_any) or (a_dot is not None and s_any):
+            terms.append(_apply(_LJvpJvp, a, b, h0, a_s, b_s, h0_s, a_dot, b_dot, h0_dot, kw))
+        if not terms:
+            return _apply(_LJvp, a, b, h0, None, None, None, kw)
+        if len(terms) == 1:
+            return terms[0]
+        if kw["return_final"]:
+            return terms[0][0] + terms[1][0], terms[0][1] + terms[1][1]
+        return terms[0] + terms[1]
+
+    @staticmethod
+    def vmap(info: Any, in_dims: Tuple[Any, ...], a: Tensor, b: Tensor, h0: Tensor,
+             a_dot: Optional[Tensor], b_dot: Optional[Tensor], h0_dot: Optional[Tensor], kw: Kw
+             ) -> Tuple[Any, Any]:
+        bt = _LBatch(kw, info.batch_size)
+        out = _apply(_LJvp, bt.rows(a, in_dims[0]), bt.rows(b, in_dims[1]),
+                     bt.state(h0, in_dims[2]), bt.rows(a_dot, in_dims[3]),
+                     bt.rows(b_dot, in_dims[4]), bt.state(h0_dot, in_dims[5]), bt.kw)
+        return bt.take_out(out)
+
+
+class _LVjpJvp(torch.autograd.Function):
+    """The JVP of the pullback along (a_dot, b_dot, h0_dot) and (g_dot, g_final_dot)."""
+
+    @staticmethod
+    def forward(a: Tensor, b: Tensor, h0: Tensor, g: Tensor, gf: Optional[Tensor],
+                a_dot: Optional[Tensor], b_dot: Optional[Tensor], h0_dot: Optional[Tensor],
+                g_dot: Optional[Tensor], gf_dot: Optional[Tensor], kw: Kw) -> Tuple[Tensor, ...]:
+        _, x_bar_dot = _linear_ad.vjp_jvp(
+            _ls_call(a, b, h0), _ls_cot(kw, g, gf), _ls_tangents(a_dot, b_dot, h0_dot),
+            _ls_cot_dot(kw, g, g_dot, gf_dot), kw)
+        return _ls_triple(x_bar_dot, (a, b, h0))
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: Any, *_: Any) -> Any:
+        raise _no_third_order("linear_scan")
+
+    @staticmethod
+    def jvp(ctx: Any, *_: Any) -> Any:
+        raise _no_third_order("linear_scan")
+
+    @staticmethod
+    def vmap(info: Any, in_dims: Tuple[Any, ...], a: Tensor, b: Tensor, h0: Tensor, g: Tensor,
+             gf: Optional[Tensor], a_dot: Optional[Tensor], b_dot: Optional[Tensor],
+             h0_dot: Optional[Tensor], g_dot: Optional[Tensor], gf_dot: Optional[Tensor],
+             kw: Kw) -> Tuple[Any, Any]:
+        bt = _LBatch(kw, info.batch_size)
+        out = _apply(_LVjpJvp, bt.rows(a, in_dims[0]), bt.rows(b, in_dims[1]),
+                     bt.state(h0, in_dims[2]), bt.rows(g, in_dims[3]), bt.state(gf, in_dims[4]),
+                     bt.rows(a_dot, in_dims[5]), bt.rows(b_dot, in_dims[6]),
+                     bt.state(h0_dot, in_dims[7]), bt.rows(g_dot, in_dims[8]),
+                     bt.state(gf_dot, in_dims[9]), bt.kw)
+        return bt.take_triple(out)
+
+
+class _LJvpJvp(torch.autograd.Function):
+    """The second derivative of linear_scan along s and t (forward over forward)."""
+
+    @staticmethod
+    def forward(a: Tensor, b: Tensor, h0: Tensor, a_s: Optional[Tensor], b_s: Optional[Tensor],
+                h0_s: Optional[Tensor], a_t: Optional[Tensor], b_t: Optional[Tensor],
+                h0_t: Optional[Tensor], kw: Kw) -> Any:
+        x = _ls_call(a, b, h0)
+        return _ls_outputs(kw, _ls_jvp_jvp(kw, x, _ls_tangents(a_s, b_s, h0_s),
+                                           _ls_tangents(a_t, b_t, h0_t)))
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: Any, *_: Any) -> Any:
+        raise _no_third_order("linear_scan")
+
+    @staticmethod
+    def jvp(ctx: Any, *_: Any) -> Any:
+        raise _no_third_order("linear_scan")
+
+    @staticmethod
+    def vmap(info: Any, in_dims: Tuple[Any, ...], a: Tensor, b: Tensor, h0: Tensor,
+             *rest: Any) -> Tuple[Any, Any]:
+        bt = _LBatch(rest[-1], info.batch_size)
+        put = (bt.rows, bt.rows, bt.state) * 3
+        args = [p(v, d) for p, v, d in zip(put, (a, b, h0) + rest[:-1], in_dims)]
+        return bt.take_out(_apply(_LJvpJvp, *args, bt.kw))
+
+
+# ---------------------------------------------------------------------------
 # public functions
 
 
@@ -524,6 +862,115 @@ def logcumsumexp(x: Tensor, dim: Optional[int] = None, *, reverse: bool = False,
     (tensor([  -inf, 0.0000, 0.6931]), tensor([1.0000, 1.5000, 0.5000]))
     """
     return _scan("logcumsumexp", x, dim, reverse, inclusive, cu_seqlens, chunk_size)
+
+
+def _linear_arg(arg: str, v: Any, dtype: Optional[torch.dtype]) -> Tensor:
+    """a or h0 as a tensor: a Python number takes the result dtype."""
+    if isinstance(v, torch.Tensor):
+        _check_tensor("linear_scan", arg, v)
+        return v
+    if isinstance(v, bool) or not isinstance(v, (int, float, complex)):
+        raise TypeError(f"scanad.torch.linear_scan: {arg} must be a torch.Tensor or a Python "
+                        f"number; got {type(v).__name__}")
+    return torch.tensor(v, dtype=dtype) if dtype is not None else torch.tensor(0)
+
+
+def _probe(v: Any) -> Any:
+    """v for scanad's dtype rule: a tensor by its dtype alone, a number as is."""
+    if isinstance(v, torch.Tensor):
+        if v.dtype not in _TORCH_TO_NUMPY:
+            raise TypeError(f"scanad.torch.linear_scan: dtype {v.dtype} is not supported")
+        return np.empty(0, _TORCH_TO_NUMPY[v.dtype])
+    return v
+
+
+def _linear_rt_eager(a: Any, b: Any, h0: Any) -> torch.dtype:
+    """scanad's result dtype from the inputs' dtypes (or Python numbers): a
+    constant for torch.compile, which cannot trace NumPy's dtype rules."""
+    pa, pb, ph = (_probe(torch.empty(0, dtype=v)) if isinstance(v, torch.dtype) else v
+                  for v in (a, b, h0))
+    return _NUMPY_TO_TORCH[_linear_result_dtype(pa, pb, ph, None)]
+
+
+_linear_rt: Callable[[Any, Any, Any], torch.dtype] = \
+    torch.compiler.assume_constant_result(_linear_rt_eager)  # type: ignore[no-untyped-call]
+
+
+def _broadcast_shapes(*shapes: Any) -> Tuple[int, ...]:
+    return tuple(_apply_fn(torch.broadcast_shapes, *shapes))
+
+
+def _apply_fn(fn: Any, *args: Any) -> Any:
+    """fn(*args) for a function torch leaves untyped."""
+    return fn(*args)
+
+
+def linear_scan(a: Union[Tensor, complex], b: Tensor, dim: Optional[int] = None, *,
+                h0: Union[None, Tensor, complex] = None, reverse: bool = False,
+                inclusive: bool = True, log_a: bool = False, return_final: bool = False,
+                cu_seqlens: Any = None, chunk_size: Optional[int] = None) -> Any:
+    """The linear recurrence ``h[t] = a[t] h[t-1] + b[t]`` along ``dim``, as
+    :func:`scanad.linear_scan`; differentiable in ``a``, ``b`` and ``h0``.
+
+    ``a`` (a tensor or a Python number) broadcasts against ``b``; ``h0``
+    (None for 0, a number or a tensor) broadcasts to the result's shape
+    without ``dim``, with a leading axis of one state per segment under
+    ``cu_seqlens``.  ``dim=None`` scans the broadcast operands flattened.
+    ``return_final=True`` returns ``(h, h_final)``.  Flags as scanad's
+    (``reverse``, ``inclusive``, ``log_a``, ``cu_seqlens``, ``chunk_size``);
+    derivatives to second order in every PyTorch mode (docs/torch.md).
+
+    >>> import torch, scanad.torch as st
+    >>> a = torch.tensor([0.5, 0.0, 2.0], dtype=torch.float64, requires_grad=True)
+    >>> h = st.linear_scan(a, torch.ones(3, dtype=torch.float64), 0, h0=3.0)
+    >>> h.sum().backward()
+    >>> h.detach()
+    tensor([2.5000, 1.0000, 3.0000], dtype=torch.float64)
+    >>> a.grad                    # a[1] == 0 resets: nothing flows past step 1
+    tensor([3.0000, 7.5000, 1.0000], dtype=torch.float64)
+    """
+    name = "linear_scan"
+    _check_tensor(name, "b", b)
+    if dim is not None and (isinstance(dim, bool) or not isinstance(dim, (int, np.integer))):
+        raise TypeError(f"scanad.torch.{name}: dim must be an integer or None; got {dim!r}")
+    for arg, v in (("a", a), ("h0", h0)):
+        if v is not None:
+            _linear_arg(arg, v, None)  # the checks, before scanad's dtype rule sees v
+    rt = _linear_rt(*(v.dtype if isinstance(v, torch.Tensor) else v for v in (a, b, h0)))
+    a = _linear_arg("a", a, rt)
+    try:
+        rows = _broadcast_shapes(a.shape, b.shape)
+    except RuntimeError:
+        raise ValueError(f"scanad.torch.{name}: a with shape {tuple(a.shape)} does not "
+                         f"broadcast against b with shape {tuple(b.shape)}") from None
+    # one shape for a and b and an integer axis: the Functions' layout (the
+    # gradients of these views are summed back by torch's own expand/reshape)
+    if dim is None or not rows:
+        rest: Tuple[int, ...] = ()
+        a, b, axis = a.expand(rows).reshape(-1), b.expand(rows).reshape(-1), 0
+    else:
+        axis = int(dim)
+        if not -len(rows) <= axis < len(rows):
+            raise ValueError(f"scanad.torch.{name}: dim {axis} is out of range for the "
+                             f"{len(rows)}-D result")
+        axis %= len(rows)
+        a, b = a.expand(rows), b.expand(rows)
+        rest = rows[:axis] + rows[axis + 1:]
+    cu = _segments(name, cu_seqlens)
+    state = ((len(cu) - 1,) if cu is not None else ()) + rest
+    h0 = torch.zeros(state, dtype=rt) if h0 is None else _linear_arg("h0", h0, rt)
+    try:
+        h0 = h0.expand(state)
+    except RuntimeError:
+        raise ValueError(f"scanad.torch.{name}: h0 with shape {tuple(h0.shape)} does not "
+                         f"broadcast to the state shape {state}") from None
+    kw: Kw = {"axis": axis, "reverse": bool(reverse), "inclusive": bool(inclusive),
+              "log_a": bool(log_a), "return_final": bool(return_final), "cu_seqlens": cu,
+              "chunk_size": chunk_size}
+    if torch.compiler.is_compiling():
+        h, h_final = torch.ops.scanad.linear_scan(a, b, h0, *_lopts(kw))
+        return (h, h_final) if return_final else h
+    return _apply(_LScan, a, b, h0, kw)
 
 
 def _chunk(name: str, x: Any, kw: Kw) -> Tensor:
@@ -862,4 +1309,201 @@ _VMAP_RULES: Dict[str, Callable[..., Any]] = {
     "scan_jvp": _vmap_scan_jvp, "scan_vjp_jvp": _vmap_scan_vjp_jvp,
     "chunk_cumsum": _vmap_chunk_cumsum}
 for _op, _rule in _VMAP_RULES.items():
+    torch.library.register_vmap(f"scanad::{_op}", _rule)
+
+
+# linear_scan's custom ops: the final state is always returned (the public
+# function drops it), so each op has a fixed number of outputs
+
+_LOPTS = ("int dim, bool reverse, bool inclusive, bool log_a, int[]? cu_seqlens, "
+          "int? chunk_size")
+
+
+def _lkw(dim: int, reverse: bool, inclusive: bool, log_a: bool,
+         cu_seqlens: Optional[Sequence[int]], chunk_size: Optional[int]) -> Kw:
+    return {"axis": dim, "reverse": reverse, "inclusive": inclusive, "log_a": log_a,
+            "return_final": True, "cu_seqlens": None if cu_seqlens is None else tuple(cu_seqlens),
+            "chunk_size": chunk_size}
+
+
+def _lopts(kw: Kw) -> Tuple[Any, ...]:
+    cu = kw["cu_seqlens"]
+    return (kw["axis"], kw["reverse"], kw["inclusive"], kw["log_a"],
+            None if cu is None else list(cu), kw["chunk_size"])
+
+
+@torch.library.custom_op("scanad::linear_scan", mutates_args=(),
+                         schema=f"(Tensor a, Tensor b, Tensor h0, {_LOPTS}) -> (Tensor, Tensor)")
+def _linear_op(a: Tensor, b: Tensor, h0: Tensor, *opts: Any) -> Tuple[Tensor, Tensor]:
+    kw = _lkw(*opts)
+    h, hf = _linear_scan(_as_numpy(a), _as_numpy(b), kw["axis"], h0=_as_numpy(h0),
+                         reverse=kw["reverse"], inclusive=kw["inclusive"], log_a=kw["log_a"],
+                         return_final=True, cu_seqlens=kw["cu_seqlens"],
+                         chunk_size=kw["chunk_size"])
+    return _as_tensor(h), _as_tensor(hf)
+
+
+@torch.library.custom_op(
+    "scanad::linear_scan_vjp", mutates_args=(),
+    schema=f"(Tensor a, Tensor b, Tensor h0, Tensor g, Tensor? gf, {_LOPTS}) "
+           "-> (Tensor, Tensor, Tensor)")
+def _linear_vjp_op(a: Tensor, b: Tensor, h0: Tensor, g: Tensor, gf: Optional[Tensor],
+                   *opts: Any) -> Tuple[Tensor, Tensor, Tensor]:
+    kw = _lkw(*opts)
+    _, pullback = _linear_ad.vjp(_ls_call(a, b, h0), kw)
+    out = _ls_triple(pullback(_ls_cot(kw, g, gf)), (a, b, h0))
+    return out[0], out[1], out[2]
+
+
+@torch.library.custom_op(
+    "scanad::linear_scan_jvp", mutates_args=(),
+    schema=f"(Tensor a, Tensor b, Tensor h0, Tensor? a_dot, Tensor? b_dot, Tensor? h0_dot, "
+           f"{_LOPTS}) -> (Tensor, Tensor)")
+def _linear_jvp_op(a: Tensor, b: Tensor, h0: Tensor, a_dot: Optional[Tensor],
+                   b_dot: Optional[Tensor], h0_dot: Optional[Tensor], *opts: Any
+                   ) -> Tuple[Tensor, Tensor]:
+    kw = _lkw(*opts)
+    _, (hd, hfd) = _linear_ad.jvp(_ls_call(a, b, h0), _ls_tangents(a_dot, b_dot, h0_dot), kw)
+    return _as_tensor(hd), _as_tensor(hfd)
+
+
+@torch.library.custom_op(
+    "scanad::linear_scan_vjp_jvp", mutates_args=(),
+    schema=f"(Tensor a, Tensor b, Tensor h0, Tensor g, Tensor? gf, Tensor? a_dot, "
+           f"Tensor? b_dot, Tensor? h0_dot, Tensor? g_dot, Tensor? gf_dot, {_LOPTS}) "
+           "-> (Tensor, Tensor, Tensor)")
+def _linear_vjp_jvp_op(a: Tensor, b: Tensor, h0: Tensor, g: Tensor, gf: Optional[Tensor],
+                       a_dot: Optional[Tensor], b_dot: Optional[Tensor],
+                       h0_dot: Optional[Tensor], g_dot: Optional[Tensor],
+                       gf_dot: Optional[Tensor], *opts: Any) -> Tuple[Tensor, Tensor, Tensor]:
+    kw = _lkw(*opts)
+    _, x_bar_dot = _linear_ad.vjp_jvp(
+        _ls_call(a, b, h0), _ls_cot(kw, g, gf), _ls_tangents(a_dot, b_dot, h0_dot),
+        _ls_cot_dot(kw, g, g_dot, gf_dot), kw)
+    out = _ls_triple(x_bar_dot, (a, b, h0))
+    return out[0], out[1], out[2]
+
+
+def _linear_out_dtype(a: Tensor, b: Tensor, h0: Tensor) -> torch.dtype:
+    return _NUMPY_TO_TORCH[_linear_result_dtype(_probe(a), _probe(b), _probe(h0), None)]
+
+
+@_linear_op.register_fake
+def _(a: Tensor, b: Tensor, h0: Tensor, *_: Any) -> Tuple[Tensor, Tensor]:
+    dtype = _linear_out_dtype(a, b, h0)
+    return b.new_empty(b.shape, dtype=dtype), h0.new_empty(h0.shape, dtype=dtype)
+
+
+@_linear_vjp_op.register_fake
+def _(a: Tensor, b: Tensor, h0: Tensor, *_: Any) -> Tuple[Tensor, Tensor, Tensor]:
+    return torch.empty_like(a), torch.empty_like(b), torch.empty_like(h0)
+
+
+@_linear_jvp_op.register_fake
+def _(a: Tensor, b: Tensor, h0: Tensor, *_: Any) -> Tuple[Tensor, Tensor]:
+    dtype = _linear_out_dtype(a, b, h0)
+    return b.new_empty(b.shape, dtype=dtype), h0.new_empty(h0.shape, dtype=dtype)
+
+
+@_linear_vjp_jvp_op.register_fake
+def _(a: Tensor, b: Tensor, h0: Tensor, *_: Any) -> Tuple[Tensor, Tensor, Tensor]:
+    return torch.empty_like(a), torch.empty_like(b), torch.empty_like(h0)
+
+
+def _linear_op_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+    ctx.opts = inputs[3:]
+    ctx.save_for_backward(*inputs[:3])
+
+
+def _linear_op_backward(ctx: Any, g: Tensor, gf: Tensor) -> Tuple[Any, ...]:
+    a, b, h0 = ctx.saved_tensors
+    return torch.ops.scanad.linear_scan_vjp(a, b, h0, g, gf, *ctx.opts) + (None,) * 6
+
+
+def _linear_vjp_op_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+    ctx.opts = inputs[5:]
+    ctx.save_for_backward(*inputs[:5])
+
+
+def _linear_vjp_op_backward(ctx: Any, wa: Tensor, wb: Tensor, wh: Tensor) -> Tuple[Any, ...]:
+    # the relations of _LVjp.backward
+    a, b, h0, g, gf = ctx.saved_tensors
+    need = ctx.needs_input_grad
+    grads: List[Any] = [None] * 11
+    if any(need[:3]):
+        grads[:3] = torch.ops.scanad.linear_scan_vjp_jvp(a, b, h0, g, gf, wa, wb, wh, None,
+                                                         None, *ctx.opts)
+    if need[3] or need[4]:
+        gg, ggf = torch.ops.scanad.linear_scan_jvp(a, b, h0, wa, wb, wh, *ctx.opts)
+        grads[3], grads[4] = gg, ggf if need[4] else None
+    return tuple(grads)
+
+
+def _linear_jvp_op_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+    ctx.opts = inputs[6:]
+    ctx.save_for_backward(*inputs[:6])
+
+
+def _linear_jvp_op_backward(ctx: Any, w: Tensor, wf: Tensor) -> Tuple[Any, ...]:
+    # the relations of _LJvp.backward
+    a, b, h0, a_dot, b_dot, h0_dot = ctx.saved_tensors
+    need = ctx.needs_input_grad
+    grads: List[Any] = [None] * 12
+    if any(need[:3]):
+        grads[:3] = torch.ops.scanad.linear_scan_vjp_jvp(a, b, h0, w, wf, a_dot, b_dot, h0_dot,
+                                                         None, None, *ctx.opts)
+    if any(need[3:6]):
+        grads[3:6] = torch.ops.scanad.linear_scan_vjp(a, b, h0, w, wf, *ctx.opts)
+    return tuple(grads)
+
+
+def _linear_vjp_jvp_op_backward(ctx: Any, *_: Any) -> Any:
+    raise _no_third_order("linear_scan")
+
+
+_linear_op.register_autograd(_linear_op_backward, setup_context=_linear_op_context)
+_linear_vjp_op.register_autograd(_linear_vjp_op_backward, setup_context=_linear_vjp_op_context)
+_linear_jvp_op.register_autograd(_linear_jvp_op_backward, setup_context=_linear_jvp_op_context)
+_linear_vjp_jvp_op.register_autograd(_linear_vjp_jvp_op_backward,
+                                     setup_context=lambda ctx, inputs, output: None)
+
+
+def _lbatch(info: Any, opts: Tuple[Any, ...]) -> Tuple[_LBatch, Tuple[Any, ...]]:
+    bt = _LBatch(_lkw(*opts), info.batch_size)
+    return bt, _lopts(bt.kw)
+
+
+def _vmap_linear(info: Any, in_dims: Tuple[Any, ...], a: Tensor, b: Tensor, h0: Tensor,
+                 *opts: Any) -> Any:
+    bt, bopts = _lbatch(info, opts)
+    return bt.take_out(torch.ops.scanad.linear_scan(
+        bt.rows(a, in_dims[0]), bt.rows(b, in_dims[1]), bt.state(h0, in_dims[2]), *bopts))
+
+
+def _vmap_linear_vjp(info: Any, in_dims: Tuple[Any, ...], a: Tensor, b: Tensor, h0: Tensor,
+                     g: Tensor, gf: Optional[Tensor], *opts: Any) -> Any:
+    bt, bopts = _lbatch(info, opts)
+    return bt.take_triple(torch.ops.scanad.linear_scan_vjp(
+        bt.rows(a, in_dims[0]), bt.rows(b, in_dims[1]), bt.state(h0, in_dims[2]),
+        bt.rows(g, in_dims[3]), bt.state(gf, in_dims[4]), *bopts))
+
+
+def _vmap_linear_jvp(info: Any, in_dims: Tuple[Any, ...], *args: Any) -> Any:
+    bt, bopts = _lbatch(info, args[6:])
+    put = (bt.rows, bt.rows, bt.state) * 2
+    return bt.take_out(torch.ops.scanad.linear_scan_jvp(
+        *[p(v, d) for p, v, d in zip(put, args, in_dims)], *bopts))
+
+
+def _vmap_linear_vjp_jvp(info: Any, in_dims: Tuple[Any, ...], *args: Any) -> Any:
+    bt, bopts = _lbatch(info, args[10:])
+    put = (bt.rows, bt.rows, bt.state, bt.rows, bt.state, bt.rows, bt.rows, bt.state, bt.rows,
+           bt.state)
+    return bt.take_triple(torch.ops.scanad.linear_scan_vjp_jvp(
+        *[p(v, d) for p, v, d in zip(put, args, in_dims)], *bopts))
+
+
+for _op, _rule in (("linear_scan", _vmap_linear), ("linear_scan_vjp", _vmap_linear_vjp),
+                   ("linear_scan_jvp", _vmap_linear_jvp),
+                   ("linear_scan_vjp_jvp", _vmap_linear_vjp_jvp)):
     torch.library.register_vmap(f"scanad::{_op}", _rule)

@@ -503,3 +503,275 @@ def test_torch_compile_fullgraph() -> None:
         (g_fast,) = torch.autograd.grad(fast, x)
         assert fast.item() == eager.item()
         assert torch.equal(g_fast, g_eager)
+
+
+# ------------------------------------------------------------- linear_scan
+
+
+def linear_inputs(dtype: Any, seed: int = 0, length: int = 4, state: Any = (2,)) -> Any:
+    """(a, b, h0) requiring grad; |a| in [0.3, 0.8] keeps the states O(1).
+
+    The gradchecks below run in fast mode (random projections of the
+    Jacobians) to keep the many flag combinations quick."""
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.rand(length, 2, dtype=dtype, generator=gen) * 0.5 + 0.3
+    b = torch.randn(length, 2, dtype=dtype, generator=gen)
+    h0 = torch.randn(*state, dtype=dtype, generator=gen)
+    return a.requires_grad_(), b.requires_grad_(), h0.requires_grad_()
+
+
+def summed(out: Any) -> Any:
+    """h, or h + h_final broadcast: gradcheck then draws g and g_final at
+    random and independently, since h_final feeds only the second term."""
+    if isinstance(out, tuple):
+        return torch.cat([out[0].reshape(-1), out[1].reshape(-1)])
+    return out
+
+
+@pytest.mark.parametrize("log_a,return_final", list(itertools.product([False, True], repeat=2)),
+                         ids=["plain", "final", "log", "log-final"])
+@pytest.mark.parametrize("reverse,inclusive", FLAGS)
+@pytest.mark.parametrize("dtype", [F64, C128], ids=["f64", "c128"])
+def test_linear_scan_gradcheck(dtype: Any, reverse: bool, inclusive: bool, log_a: bool,
+                               return_final: bool) -> None:
+    kw = {"reverse": reverse, "inclusive": inclusive, "log_a": log_a,
+          "return_final": return_final}
+    x = linear_inputs(dtype)
+    f = lambda a, b, h0: summed(st.linear_scan(a, b, 0, h0=h0, **kw))  # noqa: E731
+    assert gradcheck(f, x, check_forward_ad=True, fast_mode=True)
+    assert gradgradcheck(f, x, check_fwd_over_rev=True, fast_mode=True)
+
+
+@pytest.mark.parametrize("dtype", [F64, C128], ids=["f64", "c128"])
+def test_linear_scan_segments_gradcheck(dtype: Any) -> None:
+    # an empty middle segment (its final state is its h0) and chunk restarts
+    a, b, h0 = linear_inputs(dtype, seed=1, length=7, state=(3, 2))
+    kw = {"cu_seqlens": torch.tensor([0, 3, 3, 7]), "chunk_size": 2, "return_final": True}
+    for flags in ({}, {"reverse": True, "inclusive": False}):
+        f = lambda a, b, h0: summed(st.linear_scan(a, b, 0, h0=h0, **kw, **flags))  # noqa
+        assert gradcheck(f, (a, b, h0), check_forward_ad=True, fast_mode=True)
+        assert gradgradcheck(f, (a, b, h0), check_fwd_over_rev=True, fast_mode=True)
+    h, last = st.linear_scan(a, b, 0, h0=h0, **kw)
+    ref = sa.linear_scan(a.detach().numpy(), b.detach().numpy(), 0, h0=h0.detach().numpy(),
+                         cu_seqlens=[0, 3, 3, 7], chunk_size=2, return_final=True)
+    np.testing.assert_array_equal(h.detach().numpy(), ref[0])
+    np.testing.assert_array_equal(last.detach().numpy(), ref[1])
+    assert torch.equal(last[1], h0[1])
+
+
+@pytest.mark.parametrize("dtype", [F64, C128], ids=["f64", "c128"])
+def test_linear_scan_broadcast_a_and_no_h0(dtype: Any) -> None:
+    _, b, _ = linear_inputs(dtype, seed=2)
+    scalar = torch.tensor(0.7, dtype=dtype, requires_grad=True)
+    channel = torch.tensor([0.4, 0.9], dtype=dtype, requires_grad=True)
+    for a, dim in ((scalar, 0), (channel, 0), (scalar, None)):
+        def f(a: Any, b: Any, dim: Any = dim) -> Any:
+            return st.linear_scan(a, b, dim, log_a=dim is None)
+
+        assert gradcheck(f, (a, b), check_forward_ad=True, fast_mode=True)
+        assert gradgradcheck(f, (a, b), check_fwd_over_rev=True, fast_mode=True)
+        (a_bar,) = torch.autograd.grad(f(a, b).abs().sum(), a)
+        assert a_bar.shape == a.shape
+    # a Python number (not differentiable) and h0=None
+    assert gradgradcheck(lambda b: st.linear_scan(0.5, b, 0), (b,))
+    y = st.linear_scan(0.5, b, 0, inclusive=False)
+    assert torch.equal(y[0].detach(), torch.zeros(2, dtype=dtype))
+
+
+def test_linear_scan_matches_scanad_jvp_and_vjp_jvp() -> None:
+    a, b, h0 = (v.detach() for v in linear_inputs(F64, seed=3, length=6))
+    gen = torch.Generator().manual_seed(4)
+    ta, tb, th = (torch.randn(v.shape, dtype=F64, generator=gen) for v in (a, b, h0))
+    np_x = (a.numpy(), b.numpy(), h0.numpy())
+    kw = {"reverse": True, "inclusive": False, "log_a": True, "return_final": True}
+    _, (hd, hfd) = jvp(lambda a, b, h0: st.linear_scan(a, b, 0, h0=h0, **kw), (a, b, h0),
+                       (ta, tb, th))
+    _, (hd_ref, hfd_ref) = sa.jvp(sa.linear_scan, np_x, (ta.numpy(), tb.numpy(), th.numpy()),
+                                  axis=0, **kw)
+    np.testing.assert_array_equal(hd.numpy(), hd_ref)  # the same kernel
+    np.testing.assert_array_equal(hfd.numpy(), hfd_ref)
+    jac = jacfwd(lambda b: st.linear_scan(a, b, 0, h0=h0, **kw)[0])(b)
+    np.testing.assert_allclose(jac.reshape(12, 12).numpy() @ tb.numpy().reshape(-1),
+                               sa.jvp(sa.linear_scan, np_x, (None, tb.numpy(), None), axis=0,
+                                      **kw)[1][0].reshape(-1), rtol=1e-14, atol=1e-15)
+
+    # loss <b, h(a)>: its Hessian in a times ta is the JVP of the pullback of g = b
+    def loss(a: Any) -> Any:
+        return (st.linear_scan(a, b, 0, h0=h0, log_a=True) * b).sum()
+
+    _, (ref, _, _) = sa.vjp_jvp(sa.linear_scan, np_x, b.numpy(), (ta.numpy(), None, None), None,
+                                axis=0, log_a=True)
+    for second in (hessian(loss), jacrev(jacrev(loss)), jacfwd(jacfwd(loss))):
+        hv = second(a).reshape(12, 12) @ ta.reshape(-1)
+        # the matrix product sums 12 terms in another order than the kernels
+        np.testing.assert_allclose(hv.numpy(), ref.reshape(-1), rtol=1e-13, atol=1e-14)
+
+
+@pytest.mark.parametrize("kw", [{"dim": 1}, {"dim": None, "log_a": True},
+                                {"dim": 0, "cu_seqlens": [0, 2, 2, 6], "return_final": True}],
+                         ids=["dim1", "flat", "segments"])
+def test_linear_scan_vmap_matches_loop(kw: Dict[str, Any]) -> None:
+    gen = torch.Generator().manual_seed(5)
+    a = torch.rand(3, 6, 2, dtype=F64, generator=gen) * 0.5 + 0.3
+    b = torch.randn(3, 6, 2, dtype=F64, generator=gen)
+    h0 = torch.randn(3, *((3, 2) if "cu_seqlens" in kw else (6,) if kw["dim"] == 1 else ()),
+                     dtype=F64, generator=gen)
+
+    def f(a: Any, b: Any, h0: Any) -> Any:
+        return summed(st.linear_scan(a, b, h0=h0, **kw))
+
+    for in_dims in ((0, 0, 0), (None, 0, None), (0, None, 0)):
+        args = [v if d == 0 else v[0] for v, d in zip((a, b, h0), in_dims)]
+        loop = torch.stack([f(*[v[i] if d == 0 else v for v, d in zip(args, in_dims)])
+                            for i in range(3)])
+        assert torch.equal(vmap(f, in_dims=in_dims)(*args), loop)
+    # per-example gradients and Hessian-vector products in one call each
+    g = grad(lambda a, b, h0: (f(a, b, h0) ** 2).sum(), argnums=(0, 1, 2))
+    batched = vmap(g)(a, b, h0)
+    looped = [g(a[i], b[i], h0[i]) for i in range(3)]
+    for k in range(3):
+        torch.testing.assert_close(batched[k], torch.stack([v[k] for v in looped]),
+                                   rtol=0, atol=0)
+    hs = vmap(hessian(lambda a, b: f(a, b, h0[0]).sum()))(a, b)
+    assert torch.equal(hs, torch.stack([hessian(lambda a, bi=bi: f(a, bi, h0[0]).sum())(ai)
+                                        for ai, bi in zip(a, b)]))
+
+
+def test_linear_scan_third_order_raises() -> None:
+    a, b, h0 = linear_inputs(F64, seed=6)
+    (g,) = torch.autograd.grad((st.linear_scan(a, b, 0, h0=h0) ** 2).sum(), a, create_graph=True)
+    (h,) = torch.autograd.grad(g.sum(), a, create_graph=True)
+    with pytest.raises(RuntimeError, match="third-order derivatives of linear_scan"):
+        torch.autograd.grad(h.sum(), a)
+
+
+def test_linear_scan_reset_is_exact() -> None:
+    # a zero decay cuts the recurrence: nothing before it reaches later outputs
+    a = torch.tensor([0.5, 2.0, 0.0, 3.0], dtype=F64, requires_grad=True)
+    b = torch.tensor([1.0, 1.0, 1.0, 1.0], dtype=F64, requires_grad=True)
+    h0 = torch.tensor(5.0, dtype=F64, requires_grad=True)
+    h = st.linear_scan(a, b, 0, h0=h0)
+    assert h.tolist() == [3.5, 8.0, 1.0, 4.0]
+    a_bar, b_bar, h0_bar = torch.autograd.grad(h[3], (a, b, h0), create_graph=True)
+    assert a_bar.tolist() == [0.0, 0.0, 24.0, 1.0]  # 3 * h[1], h[2]
+    assert b_bar.tolist() == [0.0, 0.0, 3.0, 1.0]
+    assert h0_bar.item() == 0.0
+    (hess_row,) = torch.autograd.grad(a_bar[2], a)
+    assert hess_row.tolist() == [30.0, 10.5, 0.0, 8.0]  # d(3 (a1 (a0 * 5 + 1) + 1))/da
+
+
+def test_linear_scan_errors() -> None:
+    b = torch.ones(3, 2)
+    with pytest.raises(TypeError, match="b must be a torch.Tensor"):
+        st.linear_scan(0.5, [1.0, 2.0])
+    with pytest.raises(TypeError, match="a must be a torch.Tensor or a Python number"):
+        st.linear_scan("0.5", b)
+    with pytest.raises(ValueError, match="a with shape"):
+        st.linear_scan(torch.ones(3), b, 0)
+    with pytest.raises(ValueError, match="h0 with shape"):
+        st.linear_scan(0.5, b, 0, h0=torch.ones(3))
+    with pytest.raises(ValueError, match="dim 2 is out of range"):
+        st.linear_scan(0.5, b, 2)
+    with pytest.raises(TypeError, match="dim must be an integer"):
+        st.linear_scan(0.5, b, 0.0)  # type: ignore[arg-type]
+
+
+def test_training_a_learnable_decay() -> None:
+    # recover a per-channel log-decay from the states it produced
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 16, 3, dtype=F64, generator=gen)
+    true = torch.tensor([-0.3, -0.7, -2.0], dtype=F64)
+    target = st.linear_scan(true, x, 1, log_a=True)
+    log_a = torch.full((3,), -1.0, dtype=F64, requires_grad=True)
+    opt = torch.optim.Adam([log_a], lr=0.05)
+    losses = []
+    for _ in range(40):
+        opt.zero_grad()
+        loss = ((st.linear_scan(log_a, x, 1, log_a=True) - target) ** 2).mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.01 * losses[0]
+    # Adam has not converged in 40 steps: a loose bound on the parameters
+    assert (log_a.detach() - true).abs().max() < 0.05
+
+
+LINEAR_OPTS = (0, True, False, True, [0, 1, 1, 4], 2)  # dim, reverse, inclusive, log_a, cu, chunk
+
+
+def test_linear_scan_custom_ops_opcheck() -> None:
+    a, b, h0 = linear_inputs(F64, seed=8, state=(3, 2))
+    gen = torch.Generator().manual_seed(9)
+    g, gf = torch.randn(4, 2, dtype=F64, generator=gen), torch.randn(3, 2, dtype=F64, generator=gen)
+    t = [torch.randn(v.shape, dtype=F64, generator=gen) for v in (a, b, h0)]
+    detached = [v.detach() for v in (a, b, h0)]
+    cases = [
+        ("linear_scan", (a, b, h0)),
+        ("linear_scan_vjp", (a, b, h0, g, gf)),
+        ("linear_scan_jvp", (a, b, h0, t[0], None, t[2])),
+        # its backward would be third order, which raises: opcheck it without grad
+        ("linear_scan_vjp_jvp", (*detached, g, gf, *t, g, None)),
+    ]
+    for op, args in cases:
+        result = torch.library.opcheck(getattr(torch.ops.scanad, op), (*args, *LINEAR_OPTS))
+        assert set(result.values()) == {"SUCCESS"}, op
+
+
+def test_linear_scan_custom_ops_match_functions() -> None:
+    a, b, h0 = linear_inputs(F64, seed=10, state=(3, 2))
+    kw = {"reverse": True, "inclusive": False, "log_a": True, "cu_seqlens": [0, 1, 1, 4],
+          "chunk_size": 2, "return_final": True}
+
+    def eager(a: Any, b: Any, h0: Any) -> Any:
+        return summed(st.linear_scan(a, b, 0, h0=h0, **kw))
+
+    def op(a: Any, b: Any, h0: Any) -> Any:
+        return summed(torch.ops.scanad.linear_scan(a, b, h0, *LINEAR_OPTS))
+
+    w = torch.linspace(-1.0, 1.0, 14, dtype=F64)
+    # the same kernels: first and second order agree exactly
+    for f in (eager, op):
+        assert torch.equal(f(a, b, h0), eager(a, b, h0))
+    first = [torch.autograd.grad((f(a, b, h0) * w).pow(2).sum(), (a, b, h0), create_graph=True)
+             for f in (eager, op)]
+    for u, v in zip(*first):
+        assert torch.equal(u, v)
+    second = [torch.autograd.grad(sum(v.sum() for v in grads), (a, b, h0)) for grads in first]
+    for u, v in zip(*second):
+        assert torch.equal(u, v)
+    assert gradgradcheck(op, (a, b, h0), fast_mode=True)
+    xs = [torch.stack([v.detach() * s for s in (1.0, 0.5)]) for v in (a, b, h0)]
+    assert torch.equal(vmap(op)(*xs), torch.stack([op(*[v[i] for v in xs]) for i in range(2)]))
+
+
+def test_linear_scan_torch_compile_fullgraph() -> None:
+    def f(a: Any, h0: Any, x: Any) -> Any:
+        h, last = st.linear_scan(a[:, None], x, 0, h0=h0, log_a=True, return_final=True)
+        return (h ** 2).sum() + last.sum() + st.linear_scan(0.5, x, None).sum()
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    a, x, h0 = linear_inputs(F64, seed=11)
+    eager = f(a, h0, x)
+    fast = compiled(a, h0, x)
+    assert fast.item() == eager.item()
+    for u, v in zip(torch.autograd.grad(fast, (a, h0, x)), torch.autograd.grad(eager, (a, h0, x))):
+        assert torch.equal(u, v)
+
+
+def test_linear_scan_forward_over_forward_all_inputs() -> None:
+    # jacfwd(jacfwd) runs the forward-over-forward Function, hessian runs
+    # vjp_jvp: two derivations of the same symmetric matrix
+    a, b, h0 = (v.detach() for v in linear_inputs(F64, seed=12, length=7, state=(3, 2)))
+    w = torch.linspace(-1.0, 1.0, 20, dtype=F64)
+    kw = {"log_a": True, "return_final": True, "cu_seqlens": [0, 3, 3, 7], "chunk_size": 2}
+
+    def loss(v: Any) -> Any:
+        out = summed(st.linear_scan(v[:14].reshape(7, 2), v[14:28].reshape(7, 2), 0,
+                                    h0=v[28:].reshape(3, 2), **kw))
+        return (out * w).sum() + (out ** 2).sum()
+
+    v = torch.cat([a.reshape(-1), b.reshape(-1), h0.reshape(-1)])
+    fwd, rev = jacfwd(jacfwd(loss))(v), hessian(loss)(v)
+    # entries up to ~80 (a few ulp there is ~1e-14); the two sum in different orders
+    torch.testing.assert_close(fwd, rev, rtol=0, atol=1e-13)
+    torch.testing.assert_close(rev, rev.T, rtol=0, atol=1e-13)

@@ -185,8 +185,9 @@ def _cotangents(c: _Call, g: Any, y: np.ndarray, y_final: Optional[np.ndarray], 
                             f"be a pair (g, g_final) (g_final may be None); got "
                             f"{type(g).__name__}")
         g, g_final = g
-    g = np.asarray(g)
     shape = y.shape if not c.flat else (int(np.prod(c.rows, dtype=np.int64)),)
+    # (None, g_final): a cotangent of the final state alone
+    g = np.zeros(shape, c.rt) if g is None else np.asarray(g)
     if g.shape != shape:
         raise ValueError(f"{what} of linear_scan: the cotangent g must have the output's shape "
                          f"{shape}; got {g.shape}")

@@ -1169,3 +1169,21 @@ def test_long_lines_against_the_loop(dtype: Any, a_kind: str) -> None:
         for name, got, want, mm in zip(("a", "b", "h0"), bars, r["bars"], m["bars"]):
             _assert_near(got, want, u * mm, f"{name}_bar, long lines, axis {axis}")
         _assert_near(y_dot, r["h_dot"], u * m["h_dot"], f"h_dot, long lines, axis {axis}")
+
+
+def test_cotangent_of_the_final_state_alone() -> None:
+    # (None, g_final) is the cotangent (zeros, g_final), for the pullback and for g_dot
+    rng = np.random.default_rng(31)
+    a, b, h0 = rng.uniform(0.5, 1.0, (4, 3)), rng.standard_normal((4, 3)), rng.standard_normal(3)
+    kw = dict(axis=0, return_final=True, cu_seqlens=[0, 1, 1, 4])
+    h0 = rng.standard_normal((3, 3))
+    gf, gfd = rng.standard_normal((3, 3)), rng.standard_normal((3, 3))
+    _, pullback = sa.vjp(OP, (a, b, h0), **kw)
+    zeros = np.zeros((4, 3))
+    for got, want in zip(pullback((None, gf)), pullback((zeros, gf))):
+        np.testing.assert_array_equal(got, want)
+    t = (rng.standard_normal((4, 3)), None, None)
+    got = sa.vjp_jvp(OP, (a, b, h0), (None, gf), t, (None, gfd), **kw)
+    want = sa.vjp_jvp(OP, (a, b, h0), (zeros, gf), t, (zeros, gfd), **kw)
+    for u, v in zip(got[0] + got[1], want[0] + want[1]):
+        np.testing.assert_array_equal(u, v)

@@ -474,11 +474,12 @@ def ls_outputs(y: Any, final: bool) -> Tuple[Any, ...]:
 
 
 def ls_cases() -> Iterator[Any]:
-    # quick: every variant once, each with its own flags, and every flag on segments
+    # quick: every variant once in float64, each with its own flags (the rest is slow:
+    # each new shape or option compiles anew)
     for dtype in (np.float64, np.float32):
         for k, variant in enumerate(LS_VARIANTS):
             for j, (reverse, inclusive) in enumerate(FLAGS):
-                quick = dtype == np.float64 and (j == k or variant == "segmented")
+                quick = dtype == np.float64 and j == k
                 yield pytest.param(variant, reverse, inclusive, dtype,
                                    marks=() if quick else pytest.mark.slow)
 
@@ -541,15 +542,16 @@ def test_linear_scan_matches_scanad(variant: str, reverse: bool, inclusive: bool
         col = sa.vjp_jvp(sa.linear_scan, x, cot_arg, np_triple(e), g_dot=e_dot, **kw)[1]
         return np.concatenate([v.ravel() for v in col if v is not None])
 
-    # products of kernel results summed by XLA: a few more roundings than the kernels
-    close(jax.jvp(jax.grad(F), (zj,), (tj,))[1], hvp(t), dtype, 64)
-    hess = np.asarray(jax.hessian(F)(zj))
+    # products of kernel results summed by XLA: a few more roundings than the kernels;
+    # jitted, as below: one compilation rather than one per eager op
+    close(jax.jit(lambda z, t: jax.jvp(jax.grad(F), (z,), (t,))[1])(zj, tj), hvp(t), dtype, 64)
+    hess = np.asarray(jax.jit(jax.hessian(F))(zj))
     for i in range(0, z.size, 7):
         close(hess[:, i], hvp(np.eye(z.size, dtype=dtype)[i]), dtype, 64)
 
     # vmap of grad: the batch leads every operand, h0's segment axis included
     zs = np.stack([z, z[::-1].copy()])
-    grads = jax.vmap(jax.grad(F))(jnp.asarray(zs))
+    grads = jax.jit(jax.vmap(jax.grad(F)))(jnp.asarray(zs))
     close(grads[0], want_grad, dtype)
     x1 = np_triple(zs[1])
     y1, pullback1 = sa.vjp(sa.linear_scan, x1, **kw)
@@ -558,8 +560,9 @@ def test_linear_scan_matches_scanad(variant: str, reverse: bool, inclusive: bool
     close(grads[1], np.concatenate([v.ravel() for v in want1 if v is not None]), dtype)
 
 
-# the reference's chunks are many small lax.scans, slow to trace: two quick cases
-QUICK_LAX = {("segmented", True, False), ("log_a", False, True)}
+# the reference's chunks are many small lax.scans, slow to trace and compile: one quick
+# case
+QUICK_LAX = {("log_a", False, True)}
 
 
 @pytest.mark.parametrize("variant,reverse,inclusive", [
@@ -586,12 +589,12 @@ def test_linear_scan_against_lax_scan(variant: str, reverse: bool, inclusive: bo
         close(got, want, np.float64)
     argnums = (0, 1, 2) if h0 is not None else (0, 1)
     for got, want in zip(jax.grad(loss(mine), argnums)(a, b, h0),
-                         jax.grad(loss(own), argnums)(a, b, h0)):
+                         jax.jit(jax.grad(loss(own), argnums))(a, b, h0)):
         close(got, want, np.float64)
     # the scan's rounding differs from the kernels' (fused, float64 accumulation): a few
-    # more ulp of the largest entry
-    for got, want in zip(jax.tree.leaves(jax.hessian(loss(mine), argnums)(a, b, h0)),
-                         jax.tree.leaves(jax.hessian(loss(own), argnums)(a, b, h0))):
+    # more ulp of the largest entry; jitted, to compile once rather than op by op
+    for got, want in zip(jax.tree.leaves(jax.jit(jax.hessian(loss(mine), argnums))(a, b, h0)),
+                         jax.tree.leaves(jax.jit(jax.hessian(loss(own), argnums))(a, b, h0))):
         close(got, want, np.float64, 64)
 
 
@@ -615,7 +618,7 @@ def test_linear_scan_complex_convention_is_jax() -> None:
 
     tol = 1e-13
     x, t = (a, b, h0), (ta, tb, th0)
-    for got, want in zip(jax.jvp(mine, x, t)[1], jax.jvp(own, x, t)[1]):
+    for got, want in zip(jax.jvp(mine, x, t)[1], jax.jit(lambda *x: jax.jvp(own, x, t))(*x)[1]):
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
     got_bar = jax.vjp(mine, *x)[1]((g, gf))
     for got, want in zip(got_bar, jax.vjp(own, *x)[1]((g, gf))):
@@ -633,9 +636,12 @@ def test_linear_scan_complex_convention_is_jax() -> None:
 
     # second order: the JVP of JAX's pullback, and forward over forward
     s = (cplx(2, 6), cplx(2, 6), cplx(2))
+    def second(f: Callable[..., Any]) -> Any:
+        return jax.jit(lambda *x: jax.jvp(f, x, s)[1])(*x)
+
     for f in (pulled, pushed):
-        for got, want in zip(jax.tree.leaves(jax.jvp(f(mine), x, s)[1]),
-                             jax.tree.leaves(jax.jvp(f(own), x, s)[1])):
+        for got, want in zip(jax.tree.leaves(second(f(mine))),
+                             jax.tree.leaves(second(f(own)))):
             np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
 
 
@@ -664,7 +670,7 @@ def test_linear_scan_zeros_reset_exactly() -> None:
     # h_1 times the cotangent of the states at step 2: lambda_2 = sum_k a_3..a_k 2 h_k
     assert a_bar[2] == h[1] * (2 * h[2] + 6 * h[3] + 3 * h[4]) == 223.0
     # the Hessian in a couples nothing across a reset but the zero decay itself
-    hess = np.asarray(jax.hessian(f)(*x))
+    hess = np.asarray(jax.jit(jax.hessian(f))(*x))
     np.testing.assert_array_equal(hess[:2, 3:], 0.0)
     np.testing.assert_array_equal(hess[2:5, 6:], 0.0)
     np.testing.assert_array_equal(hess, hess.T)
@@ -682,12 +688,13 @@ def test_linear_scan_modes_and_third_order() -> None:
         h, last = sj.linear_scan(a, b, 1, h0=h0, reverse=True, **kw)
         return jnp.sum(jnp.sin(h)) + jnp.sum(last ** 2)
 
-    hess = np.asarray(jax.hessian(loss)(a))
-    close(jax.jacfwd(jax.jacfwd(loss))(a), hess, np.float64, 16)
-    close(jax.jacrev(jax.jacfwd(loss))(a), hess, np.float64, 16)
-    close(jax.jacrev(jax.jacrev(loss))(a), hess, np.float64, 16)
+    # jitted: one compilation each rather than one per eager op (most of the time here)
+    hess = np.asarray(jax.jit(jax.hessian(loss))(a))
+    close(jax.jit(jax.jacfwd(jax.jacfwd(loss)))(a), hess, np.float64, 16)
+    close(jax.jit(jax.jacrev(jax.jacfwd(loss)))(a), hess, np.float64, 16)
+    close(jax.jit(jax.jacrev(jax.jacrev(loss)))(a), hess, np.float64, 16)
     with pytest.raises(NotImplementedError, match="third derivative"):
-        jax.jacfwd(jax.hessian(loss))(a)
+        jax.jit(jax.jacfwd(jax.hessian(loss)))(a)
 
 
 def test_linear_scan_traced_cu_seqlens_under_vmap() -> None:

@@ -716,6 +716,9 @@ def test_linear_scan_traced_cu_seqlens_under_vmap() -> None:
         want = pullback((2 * y[0], np.arange(1.0, 10.0).reshape(3, 3)))
         close(grads[0][k], want[1], np.float64)
         close(grads[1][k], want[2], np.float64)
+    # a traced layout is checked when its values reach the kernels
+    with pytest.raises(jax.errors.JaxRuntimeError, match="cu_seqlens must end"):
+        jax.jit(loss)(jnp.asarray(b), jnp.asarray(h0), jnp.array([0, 3, 3, 5]))
 
 
 def test_linear_scan_errors() -> None:

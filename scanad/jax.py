@@ -4,7 +4,8 @@
 :func:`cummin`, :func:`logcumsumexp`, :func:`chunk_local_cumsum` and
 :func:`chunk_global_cumsum` on CPU ``jax.Array`` s.  They work under ``jax.jit``,
 ``jax.vmap``, ``jax.grad``, ``jax.jvp``, ``jax.vjp`` and ``jax.hessian``; the
-kernels are scanad's C kernels, called on the host.
+kernels are scanad's C kernels, called on the host.  :func:`linear_scan` is
+differentiable in all of ``a``, ``b`` and ``h0``.
 
 Each op is a family of JAX primitives: the forward scan, its JVP ``J t``, its
 transpose ``J^T g``, the derivative of that transpose (scanad's ``vjp_jvp``
@@ -29,8 +30,8 @@ import numpy as np
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
-from . import _chunk
-from ._linear import linear_scan
+from . import _chunk, _linear_ad
+from ._linear import linear_scan as _np_linear_scan
 from ._registry import OPS
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "cummin",
     "cumprod",
     "cumsum",
+    "linear_scan",
     "logcumsumexp",
 ]
 
@@ -128,7 +130,7 @@ def _host_forward_second(p: Params, x: np.ndarray, t: np.ndarray,
         # over the exclusive JVPs, exact with zeros (no division)
         exclusive = {**kw, "inclusive": False}
         b = jvp(a, tt, exclusive)[1] * ss + jvp(a, ss, exclusive)[1] * tt
-        out = linear_scan(a, b, kw["axis"], reverse=kw["reverse"], inclusive=kw["inclusive"],
+        out = _np_linear_scan(a, b, kw["axis"], reverse=kw["reverse"], inclusive=kw["inclusive"],
                           cu_seqlens=kw["cu_seqlens"], chunk_size=kw["chunk_size"])
     else:  # linear or piecewise linear: no second-order term
         out = np.zeros(a.shape, a.dtype)
@@ -436,14 +438,326 @@ ad.primitive_jvps[chunk_p] = _chunk_jvp
 ad.primitive_transposes[chunk_p] = _chunk_transpose
 
 
+# --- linear_scan: three differentiable operands --------------------------------------
+#
+# The public function promotes a, b and h0 to one dtype, broadcasts a and b to one
+# shape (flattened for axis None) and h0 to the state shape, so the primitives see
+# full arrays whose vmap axes simply lead.  Their operands come in groups:
+#   x = (a, b[, h0])         h0 when p["h0"]
+#   y = (h[, h_final])       h_final when p["final"]
+# ls_p(x) -> y, ls_jvp_p(x, t) -> J t, ls_transpose_p(x, ct) -> J^T ct,
+# ls_second_p(x, ct, s, ct_dot) -> d/de J(x + e s)^T (ct + e ct_dot) and
+# ls_forward_second_p(x, t, s) -> d/de J(x + e s) t; a traced cu_seqlens comes last.
+# A state array is (batch..., [segment,] rest...) here and (segment, batch..., rest...)
+# in scanad, which puts the segment axis first.
+
+def _ls_sizes(p: Params) -> Tuple[int, int]:
+    return 2 + int(p["h0"]), 1 + int(p["final"])
+
+
+def _ls_groups(p: Params, args: Sequence[Any], kinds: str) -> Tuple[List[List[Any]], List[Any]]:
+    """args cut into the groups named by kinds ("x" or "y"), and the traced cu_seqlens."""
+    nx, ny = _ls_sizes(p)
+    groups, i = [], 0
+    for kind in kinds:
+        n = nx if kind == "x" else ny
+        groups.append(list(args[i:i + n]))
+        i += n
+    return groups, list(args[i:])
+
+
+def _ls_kw(p: Params) -> Dict[str, Any]:
+    return {"axis": p["nbatch"] + p["axis"], "reverse": p["reverse"],
+            "inclusive": p["inclusive"], "log_a": p["log_a"], "return_final": p["final"],
+            "cu_seqlens": None if p["cu"] is None else np.asarray(p["cu"], dtype=np.int64),
+            "chunk_size": p["chunk"]}
+
+
+def _state_in(p: Params, s: np.ndarray) -> np.ndarray:
+    if p["cu"] is None or p["nbatch"] == 0:
+        return s
+    return np.moveaxis(s, p["nbatch"], 0)
+
+
+def _state_out(p: Params, s: np.ndarray) -> np.ndarray:
+    # np.asarray(order="C"), not np.ascontiguousarray: that makes a 0-d state 1-d
+    if p["cu"] is None or p["nbatch"] == 0:
+        return np.asarray(s, order="C")
+    return np.asarray(np.moveaxis(s, 0, p["nbatch"]), order="C")
+
+
+def _triple(p: Params, xs: Sequence[Any]) -> Tuple[Any, Any, Any]:
+    """An x group as scanad's (a, b, h0)."""
+    v = [np.asarray(u) for u in xs]
+    return v[0], v[1], _state_in(p, v[2]) if p["h0"] else None
+
+
+def _cotangent(p: Params, ys: Sequence[Any]) -> Any:
+    """A y group as scanad's cotangent, conjugated: JAX's J^T g is conj(J^H conj(g))."""
+    g = _conj(np.asarray(ys[0]))
+    return (g, _state_in(p, _conj(np.asarray(ys[1])))) if p["final"] else g
+
+
+def _x_out(p: Params, bars: Sequence[Any], dtype: np.dtype) -> List[np.ndarray]:
+    out = [np.asarray(_conj(np.asarray(v)), dtype) for v in bars[:2]]
+    if p["h0"]:
+        out.append(_state_out(p, np.asarray(_conj(np.asarray(bars[2])), dtype)))
+    return out
+
+
+def _y_out(p: Params, y: Any, dtype: np.dtype) -> List[np.ndarray]:
+    if p["final"]:
+        return [np.asarray(y[0], dtype), _state_out(p, np.asarray(y[1], dtype))]
+    return [np.asarray(y, dtype)]
+
+
+def _ls_host_forward(p: Params, *args: np.ndarray) -> List[np.ndarray]:
+    (x,), _ = _ls_groups(p, args, "x")
+    a, b, h0 = _triple(p, x)
+    kw = _ls_kw(p)
+    y = _np_linear_scan(a, b, kw.pop("axis"), h0=h0, **kw)
+    return _y_out(p, y, a.dtype)
+
+
+def _ls_host_jvp(p: Params, *args: np.ndarray) -> List[np.ndarray]:
+    (x, t), _ = _ls_groups(p, args, "xx")
+    xs = _triple(p, x)
+    return _y_out(p, _linear_ad.jvp(xs, _triple(p, t), _ls_kw(p))[1], xs[0].dtype)
+
+
+def _ls_host_transpose(p: Params, *args: np.ndarray) -> List[np.ndarray]:
+    (x, ct), _ = _ls_groups(p, args, "xy")
+    xs = _triple(p, x)
+    _, pullback = _linear_ad.vjp(xs, _ls_kw(p))
+    return _x_out(p, pullback(_cotangent(p, ct)), xs[0].dtype)
+
+
+def _ls_host_second(p: Params, *args: np.ndarray) -> List[np.ndarray]:
+    (x, ct, s, ct_dot), _ = _ls_groups(p, args, "xyxy")
+    xs = _triple(p, x)
+    _, x_bar_dot = _linear_ad.vjp_jvp(xs, _cotangent(p, ct), _triple(p, s),
+                                      _cotangent(p, ct_dot), _ls_kw(p))
+    return _x_out(p, x_bar_dot, xs[0].dtype)
+
+
+def _ls_host_forward_second(p: Params, *args: np.ndarray) -> List[np.ndarray]:
+    # J t is itself a linear scan: the states' tangent runs with the decays a from
+    # h0_dot on the source a_dot h_prev + b_dot (a_dot exp(a) with log_a), h_prev the
+    # state before each step (the exclusive output, restarts included); so its
+    # derivative along s is that scan's JVP with the source's tangent
+    (x, t, s), _ = _ls_groups(p, args, "xxx")
+    a, b, h0 = _triple(p, x)
+    a_dot, b_dot, h0_dot = _triple(p, t)
+    s_triple = _triple(p, s)
+    kw = _ls_kw(p)
+    h_prev, h_prev_s = _linear_ad.jvp((a, b, h0), s_triple,
+                                      {**kw, "inclusive": False, "return_final": False})
+    if p["log_a"]:
+        decay = np.exp(a)
+        rate = decay * a_dot
+        source_s = rate * (s_triple[0] * h_prev + h_prev_s)
+    else:
+        rate = a_dot
+        source_s = rate * h_prev_s
+    source = rate * h_prev + b_dot
+    _, out = _linear_ad.jvp((a, source, h0_dot), (s_triple[0], source_s, None), kw)
+    return _y_out(p, out, a.dtype)
+
+
+def _ls_state_shape(p: Params, a: Any, cu: Sequence[Any]) -> Tuple[int, ...]:
+    nb, shape = p["nbatch"], tuple(a.shape)
+    rest = shape[nb:nb + p["axis"]] + shape[nb + p["axis"] + 1:]
+    if p["cu"] is None:
+        return shape[:nb] + rest
+    nseg = cu[0].shape[-1] - 1 if p["cu"] == TRACED else len(p["cu"]) - 1
+    return shape[:nb] + (nseg,) + rest
+
+
+def _ls_y_avals(*args: Any, **p: Any) -> List[jax.ShapeDtypeStruct]:
+    a = args[0]
+    out = [_Struct(a.shape, a.dtype)]
+    if p["final"]:
+        cu = list(args[-1:]) if p["cu"] == TRACED else []
+        out.append(_Struct(_ls_state_shape(p, a, cu), a.dtype))
+    return out
+
+
+def _ls_x_avals(*args: Any, **p: Any) -> List[jax.ShapeDtypeStruct]:
+    return [_Struct(v.shape, v.dtype) for v in args[:_ls_sizes(p)[0]]]
+
+
+ls_p = _make("linear_scan", _ls_host_forward, _ls_y_avals)
+ls_jvp_p = _make("linear_scan_jvp", _ls_host_jvp, _ls_y_avals)
+ls_transpose_p = _make("linear_scan_transpose", _ls_host_transpose, _ls_x_avals)
+ls_second_p = _make("linear_scan_second_order", _ls_host_second, _ls_x_avals)
+ls_forward_second_p = _make("linear_scan_forward_second_order", _ls_host_forward_second,
+                            _ls_y_avals)
+
+
+def _dense(vs: Sequence[Any]) -> List[Any]:
+    """Symbolic zeros as arrays: the kernels take every operand of a group."""
+    return [jnp.zeros(v.aval.shape, v.aval.dtype) if _is_zero(v) else v for v in vs]
+
+
+def _all_zero(vs: Sequence[Any]) -> bool:
+    return all(_is_zero(v) for v in vs)
+
+
+def _zeros(vs: Sequence[Any]) -> List[Any]:
+    return [jnp.zeros(np.shape(v), v.dtype) for v in vs]
+
+
+def _add(terms: List[List[Any]], like: Sequence[Any]) -> List[Any]:
+    if not terms:
+        return [_zero(v) for v in like]
+    return [functools.reduce(jnp.add, parts) for parts in zip(*terms)]
+
+
+def _ls_forward_jvp(primals: Sequence[Any], tangents: Sequence[Any], **p: Any
+                    ) -> Tuple[List[Any], List[Any]]:
+    (x,), cu = _ls_groups(p, primals, "x")
+    out = ls_p.bind(*x, *cu, **p)
+    t = tangents[:len(x)]
+    if _all_zero(t):
+        return out, [_zero(o) for o in out]
+    return out, ls_jvp_p.bind(*x, *_dense(t), *cu, **p)
+
+
+def _ls_jvp_jvp(primals: Sequence[Any], tangents: Sequence[Any], **p: Any
+                ) -> Tuple[List[Any], List[Any]]:
+    # bilinear: linear in t, and d/de J(x + e x_dot) t along the primals
+    (x, t), cu = _ls_groups(p, primals, "xx")
+    (x_dot, t_dot), _ = _ls_groups(p, tangents, "xx")
+    out = ls_jvp_p.bind(*x, *t, *cu, **p)
+    terms = []
+    if not _all_zero(t_dot):
+        terms.append(ls_jvp_p.bind(*x, *_dense(t_dot), *cu, **p))
+    if not _all_zero(x_dot):
+        terms.append(ls_forward_second_p.bind(*x, *t, *_dense(x_dot), *cu, **p))
+    return out, _add(terms, out)
+
+
+def _ls_jvp_transpose(cts: Sequence[Any], *args: Any, **p: Any) -> List[Any]:
+    (x, t), cu = _ls_groups(p, args, "xx")
+    if any(_undefined(v) for v in x):
+        raise _not_supported(p, "transposing the JVP with respect to the primals")
+    if _all_zero(cts):
+        return [None] * len(args)
+    bars = ls_transpose_p.bind(*x, *_dense(cts), *cu, **p)
+    return ([None] * len(x) + [bar if _undefined(v) else None for bar, v in zip(bars, t)]
+            + [None] * len(cu))
+
+
+def _ls_transpose_jvp(primals: Sequence[Any], tangents: Sequence[Any], **p: Any
+                      ) -> Tuple[List[Any], List[Any]]:
+    (x, ct), cu = _ls_groups(p, primals, "xy")
+    (x_dot, ct_dot), _ = _ls_groups(p, tangents, "xy")
+    out = ls_transpose_p.bind(*x, *ct, *cu, **p)
+    if _all_zero(x_dot):
+        if _all_zero(ct_dot):
+            return out, [_zero(o) for o in out]
+        return out, ls_transpose_p.bind(*x, *_dense(ct_dot), *cu, **p)
+    return out, ls_second_p.bind(*x, *ct, *_dense(x_dot), *_dense(ct_dot), *cu, **p)
+
+
+def _ls_transpose_transpose(cts: Sequence[Any], *args: Any, **p: Any) -> List[Any]:
+    (x, ct), cu = _ls_groups(p, args, "xy")
+    if any(_undefined(v) for v in x):
+        raise _not_supported(p, "transposing the VJP with respect to the primals")
+    if _all_zero(cts):
+        return [None] * len(args)
+    ys = ls_jvp_p.bind(*x, *_dense(cts), *cu, **p)
+    return ([None] * len(x) + [y if _undefined(v) else None for y, v in zip(ys, ct)]
+            + [None] * len(cu))
+
+
+def _ls_second_jvp(primals: Sequence[Any], tangents: Sequence[Any], **p: Any
+                   ) -> Tuple[List[Any], List[Any]]:
+    # H[ct] s + J^T ct_dot: linear in (s, ct_dot) and in ct, whose direction c adds
+    # H[c] s; a tangent of x would be a third derivative
+    (x, ct, s, ct_dot), cu = _ls_groups(p, primals, "xyxy")
+    (x_t, ct_t, s_t, ct_dot_t), _ = _ls_groups(p, tangents, "xyxy")
+    out = ls_second_p.bind(*x, *ct, *s, *ct_dot, *cu, **p)
+    if not _all_zero(x_t):
+        raise _not_supported(p, "a third derivative")
+    terms = []
+    if not (_all_zero(s_t) and _all_zero(ct_dot_t)):
+        terms.append(ls_second_p.bind(*x, *ct, *_dense(s_t), *_dense(ct_dot_t), *cu, **p))
+    if not _all_zero(ct_t):
+        terms.append(ls_second_p.bind(*x, *_dense(ct_t), *s, *_zeros(ct), *cu, **p))
+    return out, _add(terms, out)
+
+
+def _ls_second_transpose(cts: Sequence[Any], *args: Any, **p: Any) -> List[Any]:
+    # (s, ct_dot) -> H s + J^T ct_dot with H the symmetric Hessian of <ct, y>:
+    # the transpose maps w to (H w, J w)
+    (x, ct, s, ct_dot), cu = _ls_groups(p, args, "xyxy")
+    if any(_undefined(v) for v in (*x, *ct)):
+        raise _not_supported(p, "transposing the second-order map in the primals or the "
+                             "cotangent")
+    if _all_zero(cts):
+        return [None] * len(args)
+    w = _dense(cts)
+    s_bar: List[Any] = [None] * len(s)
+    if any(_undefined(v) for v in s):
+        hw = ls_second_p.bind(*x, *ct, *w, *_zeros(ct), *cu, **p)
+        s_bar = [h if _undefined(v) else None for h, v in zip(hw, s)]
+    ct_dot_bar: List[Any] = [None] * len(ct_dot)
+    if any(_undefined(v) for v in ct_dot):
+        jw = ls_jvp_p.bind(*x, *w, *cu, **p)
+        ct_dot_bar = [j if _undefined(v) else None for j, v in zip(jw, ct_dot)]
+    return [None] * (len(x) + len(ct)) + s_bar + ct_dot_bar + [None] * len(cu)
+
+
+def _ls_forward_second_jvp(primals: Sequence[Any], tangents: Sequence[Any], **p: Any
+                           ) -> Tuple[List[Any], List[Any]]:
+    (x, t, s), cu = _ls_groups(p, primals, "xxx")
+    (x_t, t_t, s_t), _ = _ls_groups(p, tangents, "xxx")
+    out = ls_forward_second_p.bind(*x, *t, *s, *cu, **p)
+    if not _all_zero(x_t):
+        raise _not_supported(p, "a third derivative")
+    terms = [ls_forward_second_p.bind(*x, *_dense(u), *_dense(v), *cu, **p)
+             for u, v in ((t_t, s), (t, s_t)) if not (_all_zero(u) or _all_zero(v))]
+    return out, _add(terms, out)
+
+
+def _ls_forward_second_transpose(cts: Sequence[Any], *args: Any, **p: Any) -> List[Any]:
+    # for a fixed t, s -> H s t has the transpose w -> H[w] t (H symmetric), and
+    # likewise in t: the second-order map with the cotangent w
+    (x, t, s), cu = _ls_groups(p, args, "xxx")
+    t_open, s_open = any(_undefined(v) for v in t), any(_undefined(v) for v in s)
+    if any(_undefined(v) for v in x) or (t_open and s_open):
+        raise _not_supported(p, "transposing the JVP of the JVP in the primals or in both "
+                             "directions")
+    if _all_zero(cts):
+        return [None] * len(args)
+    w = _dense(cts)
+    other, open_ = (s, t) if t_open else (t, s)
+    bars = ls_second_p.bind(*x, *w, *other, *_zeros(w), *cu, **p)
+    opened = [bar if _undefined(v) else None for bar, v in zip(bars, open_)]
+    closed: List[Any] = [None] * len(other)
+    return [None] * len(x) + (opened + closed if t_open else closed + opened) + [None] * len(cu)
+
+
+ad.primitive_jvps[ls_p] = _ls_forward_jvp
+ad.primitive_jvps[ls_jvp_p] = _ls_jvp_jvp
+ad.primitive_transposes[ls_jvp_p] = _ls_jvp_transpose
+ad.primitive_jvps[ls_transpose_p] = _ls_transpose_jvp
+ad.primitive_transposes[ls_transpose_p] = _ls_transpose_transpose
+ad.primitive_jvps[ls_second_p] = _ls_second_jvp
+ad.primitive_transposes[ls_second_p] = _ls_second_transpose
+ad.primitive_jvps[ls_forward_second_p] = _ls_forward_second_jvp
+ad.primitive_transposes[ls_forward_second_p] = _ls_forward_second_transpose
+
+
 # --- argument checks -----------------------------------------------------------------
 
-def _as_array(name: str, x: Any) -> jax.Array:
+def _as_array(name: str, x: Any, arg: str = "x") -> jax.Array:
     if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
         platforms = {d.platform for d in x.devices()}
         if platforms != {"cpu"}:
-            raise ValueError(f"scanad.jax.{name}: x must be on the CPU (scanad's kernels run on "
-                             f"the host); got an array on {sorted(platforms)}")
+            raise ValueError(f"scanad.jax.{name}: {arg} must be on the CPU (scanad's kernels run "
+                             f"on the host); got an array on {sorted(platforms)}")
     return jnp.asarray(x)
 
 
@@ -629,3 +943,96 @@ def chunk_global_cumsum(s: Any, reverse: bool = False, cu_seqlens: Any = None,
     """
     return _chunk_op("chunk_global_cumsum", "s", s, None, reverse, scale, cu_seqlens,
                      head_first, output_dtype, kwargs)
+
+
+_LINEAR_DTYPES = ("float16", "float32", "float64", "complex64", "complex128")
+
+
+@functools.lru_cache(maxsize=256)
+def _checked_linear(dtype: np.dtype, length: int, reverse: bool, inclusive: bool,
+                    log_a: bool, cu: Optional[Tuple[int, ...]], chunk: Any) -> None:
+    """Run scanad on one line of the scan's length, so that bad options raise
+    scanad's own errors at trace time."""
+    line = np.zeros(length, dtype)
+    _np_linear_scan(line, line, 0, reverse=reverse, inclusive=inclusive, log_a=log_a,
+                    cu_seqlens=None if cu is None else np.asarray(cu), chunk_size=chunk)
+
+
+def linear_scan(a: Any, b: Any, axis: Optional[int] = None, *, h0: Any = None,
+                reverse: bool = False, inclusive: bool = True, log_a: bool = False,
+                return_final: bool = False, cu_seqlens: Any = None,
+                chunk_size: Optional[int] = None) -> Any:
+    """The linear recurrence ``h[t] = a[t] * h[t-1] + b[t]``, as :func:`scanad.linear_scan`.
+
+    Differentiable in ``a``, ``b`` and ``h0`` in every JAX mode up to second order.
+    ``a`` broadcasts against ``b``; ``h0`` has the result's shape without ``axis``
+    (broadcastable), or with ``cu_seqlens`` one leading entry per segment (or is a
+    scalar).  The dtype is JAX's promotion of the inputs (integers take JAX's default
+    float).  Returns ``h``, or ``(h, h_final)`` with ``return_final``.
+
+    >>> import jax, jax.numpy as jnp, scanad.jax as sj
+    >>> sj.linear_scan(0.5, jnp.ones(3), h0=4.0)
+    Array([3.  , 2.5 , 2.25], dtype=float32)
+    >>> a = jnp.array([0.5, 0.0, 2.0])       # a[1] == 0 resets: nothing flows past step 1
+    >>> jax.grad(lambda a: sj.linear_scan(a, jnp.ones(3)).sum())(a)
+    Array([0., 3., 1.], dtype=float32)
+    """
+    name = "linear_scan"
+    inputs: List[Any] = []
+    for arg, v in (("a", a), ("b", b), ("h0", h0)):
+        if v is None and arg != "h0":
+            raise TypeError(f"scanad.jax.{name}: {arg} must be an array or a scalar; got None")
+        if v is not None:
+            inputs.append(v if isinstance(v, (int, float, complex)) and not isinstance(v, bool)
+                          else _as_array(name, v, arg))
+    dtype = np.dtype(jnp.result_type(*inputs))
+    if dtype.kind in "biu":
+        dtype = np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
+    if dtype == jnp.bfloat16 or dtype.name not in _LINEAR_DTYPES:
+        raise TypeError(f"scanad.jax.{name}: a, b and h0 must promote to one of the dtypes "
+                        f"{', '.join(_LINEAR_DTYPES)}; got {dtype}")
+    for arg, flag in (("reverse", reverse), ("inclusive", inclusive), ("log_a", log_a),
+                      ("return_final", return_final)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"scanad.jax.{name}: {arg} must be a bool; got {flag!r}")
+    A, B = (jnp.asarray(v).astype(dtype) for v in inputs[:2])
+    try:
+        rows = jnp.broadcast_shapes(A.shape, B.shape)
+    except ValueError:
+        raise ValueError(f"scanad.jax.{name}: a with shape {A.shape} does not broadcast "
+                         f"against b with shape {B.shape}") from None
+    A, B = jnp.broadcast_to(A, rows), jnp.broadcast_to(B, rows)
+    if axis is None:
+        # scanad's axis None: the broadcast operands flattened in C order
+        A, B, ax = A.reshape(-1), B.reshape(-1), 0
+    else:
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise TypeError(f"scanad.jax.{name}: axis must be an integer or None; got {axis!r}")
+        if not -len(rows) <= axis < len(rows):
+            raise np.exceptions.AxisError(int(axis), len(rows))
+        ax = int(axis) % len(rows)
+    cu, operands = _segments(name, cu_seqlens)
+    rest = A.shape[:ax] + A.shape[ax + 1:]
+    state = rest
+    if cu is not None:
+        nseg = operands[0].shape[0] - 1 if cu == TRACED else len(cu) - 1
+        state = (nseg,) + rest
+    x = [A, B]
+    if h0 is not None:
+        H0 = jnp.asarray(inputs[2]).astype(dtype)
+        try:
+            if cu is not None and H0.ndim not in (0, len(state)):
+                raise ValueError
+            x.append(jnp.broadcast_to(H0, state))
+        except ValueError:
+            want = "one entry per segment, then " if cu is not None else ""
+            raise ValueError(f"scanad.jax.{name}: h0 must broadcast to {want}the result's "
+                             f"shape without the axis, {state}; got shape {H0.shape}") from None
+    # a traced cu_seqlens is checked by the kernels when the values arrive
+    _checked_linear(dtype, int(A.shape[ax]), bool(reverse), bool(inclusive), bool(log_a),
+                    None if cu == TRACED else cu, chunk_size)
+    out = ls_p.bind(*x, *operands, op=name, axis=ax, reverse=bool(reverse),
+                    inclusive=bool(inclusive), log_a=bool(log_a), final=bool(return_final),
+                    h0=h0 is not None, cu=cu,
+                    chunk=None if chunk_size is None else int(chunk_size), nbatch=0)
+    return (out[0], out[1]) if return_final else out[0]

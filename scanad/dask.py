@@ -635,7 +635,11 @@ class _Lin:
 
 
 def _op_name(op: Any) -> str:
-    name = op if isinstance(op, str) else getattr(op, "__name__", None)
+    name = op
+    if not isinstance(op, str):
+        # scanad's own functions only: numpy.cumsum has the same name
+        name = getattr(op, "__name__", None) if str(getattr(
+            op, "__module__", "")).startswith("scanad") else None
     if name not in (*_FUNCS, "linear_scan"):
         raise ValueError(f"op must be one of cumsum, cumprod, cummax, cummin, logcumsumexp, "
                          f"linear_scan (a function or its name); got {op!r}")

@@ -31,10 +31,12 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from . import _ops
+from ._chunk import _FLOATS, _resolve_scale
 from ._linear import _result_dtype
 from ._linear import linear_scan as _np_linear_scan
 
-__all__ = ["cummax", "cummin", "cumprod", "cumsum", "jvp", "linear_scan", "logcumsumexp", "vjp"]
+__all__ = ["chunk_global_cumsum", "chunk_local_cumsum", "cummax", "cummin", "cumprod", "cumsum",
+           "jvp", "linear_scan", "logcumsumexp", "vjp"]
 
 ArrayLike = Any
 Carry = Any
@@ -411,6 +413,68 @@ def logcumsumexp(x: ArrayLike, axis: Optional[int] = None, *, reverse: bool = Fa
     y: Any = _monoid("logcumsumexp", x, axis, reverse, inclusive, None, cu_seqlens,
                      chunk_size)
     return y
+
+
+def _chunk_cumsum(name: str, g: Any, chunk_size: Optional[int], reverse: bool,
+                  scale: Optional[float], cu_seqlens: Any, head_first: bool, output_dtype: Any,
+                  kwargs: Dict[str, Any]) -> da.Array:
+    scale = _resolve_scale(name, scale, kwargs)
+    gd = g if isinstance(g, da.Array) else da.asarray(g)
+    if gd.ndim not in (3, 4):
+        layout = "[B, H, T] or [B, H, T, S]" if head_first else "[B, T, H] or [B, T, H, S]"
+        raise ValueError(f"{name}: g must have layout {layout}; got {gd.ndim} dimensions "
+                         f"(shape {gd.shape})")
+    if gd.dtype.type not in _FLOATS:
+        raise TypeError(f"{name}: g must be float16, float32 or float64; got dtype {gd.dtype}")
+    if cu_seqlens is not None and gd.shape[0] != 1:
+        raise ValueError(f"{name}: cu_seqlens needs a batch of one packed sequence (B == 1); "
+                         f"got B = {gd.shape[0]}")
+    out_dtype = gd.dtype if output_dtype is None else np.dtype(output_dtype)
+    if out_dtype.type not in _FLOATS:
+        raise TypeError(f"{name}: output_dtype must be float16, float32 or float64; "
+                        f"got {out_dtype}")
+    # as scanad: summed in the wider of input and output, at least float32, then scaled
+    acc = np.promote_types(np.promote_types(gd.dtype, out_dtype), np.float32)
+    y = cumsum(gd, 2 if head_first else 1, reverse=reverse, dtype=acc, cu_seqlens=cu_seqlens,
+               chunk_size=chunk_size)
+    if scale is not None:
+        y = y * np.asarray(scale, acc)
+    return y.astype(out_dtype)
+
+
+def chunk_local_cumsum(g: ArrayLike, chunk_size: int, reverse: bool = False,
+                       scale: Optional[float] = None, cu_seqlens: Optional[ArrayLike] = None,
+                       head_first: bool = False, output_dtype: Any = None, **kwargs: Any
+                       ) -> da.Array:
+    """Lazy :func:`scanad.chunk_local_cumsum` (without ``out=``); chunks may
+    straddle the dask blocks.
+
+    >>> import dask.array as da, scanad.dask as sad
+    >>> g = da.ones((1, 6, 1), dtype="float32", chunks=(1, 5, 1))
+    >>> sad.chunk_local_cumsum(g, 4)[0, :, 0].compute()
+    array([1., 2., 3., 4., 1., 2.], dtype=float32)
+    """
+    if chunk_size is None or isinstance(chunk_size, bool) or not isinstance(
+            chunk_size, (int, np.integer)):
+        raise TypeError(f"chunk_local_cumsum: chunk_size must be a positive integer; "
+                        f"got {chunk_size!r}")
+    return _chunk_cumsum("chunk_local_cumsum", g, chunk_size, reverse, scale, cu_seqlens,
+                         head_first, output_dtype, kwargs)
+
+
+def chunk_global_cumsum(s: ArrayLike, reverse: bool = False,
+                        cu_seqlens: Optional[ArrayLike] = None, scale: Optional[float] = None,
+                        head_first: bool = False, output_dtype: Any = None, **kwargs: Any
+                        ) -> da.Array:
+    """Lazy :func:`scanad.chunk_global_cumsum` (without ``out=``).
+
+    >>> import dask.array as da, scanad.dask as sad
+    >>> s = da.ones((1, 5, 1), chunks=(1, 2, 1))
+    >>> sad.chunk_global_cumsum(s, cu_seqlens=[0, 2, 5])[0, :, 0].compute()
+    array([1., 2., 1., 2., 3.])
+    """
+    return _chunk_cumsum("chunk_global_cumsum", s, None, reverse, scale, cu_seqlens,
+                         head_first, output_dtype, kwargs)
 
 
 # --------------------------------------------------------------------------

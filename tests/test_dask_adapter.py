@@ -153,6 +153,26 @@ def test_linear_scan_derivatives_match_in_memory(case: Any, seed: int) -> None:
                sad.jvp("linear_scan", (ad, bd, h0), tangents, **kw)[1].compute(), exact=False)
 
 
+@settings(max_examples=15, deadline=None)
+@given(problem(), st.integers(0, 2**32 - 1), st.sampled_from(["float16", "float32", "float64"]),
+       st.booleans(), st.booleans())
+def test_chunk_cumsums_match_in_memory(case: Any, seed: int, dtype: str, reverse: bool,
+                                       head_first: bool) -> None:
+    n, chunks, cu, chunk_size = case
+    g = np.random.default_rng(seed).normal(size=(1, n, 2)).astype(dtype)
+    if head_first:
+        g = np.ascontiguousarray(g.transpose(0, 2, 1))
+    gd = da.from_array(g, chunks=((1,), (1, 1), chunks) if head_first else ((1,), chunks, (2,)))
+    kw = dict(reverse=reverse, cu_seqlens=cu, head_first=head_first, scale=0.5,
+              output_dtype="float32")
+    want = sa.chunk_local_cumsum(g, chunk_size or 3, **kw)
+    np.testing.assert_allclose(sad.chunk_local_cumsum(gd, chunk_size or 3, **kw).compute(),
+                               want, rtol=2 ** -23)  # float32 output: one rounding
+    want = sa.chunk_global_cumsum(g, **kw)
+    np.testing.assert_allclose(sad.chunk_global_cumsum(gd, **kw).compute(), want,
+                               rtol=2 ** -23)
+
+
 def test_scalar_a_broadcasts_and_its_cotangent_is_summed() -> None:
     b = np.arange(1.0, 8.0)
     _, pullback = sa.vjp(sa.linear_scan, (np.float64(0.5), b, None))

@@ -698,6 +698,11 @@ class _Lin:
         return _seg_sums(at_start, self.ax, self.cu if self.cu_given else None)
 
 
+def _kind(v: Any) -> str:
+    """The dtype kind of an array or scalar (a dask array's without computing it)."""
+    return str(v.dtype.kind if hasattr(v, "dtype") else np.asarray(v).dtype.kind)
+
+
 def _op_name(op: Any) -> str:
     name = op
     if not isinstance(op, str):
@@ -845,7 +850,7 @@ def vjp(op: Any, x: Any, axis: Optional[int] = None, **kw: Any
             a_eff = da.exp(a_eff)
         lin = _Lin(a_eff, ax, lkw)
         hp = linear_scan(x[0], x[1], axis, h0=h0, **dict(lkw, inclusive=False))
-        bshape = h.shape if axis is None else np.broadcast_shapes(shapes[0], shapes[1])
+        bshape = np.broadcast_shapes(shapes[0], shapes[1])
 
         def lin_pullback(g: Any) -> Tuple[da.Array, da.Array, Optional[da.Array]]:
             lam, direct = lin.cotangent(_as_like(g, h, ax, axis))
@@ -855,13 +860,14 @@ def vjp(op: Any, x: Any, axis: Optional[int] = None, **kw: Any
             out = []
             for v, shape, src in ((a_bar, shapes[0], x[0]), (lam, shapes[1], x[1])):
                 v = _unbroadcast(v.reshape(bshape) if axis is None else v, shape)
-                real = np.asarray(src).dtype.kind != "c" if not isinstance(src, da.Array) \
-                    else src.dtype.kind != "c"
+                real = _kind(src) != "c"
                 out.append(v.real if real and v.dtype.kind == "c" else v)
             h0_bar = None
             if h0 is not None:
                 hb = lin.h0_bar(lam, direct)
                 h0_bar = _unbroadcast(hb, shapes[2]) if shapes[2] != hb.shape else hb
+                if _kind(h0) != "c" and h0_bar.dtype.kind == "c":
+                    h0_bar = h0_bar.real
             return out[0], out[1], h0_bar
 
         return h, lin_pullback

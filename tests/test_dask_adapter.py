@@ -183,6 +183,18 @@ def test_scalar_a_broadcasts_and_its_cotangent_is_summed() -> None:
     np.testing.assert_allclose(got[1].compute(), want[1], rtol=RTOL)
 
 
+def test_complex_linear_scan_and_flattened_cotangents_keep_their_inputs_shapes() -> None:
+    rng = np.random.default_rng(7)
+    a = rng.uniform(size=(3, 5)) + 0.3j
+    b = rng.normal(size=(3, 5)) + 0j
+    g = rng.normal(size=15) + 1j
+    _, pullback = sa.vjp(sa.linear_scan, (a, b, np.array(2.0)))     # axis=None: flattened
+    _, pullback_d = sad.vjp(sa.linear_scan, (da.from_array(a, chunks=2), b, np.array(2.0)))
+    for want, got in zip(pullback(g), pullback_d(g)):
+        # h0 is real, so is its cotangent; a and b keep their 2-D shapes
+        _check(want, got.compute(), exact=False)
+
+
 def test_segments_on_block_edges_and_empty_segments() -> None:
     x = da.from_array(np.arange(1, 9), chunks=(2, 1, 1, 4))   # block edges at 2, 3, 4
     cu = [0, 2, 2, 3, 6, 8]   # on edges, empty, inside a block

@@ -8,5 +8,7 @@ import importlib.util
 collect_ignore = [path for path, module in (("scanad/torch.py", "torch"),
                                             ("docs/torch.md", "torch"),
                                             ("scanad/jax.py", "jax"),
-                                            ("docs/jax.md", "jax"))
+                                            ("docs/jax.md", "jax"),
+                                            ("scanad/dask.py", "dask"),
+                                            ("docs/dask.md", "dask"))
                   if importlib.util.find_spec(module) is None]

@@ -45,6 +45,11 @@ class _Call:
     rt: np.dtype
     kw: Dict[str, Any]
 
+    @property
+    def scanned(self) -> Tuple[int, ...]:
+        """The shape the kernels scan: the rows, flattened with axis None."""
+        return (int(np.prod(self.rows, dtype=np.int64)),) if self.flat else self.rows
+
     def reduce(self, k: int, full: Optional[np.ndarray]) -> Optional[np.ndarray]:
         """A cotangent over the rows (k 0, 1) or the state shape (k 2) summed
         back to input k's shape and dtype."""
@@ -132,11 +137,10 @@ def prepare(primals: Any, kwargs: Dict[str, Any], what: str) -> _Call:
     return _Call(A, B, H0, shapes, dtypes, tuple(rows), flat, axis, rt, dict(kwargs))
 
 
-def _state_shape(c: _Call, y_final: Optional[np.ndarray]) -> Tuple[int, ...]:
-    if y_final is not None:
-        return tuple(y_final.shape)
-    rows = (int(np.prod(c.rows, dtype=np.int64)),) if c.flat else c.rows
-    rest = tuple(n for d, n in enumerate(rows) if d != c.axis)
+def _state_shape(c: _Call) -> Tuple[int, ...]:
+    """The shape of a state (h0, h_final): one per segment, then the rows
+    without the axis."""
+    rest = tuple(n for d, n in enumerate(c.scanned) if d != c.axis)
     cu = c.kw.get("cu_seqlens")
     return ((len(np.asarray(cu)) - 1,) if cu is not None else ()) + rest
 
@@ -147,8 +151,7 @@ def _empty_segments(c: _Call) -> Optional[np.ndarray]:
     if cu is not None:
         empty = np.diff(np.asarray(cu)) == 0
         return empty if empty.any() else None
-    rows = (int(np.prod(c.rows, dtype=np.int64)),) if c.flat else c.rows
-    return np.array(True) if rows[c.axis] == 0 else None
+    return np.array(True) if c.scanned[c.axis] == 0 else None
 
 
 def _forward(c: _Call, inclusive: bool) -> np.ndarray:
@@ -175,8 +178,7 @@ def _kernel_vjp(c: _Call, y: np.ndarray, g: np.ndarray, g_final: Optional[np.nda
     return ab, bb, h0b
 
 
-def _cotangents(c: _Call, g: Any, y: np.ndarray, y_final: Optional[np.ndarray], what: str
-                ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+def _cotangents(c: _Call, g: Any, what: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """g (and g_final with return_final) checked against the outputs."""
     g_final = None
     if c.kw.get("return_final", False):
@@ -185,7 +187,7 @@ def _cotangents(c: _Call, g: Any, y: np.ndarray, y_final: Optional[np.ndarray], 
                             f"be a pair (g, g_final) (g_final may be None); got "
                             f"{type(g).__name__}")
         g, g_final = g
-    shape = y.shape if not c.flat else (int(np.prod(c.rows, dtype=np.int64)),)
+    shape = c.scanned
     # (None, g_final): a cotangent of the final state alone
     g = np.zeros(shape, c.rt) if g is None else np.asarray(g)
     if g.shape != shape:
@@ -194,7 +196,7 @@ def _cotangents(c: _Call, g: Any, y: np.ndarray, y_final: Optional[np.ndarray], 
     gf = None
     if g_final is not None:
         gf = np.asarray(g_final)
-        fshape = _state_shape(c, y_final)
+        fshape = _state_shape(c)
         if gf.shape != fshape:
             raise ValueError(f"{what} of linear_scan: the cotangent g_final must have the final "
                              f"state's shape {fshape}; got {gf.shape}")
@@ -235,7 +237,7 @@ def vjp(primals: Any, kwargs: Dict[str, Any]) -> Any:
     y = (h, hf) if want_final else h
 
     def pullback(g: Any) -> Tuple[Any, ...]:
-        gv, gf = _cotangents(c, g, h, hf, "vjp")
+        gv, gf = _cotangents(c, g, "vjp")
 
         def run(take: Callable[[Any], Any]) -> Tuple[Any, ...]:
             ab, bb, h0b = _kernel_vjp(c, h, take(gv), take(gf), inclusive)
@@ -297,17 +299,16 @@ def jvp(primals: Any, tangents: Any, kwargs: Dict[str, Any]) -> Any:
     inclusive = c.kw.get("inclusive", True)
     want_final = c.kw.get("return_final", False)
 
-    def run(take: Callable[[Any], Any]) -> Tuple[Any, ...]:
-        return _kernel_jvp(c, [take(t) for t in ts], inclusive, want_final)
+    primal: List[Any] = []  # (h, h_final), from the first run: not linear in the tangents
 
-    if _is_complex(*ts) and c.rt.kind != "c":
-        re = run(lambda v: None if v is None else np.ascontiguousarray(np.real(v)))
-        im = run(lambda v: None if v is None else np.ascontiguousarray(np.imag(v)))
-        h, hf = re[0], re[2]
-        hd = re[1] + 1j * im[1]
-        hdf = None if re[3] is None else re[3] + 1j * im[3]
-    else:
-        h, hd, hf, hdf = run(lambda v: v)
+    def run(take: Callable[[Any], Any]) -> Tuple[Any, ...]:
+        h, hd, hf, hdf = _kernel_jvp(c, [take(t) for t in ts], inclusive, want_final)
+        if not primal:
+            primal.extend((h, hf))
+        return hd, hdf
+
+    hd, hdf = _real_parts(run, _is_complex(*ts), c.rt.kind != "c")
+    h, hf = primal
     if want_final:
         return (h, hf), (hd, hdf)
     return h, hd
@@ -347,15 +348,11 @@ def vjp_jvp(primals: Any, g: Any, tangents: Any, g_dot: Any, kwargs: Dict[str, A
     if c.rt.kind != "c" and _is_complex(*ts):
         raise TypeError("vjp_jvp of linear_scan: the tangents of real primals must be real")
     reverse, inclusive, log_a = c.args()
-    want_final = c.kw.get("return_final", False)
     # the states before each step and their tangents (the exclusive JVP)
     hp, hpd, _, _ = _kernel_jvp(c, ts, False, False)
     y = hp if not inclusive else _forward(c, True)
-    y_final = None
-    if want_final:
-        y_final = np.empty(_state_shape(c, None), c.rt)
-    gv, gf = _cotangents(c, g, y, y_final, "vjp_jvp")
-    gdv, gdf = (None, None) if g_dot is None else _cotangents(c, g_dot, y, y_final, "vjp_jvp")
+    gv, gf = _cotangents(c, g, "vjp_jvp")
+    gdv, gdf = (None, None) if g_dot is None else _cotangents(c, g_dot, "vjp_jvp")
     ad = _rows_tangent(c, ts[0])
 
     def run(take: Callable[[Any], Any]) -> Tuple[Tuple[Any, ...], Tuple[Any, ...]]:
@@ -393,9 +390,9 @@ def vjp_jvp(primals: Any, g: Any, tangents: Any, g_dot: Any, kwargs: Dict[str, A
 def hvp(primals: Any, tangents: Any, cotangent: Any, kwargs: Dict[str, Any]) -> Any:
     if cotangent is None:
         c = prepare(primals, kwargs, "hvp")
-        h = np.ones(c.rows if not c.flat else (int(np.prod(c.rows, dtype=np.int64)),), c.rt)
+        h = np.ones(c.scanned, c.rt)
         if kwargs.get("return_final", False):
-            cotangent = (h, np.ones(_state_shape(c, None), c.rt))
+            cotangent = (h, np.ones(_state_shape(c), c.rt))
         else:
             cotangent = h
     return vjp_jvp(primals, cotangent, tangents, None, kwargs)[1]

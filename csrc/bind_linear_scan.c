@@ -182,11 +182,13 @@ static PyArrayObject *ls_new_rows(ls_layout *L)
     return (PyArrayObject *)PyArray_Empty(L->nd, L->shape, d, 0); /* steals d */
 }
 
-/* Runs cell over operands: rows (full shape, NULL: absent) then states
- * (state shape: their dims spread over the rows', the axis at stride 0, the
- * segment dim as seg_stride), lanes decided by operand lane. */
-static int ls_run(const ls_layout *L, const scan_cell *cell, PyArrayObject *const *ops, int nrows,
-                  int nops, int lane, int reverse, int inclusive)
+/* Runs cell over operands (NULL: absent) of the rows' full shape, or, for
+ * those whose bit is set in states, of the state shape: their dims spread
+ * over the rows', the axis at stride 0, the segment dim as seg_stride.
+ * Operand lane decides the lanes. */
+#define LS_STATE(states, k) (((states) >> (k)) & 1u)
+static int ls_run(const ls_layout *L, const scan_cell *cell, PyArrayObject *const *ops,
+                  unsigned states, int nops, int lane, int reverse, int inclusive)
 {
     scan_problem p;
     int64_t pshape[SCAN_MAX_DIMS], strides[SCAN_MAX_OPERANDS][SCAN_MAX_DIMS];
@@ -204,9 +206,10 @@ static int ls_run(const ls_layout *L, const scan_cell *cell, PyArrayObject *cons
             continue;
         p.data[k] = PyArray_BYTES(s);
         for (int d = 0; d < L->nd; d++)
-            strides[k][d] = k < nrows ? PyArray_STRIDE(s, d) : d == L->axis ? 0 : PyArray_STRIDE(s, f++);
+            strides[k][d] = !LS_STATE(states, k) ? PyArray_STRIDE(s, d)
+                            : d == L->axis ? 0 : PyArray_STRIDE(s, f++);
         p.strides[k] = strides[k];
-        p.seg_stride[k] = k >= nrows && L->seg.seg != NULL ? PyArray_STRIDE(s, 0) : 0;
+        p.seg_stride[k] = LS_STATE(states, k) && L->seg.seg != NULL ? PyArray_STRIDE(s, 0) : 0;
     }
     p.reverse = reverse;
     p.inclusive = inclusive;
@@ -283,7 +286,7 @@ PyObject *py_linear_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         goto done;
     {
         PyArrayObject *ops[5] = {av, bv, h, h0v, hf};
-        if (ls_run(&L, &linear_cells(L.dt)[2 * MODE_FORWARD + lg], ops, 3, 5, 2, reverse, inclusive) < 0)
+        if (ls_run(&L, &linear_cells(L.dt)[2 * MODE_FORWARD + lg], ops, 3u << 3, 5, 2, reverse, inclusive) < 0)
             goto done;
     }
     if (deliver_out(out, &h) < 0)
@@ -377,7 +380,7 @@ PyObject *py_linear_scan_jvp(PyObject *self, PyObject *const *args, Py_ssize_t n
         goto done;
     {
         PyArrayObject *ops[10] = {av, bv, adv, bdv, h, hd, h0v, h0dv, hf, hdf};
-        if (ls_run(&L, &linear_cells(L.dt)[2 * MODE_JVP + lg], ops, 6, 10, 4, reverse, inclusive) < 0)
+        if (ls_run(&L, &linear_cells(L.dt)[2 * MODE_JVP + lg], ops, 15u << 6, 10, 4, reverse, inclusive) < 0)
             goto done;
     }
     result = Py_BuildValue("(OOOO)", h, hd, hf != NULL ? (PyObject *)hf : Py_None,
@@ -402,25 +405,28 @@ done:
 }
 
 /* linear_scan_vjp(a, y, h0, g, g_final, axis, reverse, inclusive, log_a, dtype,
- *                 cu_seqlens, chunk_size) -> (a_bar, b_bar, h0_bar)
- * y: the forward's output (the rows' shape) with the same flags; a_bar and
- * b_bar have the rows' shape and h0_bar the state shape (None without h0):
- * the caller sums them to the inputs' shapes.  g_final may be None. */
+ *                 cu_seqlens, chunk_size, sum_a) -> (a_bar, b_bar, h0_bar)
+ * y: the forward's output (the rows' shape) with the same flags; b_bar has
+ * the rows' shape and h0_bar the state shape (None without h0); a_bar the
+ * rows' shape, or with sum_a, where a is constant along the axis, the state
+ * shape (summed along the axis in the kernel): the caller sums them to the
+ * inputs' shapes.  g_final may be None. */
 PyObject *py_linear_scan_vjp(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     ls_layout L = {.name = "linear_scan"};
-    int reverse, inclusive, lg;
+    int reverse, inclusive, lg, sum_a;
+    unsigned states = 7u << 5;
     PyArrayObject *in[LS_DERIV_ARRAYS] = {NULL};
     PyArrayObject *y = NULL, *av = NULL, *gv = NULL, *h0v = NULL, *gfv = NULL;
     PyArrayObject *ab = NULL, *bb = NULL, *h0b = NULL;
     PyObject *result = NULL;
     (void)self;
-    if (nargs != 12) {
-        PyErr_SetString(PyExc_TypeError, "linear_scan_vjp() takes 12 positional arguments");
+    if (nargs != 13) {
+        PyErr_SetString(PyExc_TypeError, "linear_scan_vjp() takes 13 positional arguments");
         return NULL;
     }
     if (parse_flag(args[6], &reverse) < 0 || parse_flag(args[7], &inclusive) < 0 ||
-        parse_flag(args[8], &lg) < 0 || ls_dtype(&L, args[9]) < 0)
+        parse_flag(args[8], &lg) < 0 || parse_flag(args[12], &sum_a) < 0 || ls_dtype(&L, args[9]) < 0)
         return NULL;
     if ((y = ls_operand(args[1], L.typenum)) == NULL)
         goto done;
@@ -443,11 +449,15 @@ PyObject *py_linear_scan_vjp(PyObject *self, PyObject *const *args, Py_ssize_t n
     if (args[4] != Py_None &&
         ((in[3] = ls_operand(args[4], L.typenum)) == NULL || (gfv = ls_state(&L, "g_final", in[3])) == NULL))
         goto done;
-    if ((ab = ls_new_rows(&L)) == NULL || (bb = ls_new_rows(&L)) == NULL)
+    /* a constant along the axis: its cotangent summed along it per lane */
+    sum_a = sum_a && PyArray_STRIDE(av, L.axis) == 0;
+    if (sum_a)
+        states |= 1u << 3;
+    if ((ab = sum_a ? ls_new_state(&L, NULL) : ls_new_rows(&L)) == NULL || (bb = ls_new_rows(&L)) == NULL)
         goto done;
     {
         PyArrayObject *ops[8] = {av, y, gv, ab, bb, h0v, gfv, h0b};
-        if (ls_run(&L, &linear_cells(L.dt)[2 * MODE_VJP + lg], ops, 5, 8, 4, reverse, inclusive) < 0)
+        if (ls_run(&L, &linear_cells(L.dt)[2 * MODE_VJP + lg], ops, states, 8, 4, reverse, inclusive) < 0)
             goto done;
     }
     result = Py_BuildValue("(OOO)", ab, bb, h0b != NULL ? (PyObject *)h0b : Py_None);

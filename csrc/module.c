@@ -536,7 +536,7 @@ static PyMethodDef methods[] = {
      "linear_scan_jvp(a, b, h0, a_dot, b_dot, h0_dot, axis, reverse, inclusive, log_a, return_final, dtype, "
      "cu_seqlens, chunk_size) -> (h, h_dot, h_final, h_dot_final)"},
     {"linear_scan_vjp", (PyCFunction)(void (*)(void))py_linear_scan_vjp, METH_FASTCALL,
-     "linear_scan_vjp(a, y, h0, g, g_final, axis, reverse, inclusive, log_a, dtype, cu_seqlens, chunk_size) "
+     "linear_scan_vjp(a, y, h0, g, g_final, axis, reverse, inclusive, log_a, dtype, cu_seqlens, chunk_size, sum_a) "
      "-> (a_bar, b_bar, h0_bar) over the rows' and the state's shapes"},
     {"build_info", py_build_info, METH_NOARGS, "the kernel variant chosen at import and the build"},
     {"set_num_threads", py_set_num_threads, METH_O, "set the number of kernel threads"},

@@ -56,7 +56,9 @@ class _Call:
         if full is None:
             return None
         if k < 2 and self.flat:
-            full = full.reshape(self.rows)
+            # a_bar summed in the kernel has one element
+            n = int(np.prod(self.rows, dtype=np.int64))
+            full = full.reshape(self.rows if full.size == n else (1,) * len(self.rows))
         out = _sum_to(full, self.shapes[k])
         dtype = self.dtypes[k]
         if dtype.kind != "c" and out.dtype.kind == "c":
@@ -163,12 +165,17 @@ def _forward(c: _Call, inclusive: bool) -> np.ndarray:
 
 
 def _kernel_vjp(c: _Call, y: np.ndarray, g: np.ndarray, g_final: Optional[np.ndarray],
-                inclusive: bool) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
-    """(a_bar, b_bar, h0_bar) over the rows and the state shape."""
+                inclusive: bool, sum_a: bool = False
+                ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """(a_bar, b_bar, h0_bar) over the rows and the state shape.  With sum_a,
+    an a constant along the axis gets a_bar summed along it in the kernel
+    (then with 1 at the axis), which saves writing it whole."""
     reverse, _, log_a = c.args()
     cu, chunk = c.segments()
     ab, bb, h0b = _C.linear_scan_vjp(c.a, y, c.h0, g, g_final, c.axis, reverse, inclusive, log_a,
-                                     c.rt, cu, chunk)
+                                     c.rt, cu, chunk, sum_a)
+    if ab.shape != y.shape:
+        ab = np.expand_dims(ab.sum(axis=0) if cu is not None else ab, c.axis)
     if h0b is not None and g_final is not None:
         empty = _empty_segments(c)
         if empty is not None:
@@ -240,7 +247,7 @@ def vjp(primals: Any, kwargs: Dict[str, Any]) -> Any:
         gv, gf = _cotangents(c, g, "vjp")
 
         def run(take: Callable[[Any], Any]) -> Tuple[Any, ...]:
-            ab, bb, h0b = _kernel_vjp(c, h, take(gv), take(gf), inclusive)
+            ab, bb, h0b = _kernel_vjp(c, h, take(gv), take(gf), inclusive, sum_a=True)
             return ab, bb, h0b
 
         full = _real_parts(run, _is_complex(gv, gf), c.rt.kind != "c")

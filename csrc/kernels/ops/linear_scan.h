@@ -390,13 +390,12 @@ static void KN(linear_jvp_line_)(const scan_block *b, const int lg)
  * lg times conj(a_t)), and the carry to the row before: conj(a_t) lambda,
  * plus g_t when the outputs are exclusive (output t is h_{t-1}).  A zero
  * a_t cuts the carry, as it resets the state. */
-SCAN_INLINE void KN(linear_vjp_row_)(const scan_block *b, A *L, int64_t w, const char *x, int64_t la,
+SCAN_INLINE void KN(linear_vjp_row_)(A *AB, A *L, int64_t w, const char *x, int64_t la,
                                      const char *hp, int64_t lhp, const char *g, int64_t lg_,
                                      char *ab, int64_t lab, char *bb, int64_t lbb, const int incl,
                                      const int lg)
 {
     LS_NO_CONTRACT
-    (void)b;
     for (int64_t l = 0; l < w; l++) {
         A av = LD(x + l * la);
         if (lg)
@@ -407,7 +406,10 @@ SCAN_INLINE void KN(linear_vjp_row_)(const scan_block *b, A *L, int64_t w, const
         if (lg)
             abar = CONJMUL(av, abar);
         ST(bb + l * lbb, lam);
-        ST(ab + l * lab, abar);
+        if (AB != NULL)
+            AB[l] = ADD(AB[l], abar);
+        else
+            ST(ab + l * lab, abar);
         const A carry = av == ZERO ? ZERO : CONJMUL(av, lam);
         L[l] = incl ? carry : ADD(carry, gv);
     }
@@ -435,8 +437,13 @@ SCAN_INLINE void KN(linear_vjp_panel_)(const scan_block *b, int64_t l0, int64_t 
     T zero;
     memset(&zero, 0, sizeof(zero));
     STATE(A, L, 0);
-    for (int64_t l = 0; l < w; l++)
+    /* a_bar with step 0 (a constant along the axis): summed per lane */
+    STATE(A, ABS, 1);
+    A *const AB = b->step[3] == 0 ? ABS : NULL;
+    for (int64_t l = 0; l < w; l++) {
         L[l] = b->ptr[6] != NULL && b->last ? LD(b->ptr[6] + (l0 + l) * b->lane[6]) : ZERO;
+        ABS[l] = ZERO;
+    }
     for (int64_t r = last; r >= 0; r--) {
         const char *hp = y;
         int64_t lhp = ly;
@@ -450,11 +457,11 @@ SCAN_INLINE void KN(linear_vjp_panel_)(const scan_block *b, int64_t l0, int64_t 
             lhp = 0;
         }
         if (incl && r > 0)
-            KN(linear_vjp_row_)(b, L, w, x, la, hp, ly, g, lgv, ab, lab, bb, lbb, 1, lg);
+            KN(linear_vjp_row_)(AB, L, w, x, la, hp, ly, g, lgv, ab, lab, bb, lbb, 1, lg);
         else if (incl)
-            KN(linear_vjp_row_)(b, L, w, x, la, hp, lhp, g, lgv, ab, lab, bb, lbb, 1, lg);
+            KN(linear_vjp_row_)(AB, L, w, x, la, hp, lhp, g, lgv, ab, lab, bb, lbb, 1, lg);
         else
-            KN(linear_vjp_row_)(b, L, w, x, la, hp, ly, g, lgv, ab, lab, bb, lbb, 0, lg);
+            KN(linear_vjp_row_)(AB, L, w, x, la, hp, ly, g, lgv, ab, lab, bb, lbb, 0, lg);
         x -= b->step[0];
         y -= b->step[1];
         g -= b->step[2];
@@ -466,6 +473,11 @@ SCAN_INLINE void KN(linear_vjp_panel_)(const scan_block *b, int64_t l0, int64_t 
             char *p = b->ptr[7] + (l0 + l) * b->lane[7];
             ST(p, ADD(LD(p), L[l]));
         }
+    if (AB != NULL)
+        for (int64_t l = 0; l < w; l++) {
+            char *p = b->ptr[3] + (l0 + l) * b->lane[3];
+            ST(p, ADD(LD(p), AB[l]));
+        }
 }
 
 /* the lanes of a block by panels; c: a contiguous row layout of every
@@ -476,8 +488,9 @@ SCAN_INLINE void KN(linear_vjp_panel_)(const scan_block *b, int64_t l0, int64_t 
         const int64_t sz = (int64_t)sizeof(T);                                             \
         int rows = 1, amode = 1;                                                           \
         for (int k = 1; k < (nrow); k++)                                                   \
-            rows &= b->ptr[k] == NULL || b->lane[k] == sz || (k == 2 && (broadcast_ok) &&  \
-                                                              b->lane[k] == b->lane[0]);   \
+            rows &= b->ptr[k] == NULL || b->lane[k] == sz ||                              \
+                    (k == 2 && (broadcast_ok) && b->lane[k] == b->lane[0]) ||              \
+                    (k == 3 && !(broadcast_ok) && b->step[k] == 0); /* a_bar summed */     \
         amode = b->lane[0] == 0 && (!(broadcast_ok) || b->ptr[2] == NULL || b->lane[2] == 0); \
         if (b->m == 1) {                                                                   \
             if (!LS_LINE_OF(panel, b, lg))                                                 \

@@ -173,7 +173,7 @@ def _kernel_vjp(c: _Call, y: np.ndarray, g: np.ndarray, g_final: Optional[np.nda
     reverse, _, log_a = c.args()
     cu, chunk = c.segments()
     ab, bb, h0b = _C.linear_scan_vjp(c.a, y, c.h0, g, g_final, c.axis, reverse, inclusive, log_a,
-                                     c.rt, cu, chunk, sum_a)
+                                     c.rt, cu, chunk, sum_a and y.size > 0)
     if ab.shape != y.shape:
         ab = np.expand_dims(ab.sum(axis=0) if cu is not None else ab, c.axis)
     if h0b is not None and g_final is not None:

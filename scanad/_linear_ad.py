@@ -164,6 +164,17 @@ def _forward(c: _Call, inclusive: bool) -> np.ndarray:
     return np.asarray(h)
 
 
+def _a_broadcast_on_axis(c: _Call) -> bool:
+    """Whether a's own shape is broadcast along the axis (absent or 1 there):
+    then its cotangent is the sum along it.  An a given at full size is one
+    input per position, even when its strides repeat one value."""
+    shape = c.shapes[0]
+    if c.flat:
+        return int(np.prod(shape, dtype=np.int64)) == 1
+    d = c.axis - (len(c.rows) - len(shape))
+    return d < 0 or shape[d] == 1
+
+
 def _kernel_vjp(c: _Call, y: np.ndarray, g: np.ndarray, g_final: Optional[np.ndarray],
                 inclusive: bool, sum_a: bool = False
                 ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
@@ -247,7 +258,8 @@ def vjp(primals: Any, kwargs: Dict[str, Any]) -> Any:
         gv, gf = _cotangents(c, g, "vjp")
 
         def run(take: Callable[[Any], Any]) -> Tuple[Any, ...]:
-            ab, bb, h0b = _kernel_vjp(c, h, take(gv), take(gf), inclusive, sum_a=True)
+            ab, bb, h0b = _kernel_vjp(c, h, take(gv), take(gf), inclusive,
+                                      sum_a=_a_broadcast_on_axis(c))
             return ab, bb, h0b
 
         full = _real_parts(run, _is_complex(gv, gf), c.rt.kind != "c")

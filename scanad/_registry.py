@@ -105,13 +105,17 @@ def _chunk_spec(name: str, options: Tuple[str, ...]) -> OpSpec:
     fn = getattr(_chunk, name)
 
     def jvp_rule(x: np.ndarray, t: np.ndarray, kw: Dict[str, Any]) -> Tuple[np.ndarray, np.ndarray]:
-        return fn(x, **kw), fn(t, **{**kw, "output_dtype": x.dtype})
+        y = fn(x, **kw)
+        # the tangent lives where y does: output_dtype, not x's dtype
+        return y, fn(t, **{**kw, "output_dtype": y.dtype})
 
     def vjp_rule(x: np.ndarray, y: np.ndarray, g: np.ndarray, kw: Dict[str, Any]) -> np.ndarray:
         # the transpose of a (scaled, segmented) cumsum is the same cumsum run
-        # the other way with the same segments and scale
+        # the other way with the same segments and scale; a float g (say in a
+        # wider output_dtype) is summed as it is and rounded to x's dtype once
         flipped = {**kw, "reverse": not kw.get("reverse", False), "output_dtype": x.dtype}
-        return fn(np.asarray(g, dtype=x.dtype), **flipped)
+        g = np.asarray(g)
+        return fn(g if g.dtype.name in _chunk.DTYPES else g.astype(x.dtype), **flipped)
 
     def vjp_jvp_rule(x: np.ndarray, t: np.ndarray, g: np.ndarray, g_dot: Optional[np.ndarray],
                      kw: Dict[str, Any]) -> Tuple[np.ndarray, np.ndarray]:

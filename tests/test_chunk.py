@@ -619,6 +619,28 @@ def test_check_grads(case):
     sa.check_grads(_op(kind), x, **_kw(kind, chunk, cu, hf, rev, scale))
 
 
+@pytest.mark.parametrize("kind", ["local", "global"])
+def test_derivatives_of_a_wider_output_dtype(kind):
+    # float16 x, float32 output: the tangent is a float32 result like y, and a
+    # float32 cotangent is summed as it is, rounded to float16 once.  The
+    # values 1 + k/4096 are exact in float32 but not in float16 (11 bits), so
+    # rounding each cotangent first would give other sums.
+    T = 64
+    k = np.arange(T, dtype=np.float64)
+    x = np.ones((1, T, 1), np.float16)
+    g = (1 + k / 4096).astype(np.float32).reshape(1, T, 1)
+    kw = dict(output_dtype=np.float32, reverse=False)
+    if kind == "local":
+        kw["chunk_size"] = 16
+    y, y_dot = sa.jvp(_op(kind), x, x, **kw)
+    assert y.dtype == y_dot.dtype == np.float32
+    _, pullback = sa.vjp(_op(kind), x, **kw)
+    x_bar = pullback(g)
+    assert x_bar.dtype == np.float16
+    want = _op(kind)(g.astype(np.float64), **{**kw, "reverse": True, "output_dtype": None})
+    np.testing.assert_array_equal(x_bar, want.astype(np.float16))
+
+
 def test_derivatives_softmax_scale_and_float32():
     rng = np.random.default_rng(24)
     x = rng.standard_normal((1, 40, 3)).astype(np.float32)

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_linear_scan import _rand
 
 import scanad as sa
 
@@ -201,14 +202,6 @@ def _strided(x: np.ndarray) -> np.ndarray:
     v = base[sl]
     assert all(s < 0 for s in v.strides) and np.array_equal(v, x)
     return v
-
-
-def _rand(rng: np.random.Generator, shape: Any, dtype: Any, lo: float = -1.0,
-          hi: float = 1.0) -> np.ndarray:
-    x = rng.uniform(lo, hi, shape)
-    if np.dtype(dtype).kind == "c":
-        x = x + 1j * rng.uniform(lo, hi, shape)
-    return np.asarray(x).astype(dtype)
 
 
 class Case:

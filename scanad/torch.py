@@ -369,7 +369,26 @@ def _no_third_order(name: str) -> RuntimeError:
     return RuntimeError(_THIRD_ORDER.format(name=name))
 
 
-class _VjpJvp(torch.autograd.Function):
+class _SecondOrder(torch.autograd.Function):
+    """Base of the second-order Functions (and the autograd of their custom
+    ops): scanad has no third-order kernels, so differentiating one of them
+    again, by backward or forward mode, raises."""
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+        # the op's name is the one str among the inputs; linear_scan's take none
+        ctx.name = next((v for v in inputs if isinstance(v, str)), "linear_scan")
+
+    @staticmethod
+    def backward(ctx: Any, *_: Any) -> Any:
+        raise _no_third_order(ctx.name)
+
+    @staticmethod
+    def jvp(ctx: Any, *_: Any) -> Any:
+        raise _no_third_order(ctx.name)
+
+
+class _VjpJvp(_SecondOrder):
     """The JVP of the pullback, x_bar_dot = vjp_jvp(x, g, t, g_dot): second order."""
 
     @staticmethod
@@ -380,18 +399,6 @@ class _VjpJvp(torch.autograd.Function):
         return _as_tensor(out).to(x.dtype)
 
     @staticmethod
-    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
-        ctx.name = inputs[4]
-
-    @staticmethod
-    def backward(ctx: Any, *_: Any) -> Any:
-        raise _no_third_order(ctx.name)
-
-    @staticmethod
-    def jvp(ctx: Any, *_: Any) -> Any:
-        raise _no_third_order(ctx.name)
-
-    @staticmethod
     def vmap(info: Any, in_dims: Tuple[Any, ...], x: Tensor, g: Tensor, t: Tensor,
              g_dot: Optional[Tensor], name: str, kw: Kw) -> Tuple[Tensor, int]:
         b = _Batch(name, kw, x, in_dims[0], info.batch_size)
@@ -400,24 +407,12 @@ class _VjpJvp(torch.autograd.Function):
         return b.take(out, True), 0
 
 
-class _JvpJvp(torch.autograd.Function):
+class _JvpJvp(_SecondOrder):
     """The second derivative of cumprod along s and t (forward over forward)."""
 
     @staticmethod
     def forward(x: Tensor, s: Tensor, t: Tensor, name: str, kw: Kw) -> Tensor:
         return _as_tensor(_cumprod_jvp_jvp(_as_numpy(x), _as_numpy(s), _as_numpy(t), kw))
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
-        ctx.name = inputs[3]
-
-    @staticmethod
-    def backward(ctx: Any, *_: Any) -> Any:
-        raise _no_third_order(ctx.name)
-
-    @staticmethod
-    def jvp(ctx: Any, *_: Any) -> Any:
-        raise _no_third_order(ctx.name)
 
     @staticmethod
     def vmap(info: Any, in_dims: Tuple[Any, ...], x: Tensor, s: Tensor, t: Tensor, name: str,
@@ -692,7 +687,7 @@ class _LJvp(torch.autograd.Function):
         return bt.take_out(out)
 
 
-class _LVjpJvp(torch.autograd.Function):
+class _LVjpJvp(_SecondOrder):
     """The JVP of the pullback along (a_dot, b_dot, h0_dot) and (g_dot, g_final_dot)."""
 
     @staticmethod
@@ -703,18 +698,6 @@ class _LVjpJvp(torch.autograd.Function):
             _ls_call(a, b, h0), _ls_cot(kw, g, gf), _ls_tangents(a_dot, b_dot, h0_dot),
             _ls_cot_dot(kw, g, g_dot, gf_dot), kw)
         return _ls_triple(x_bar_dot, (a, b, h0))
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
-        pass
-
-    @staticmethod
-    def backward(ctx: Any, *_: Any) -> Any:
-        raise _no_third_order("linear_scan")
-
-    @staticmethod
-    def jvp(ctx: Any, *_: Any) -> Any:
-        raise _no_third_order("linear_scan")
 
     @staticmethod
     def vmap(info: Any, in_dims: Tuple[Any, ...], a: Tensor, b: Tensor, h0: Tensor, g: Tensor,
@@ -730,7 +713,7 @@ class _LVjpJvp(torch.autograd.Function):
         return bt.take_triple(out)
 
 
-class _LJvpJvp(torch.autograd.Function):
+class _LJvpJvp(_SecondOrder):
     """The second derivative of linear_scan along s and t (forward over forward)."""
 
     @staticmethod
@@ -740,18 +723,6 @@ class _LJvpJvp(torch.autograd.Function):
         x = _ls_call(a, b, h0)
         return _ls_outputs(kw, _ls_jvp_jvp(kw, x, _ls_tangents(a_s, b_s, h0_s),
                                            _ls_tangents(a_t, b_t, h0_t)))
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
-        pass
-
-    @staticmethod
-    def backward(ctx: Any, *_: Any) -> Any:
-        raise _no_third_order("linear_scan")
-
-    @staticmethod
-    def jvp(ctx: Any, *_: Any) -> Any:
-        raise _no_third_order("linear_scan")
 
     @staticmethod
     def vmap(info: Any, in_dims: Tuple[Any, ...], a: Tensor, b: Tensor, h0: Tensor,
@@ -1228,14 +1199,6 @@ def _jvp_op_backward(ctx: Any, w: Tensor) -> Tuple[Any, ...]:
     return (gx, gt) + (None,) * 6
 
 
-def _vjp_jvp_op_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
-    ctx.op = inputs[4]
-
-
-def _vjp_jvp_op_backward(ctx: Any, *_: Any) -> Any:
-    raise _no_third_order(ctx.op)
-
-
 def _chunk_op_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
     ctx.dtype, ctx.args = inputs[0].dtype, inputs[1:]
 
@@ -1252,7 +1215,7 @@ _scan_op.register_autograd(_scan_op_backward, setup_context=_save_x_y)
 _scan_indexed_op.register_autograd(_scan_op_backward, setup_context=_save_x_y)
 _vjp_op.register_autograd(_vjp_op_backward, setup_context=_save_two)
 _jvp_op.register_autograd(_jvp_op_backward, setup_context=_save_two)
-_vjp_jvp_op.register_autograd(_vjp_jvp_op_backward, setup_context=_vjp_jvp_op_context)
+_vjp_jvp_op.register_autograd(_SecondOrder.backward, setup_context=_SecondOrder.setup_context)
 _chunk_op.register_autograd(_chunk_op_backward, setup_context=_chunk_op_context)
 
 
@@ -1457,15 +1420,11 @@ def _linear_jvp_op_backward(ctx: Any, w: Tensor, wf: Tensor) -> Tuple[Any, ...]:
     return tuple(grads)
 
 
-def _linear_vjp_jvp_op_backward(ctx: Any, *_: Any) -> Any:
-    raise _no_third_order("linear_scan")
-
-
 _linear_op.register_autograd(_linear_op_backward, setup_context=_linear_op_context)
 _linear_vjp_op.register_autograd(_linear_vjp_op_backward, setup_context=_linear_vjp_op_context)
 _linear_jvp_op.register_autograd(_linear_jvp_op_backward, setup_context=_linear_jvp_op_context)
-_linear_vjp_jvp_op.register_autograd(_linear_vjp_jvp_op_backward,
-                                     setup_context=lambda ctx, inputs, output: None)
+_linear_vjp_jvp_op.register_autograd(_SecondOrder.backward,
+                                     setup_context=_SecondOrder.setup_context)
 
 
 def _lbatch(info: Any, opts: Tuple[Any, ...]) -> Tuple[_LBatch, Tuple[Any, ...]]:

@@ -26,6 +26,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+import torch.autograd.forward_ad as _forward_ad
+from torch._functorch.utils import unwrap_dead_wrappers
 
 from . import _linear_ad
 from ._linear import _result_dtype as _linear_result_dtype
@@ -46,6 +48,9 @@ __all__ = [
 Tensor = torch.Tensor
 Kw = Dict[str, Any]
 
+_functorch_active: Callable[[], bool] = torch._C._are_functorch_transforms_active
+_unwrap_dead: Callable[[Tuple[Any, ...]], Tuple[Any, ...]] = unwrap_dead_wrappers
+
 _INDEXED = ("cummax", "cummin")
 _CHUNKS = ("chunk_local_cumsum", "chunk_global_cumsum")
 # ops whose pullback and JVP do not depend on x (locally: cummax's owners are
@@ -61,28 +66,46 @@ _THIRD_ORDER = ("scanad.torch: third-order derivatives of {name} are not availab
 
 
 def _apply(function: Any, *args: Any) -> Any:
-    """``function.apply(*args)``, typed (torch leaves ``apply`` untyped)."""
-    return function.apply(*args)
+    """``function.apply(*args)``, typed (torch leaves ``apply`` untyped).
+
+    Outside torch.func transforms this skips ``Function.apply``'s
+    ``inspect.signature`` binding, which costs more than the rest of a small
+    call (every call here passes all of forward's arguments, none defaulted),
+    and with nothing to record (grad mode off, no forward-AD level: a plain
+    ``backward`` or ``no_grad``) it runs ``forward`` without a graph node.
+    """
+    if _functorch_active():
+        return function.apply(*args)
+    args = _unwrap_dead(args)
+    if not torch.is_grad_enabled() and _forward_ad._current_level < 0:
+        return function.forward(*args)
+    return super(torch.autograd.Function, function).apply(*args)
 
 
 def _as_numpy(t: Tensor) -> np.ndarray:
     """The tensor's memory as an array: no copy unless t is a conj/neg view."""
-    return t.detach().resolve_conj().resolve_neg().numpy()
+    if t.requires_grad:
+        t = t.detach()
+    if t.is_conj() or t.is_neg():
+        t = t.resolve_conj().resolve_neg()
+    return t.numpy()
 
 
-def _as_tensor(a: Any) -> Tensor:
-    """The array's memory as a tensor, no copy (scanad's results are fresh and writable)."""
+def _as_tensor(a: Any, dtype: Optional[torch.dtype] = None) -> Tensor:
+    """The array's memory as a tensor, no copy (scanad's results are fresh and
+    writable); cast to ``dtype`` only if it differs."""
     a = np.asarray(a)
     if not a.flags.writeable:
         a = a.copy()
-    return torch.from_numpy(a)
+    t = torch.from_numpy(a)
+    return t if dtype is None or t.dtype == dtype else t.to(dtype)
 
 
 def _check_tensor(name: str, arg: str, x: Any) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"scanad.torch.{name}: {arg} must be a torch.Tensor; "
                         f"got {type(x).__name__}")
-    if x.device.type != "cpu":
+    if not x.is_cpu:
         raise TypeError(f"scanad.torch.{name}: {arg} must be a CPU tensor (scanad's kernels "
                         f"run on the CPU); got a tensor on device '{x.device}'")
     if x.dtype == torch.bfloat16:
@@ -267,7 +290,7 @@ class _Vjp(torch.autograd.Function):
     @staticmethod
     def forward(x: Tensor, g: Tensor, y: Optional[Tensor], name: str, kw: Kw) -> Tensor:
         ya = None if y is None else _as_numpy(y)
-        return _as_tensor(_vjp(name, _as_numpy(x), ya, _as_numpy(g), kw)).to(x.dtype)
+        return _as_tensor(_vjp(name, _as_numpy(x), ya, _as_numpy(g), kw), x.dtype)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
@@ -396,7 +419,7 @@ class _VjpJvp(_SecondOrder):
                 kw: Kw) -> Tensor:
         gd = None if g_dot is None else _as_numpy(g_dot)
         out = _vjp_jvp(name, _as_numpy(x), _as_numpy(g), _as_numpy(t), gd, kw)
-        return _as_tensor(out).to(x.dtype)
+        return _as_tensor(out, x.dtype)
 
     @staticmethod
     def vmap(info: Any, in_dims: Tuple[Any, ...], x: Tensor, g: Tensor, t: Tensor,
@@ -464,7 +487,7 @@ def _ls_outputs(kw: Kw, out: Any) -> Any:
 
 def _ls_triple(out: Tuple[Any, ...], like: Tuple[Tensor, ...]) -> Tuple[Tensor, ...]:
     """scanad's (a_bar, b_bar, h0_bar) as tensors in the inputs' dtypes."""
-    return tuple(_as_tensor(v).to(x.dtype) for v, x in zip(out, like))
+    return tuple(_as_tensor(v, x.dtype) for v, x in zip(out, like))
 
 
 def _ls_jvp_jvp(kw: Kw, x: Tuple[np.ndarray, ...], s: Tuple[Optional[np.ndarray], ...],
@@ -1072,7 +1095,7 @@ def _vjp_op(x: Tensor, g: Tensor, y: Optional[Tensor], op: str, dim: Optional[in
             chunk_size: Optional[int]) -> Tensor:
     kw = _scan_kw(dim, reverse, inclusive, cu_seqlens, chunk_size)
     ya = None if y is None else _as_numpy(y)
-    return _as_tensor(_vjp(op, _as_numpy(x), ya, _as_numpy(g), kw)).to(x.dtype)
+    return _as_tensor(_vjp(op, _as_numpy(x), ya, _as_numpy(g), kw), x.dtype)
 
 
 @torch.library.custom_op("scanad::scan_jvp", mutates_args=(),
@@ -1092,7 +1115,7 @@ def _vjp_jvp_op(x: Tensor, g: Tensor, t: Tensor, g_dot: Optional[Tensor], op: st
     kw = _scan_kw(dim, reverse, inclusive, cu_seqlens, chunk_size)
     gd = None if g_dot is None else _as_numpy(g_dot)
     out = _vjp_jvp(op, _as_numpy(x), _as_numpy(g), _as_numpy(t), gd, kw)
-    return _as_tensor(out).to(x.dtype)
+    return _as_tensor(out, x.dtype)
 
 
 @torch.library.custom_op(

@@ -1,7 +1,7 @@
 """scanad benchmark runner: writes benchmarks/results.md (and results.png).
 
-    python benchmarks/run.py [--quick] [--headline] [--linear] [--threads N] [--ops cumsum,cummax]
-                             [--out PATH] [--plot PATH] [--readme README.md]
+    python benchmarks/run.py [--quick] [--headline] [--linear] [--adapters] [--threads N]
+                             [--ops cumsum,cummax] [--out PATH] [--plot PATH] [--readme README.md]
 
 Every table in results.md comes from one run of this script; nothing in it is
 edited by hand.  Each scan is timed against ``np.copyto`` of the same array,
@@ -15,6 +15,7 @@ Timings are reported, never asserted.
              printed; results.md and the plot are left alone.
 --linear     only the linear_scan and the adapter tables, printed; results.md
              and the plot are left alone.
+--adapters   only the adapter table (scanad.torch, scanad.jax), printed.
 --readme F   also write the headline table into F between the lines
              '<!-- headline:begin -->' and '<!-- headline:end -->'.
 --quick      tiny shapes, a smoke test of every table in seconds; writes to the
@@ -705,6 +706,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--headline", action="store_true", help="only the README's table, printed")
     p.add_argument("--linear", action="store_true",
                    help="only the linear_scan and adapter tables, printed")
+    p.add_argument("--adapters", action="store_true", help="only the adapter table, printed")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--ops", default=",".join(SCANS))
     p.add_argument("--out", default=None,
@@ -748,9 +750,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             replace_headline(args.readme, table)
         return 0
 
-    if args.linear:
-        print()
-        linear_table(args.quick)
+    if args.linear or args.adapters:
+        if args.linear:
+            print()
+            linear_table(args.quick)
         print()
         adapter_table(args.quick)
         return 0

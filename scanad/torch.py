@@ -26,6 +26,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+import torch.autograd.forward_ad as _forward_ad
+from torch._functorch.utils import unwrap_dead_wrappers
 
 from . import _linear_ad
 from ._linear import _result_dtype as _linear_result_dtype
@@ -46,6 +48,9 @@ __all__ = [
 Tensor = torch.Tensor
 Kw = Dict[str, Any]
 
+_functorch_active: Callable[[], bool] = torch._C._are_functorch_transforms_active
+_unwrap_dead: Callable[[Tuple[Any, ...]], Tuple[Any, ...]] = unwrap_dead_wrappers
+
 _INDEXED = ("cummax", "cummin")
 _CHUNKS = ("chunk_local_cumsum", "chunk_global_cumsum")
 # ops whose pullback and JVP do not depend on x (locally: cummax's owners are
@@ -61,28 +66,46 @@ _THIRD_ORDER = ("scanad.torch: third-order derivatives of {name} are not availab
 
 
 def _apply(function: Any, *args: Any) -> Any:
-    """``function.apply(*args)``, typed (torch leaves ``apply`` untyped)."""
-    return function.apply(*args)
+    """``function.apply(*args)``, typed (torch leaves ``apply`` untyped).
+
+    Outside torch.func transforms this skips ``Function.apply``'s
+    ``inspect.signature`` binding, which costs more than the rest of a small
+    call (every call here passes all of forward's arguments, none defaulted),
+    and with nothing to record (grad mode off, no forward-AD level: a plain
+    ``backward`` or ``no_grad``) it runs ``forward`` without a graph node.
+    """
+    if _functorch_active():
+        return function.apply(*args)
+    args = _unwrap_dead(args)
+    if not torch.is_grad_enabled() and _forward_ad._current_level < 0:
+        return function.forward(*args)
+    return super(torch.autograd.Function, function).apply(*args)
 
 
 def _as_numpy(t: Tensor) -> np.ndarray:
     """The tensor's memory as an array: no copy unless t is a conj/neg view."""
-    return t.detach().resolve_conj().resolve_neg().numpy()
+    if t.requires_grad:
+        t = t.detach()
+    if t.is_conj() or t.is_neg():
+        t = t.resolve_conj().resolve_neg()
+    return t.numpy()
 
 
-def _as_tensor(a: Any) -> Tensor:
-    """The array's memory as a tensor, no copy (scanad's results are fresh and writable)."""
+def _as_tensor(a: Any, dtype: Optional[torch.dtype] = None) -> Tensor:
+    """The array's memory as a tensor, no copy (scanad's results are fresh and
+    writable); cast to ``dtype`` only if it differs."""
     a = np.asarray(a)
     if not a.flags.writeable:
         a = a.copy()
-    return torch.from_numpy(a)
+    t = torch.from_numpy(a)
+    return t if dtype is None or t.dtype == dtype else t.to(dtype)
 
 
 def _check_tensor(name: str, arg: str, x: Any) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"scanad.torch.{name}: {arg} must be a torch.Tensor; "
                         f"got {type(x).__name__}")
-    if x.device.type != "cpu":
+    if not x.is_cpu:
         raise TypeError(f"scanad.torch.{name}: {arg} must be a CPU tensor (scanad's kernels "
                         f"run on the CPU); got a tensor on device '{x.device}'")
     if x.dtype == torch.bfloat16:
@@ -267,7 +290,7 @@ class _Vjp(torch.autograd.Function):
     @staticmethod
     def forward(x: Tensor, g: Tensor, y: Optional[Tensor], name: str, kw: Kw) -> Tensor:
         ya = None if y is None else _as_numpy(y)
-        return _as_tensor(_vjp(name, _as_numpy(x), ya, _as_numpy(g), kw)).to(x.dtype)
+        return _as_tensor(_vjp(name, _as_numpy(x), ya, _as_numpy(g), kw), x.dtype)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
@@ -369,19 +392,15 @@ def _no_third_order(name: str) -> RuntimeError:
     return RuntimeError(_THIRD_ORDER.format(name=name))
 
 
-class _VjpJvp(torch.autograd.Function):
-    """The JVP of the pullback, x_bar_dot = vjp_jvp(x, g, t, g_dot): second order."""
-
-    @staticmethod
-    def forward(x: Tensor, g: Tensor, t: Tensor, g_dot: Optional[Tensor], name: str,
-                kw: Kw) -> Tensor:
-        gd = None if g_dot is None else _as_numpy(g_dot)
-        out = _vjp_jvp(name, _as_numpy(x), _as_numpy(g), _as_numpy(t), gd, kw)
-        return _as_tensor(out).to(x.dtype)
+class _SecondOrder(torch.autograd.Function):
+    """Base of the second-order Functions (and the autograd of their custom
+    ops): scanad has no third-order kernels, so differentiating one of them
+    again, by backward or forward mode, raises."""
 
     @staticmethod
     def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
-        ctx.name = inputs[4]
+        # the op's name is the one str among the inputs; linear_scan's take none
+        ctx.name = next((v for v in inputs if isinstance(v, str)), "linear_scan")
 
     @staticmethod
     def backward(ctx: Any, *_: Any) -> Any:
@@ -390,6 +409,17 @@ class _VjpJvp(torch.autograd.Function):
     @staticmethod
     def jvp(ctx: Any, *_: Any) -> Any:
         raise _no_third_order(ctx.name)
+
+
+class _VjpJvp(_SecondOrder):
+    """The JVP of the pullback, x_bar_dot = vjp_jvp(x, g, t, g_dot): second order."""
+
+    @staticmethod
+    def forward(x: Tensor, g: Tensor, t: Tensor, g_dot: Optional[Tensor], name: str,
+                kw: Kw) -> Tensor:
+        gd = None if g_dot is None else _as_numpy(g_dot)
+        out = _vjp_jvp(name, _as_numpy(x), _as_numpy(g), _as_numpy(t), gd, kw)
+        return _as_tensor(out, x.dtype)
 
     @staticmethod
     def vmap(info: Any, in_dims: Tuple[Any, ...], x: Tensor, g: Tensor, t: Tensor,
@@ -400,24 +430,12 @@ class _VjpJvp(torch.autograd.Function):
         return b.take(out, True), 0
 
 
-class _JvpJvp(torch.autograd.Function):
+class _JvpJvp(_SecondOrder):
     """The second derivative of cumprod along s and t (forward over forward)."""
 
     @staticmethod
     def forward(x: Tensor, s: Tensor, t: Tensor, name: str, kw: Kw) -> Tensor:
         return _as_tensor(_cumprod_jvp_jvp(_as_numpy(x), _as_numpy(s), _as_numpy(t), kw))
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
-        ctx.name = inputs[3]
-
-    @staticmethod
-    def backward(ctx: Any, *_: Any) -> Any:
-        raise _no_third_order(ctx.name)
-
-    @staticmethod
-    def jvp(ctx: Any, *_: Any) -> Any:
-        raise _no_third_order(ctx.name)
 
     @staticmethod
     def vmap(info: Any, in_dims: Tuple[Any, ...], x: Tensor, s: Tensor, t: Tensor, name: str,
@@ -469,7 +487,7 @@ def _ls_outputs(kw: Kw, out: Any) -> Any:
 
 def _ls_triple(out: Tuple[Any, ...], like: Tuple[Tensor, ...]) -> Tuple[Tensor, ...]:
     """scanad's (a_bar, b_bar, h0_bar) as tensors in the inputs' dtypes."""
-    return tuple(_as_tensor(v).to(x.dtype) for v, x in zip(out, like))
+    return tuple(_as_tensor(v, x.dtype) for v, x in zip(out, like))
 
 
 def _ls_jvp_jvp(kw: Kw, x: Tuple[np.ndarray, ...], s: Tuple[Optional[np.ndarray], ...],
@@ -692,7 +710,7 @@ class _LJvp(torch.autograd.Function):
         return bt.take_out(out)
 
 
-class _LVjpJvp(torch.autograd.Function):
+class _LVjpJvp(_SecondOrder):
     """The JVP of the pullback along (a_dot, b_dot, h0_dot) and (g_dot, g_final_dot)."""
 
     @staticmethod
@@ -703,18 +721,6 @@ class _LVjpJvp(torch.autograd.Function):
             _ls_call(a, b, h0), _ls_cot(kw, g, gf), _ls_tangents(a_dot, b_dot, h0_dot),
             _ls_cot_dot(kw, g, g_dot, gf_dot), kw)
         return _ls_triple(x_bar_dot, (a, b, h0))
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
-        pass
-
-    @staticmethod
-    def backward(ctx: Any, *_: Any) -> Any:
-        raise _no_third_order("linear_scan")
-
-    @staticmethod
-    def jvp(ctx: Any, *_: Any) -> Any:
-        raise _no_third_order("linear_scan")
 
     @staticmethod
     def vmap(info: Any, in_dims: Tuple[Any, ...], a: Tensor, b: Tensor, h0: Tensor, g: Tensor,
@@ -730,7 +736,7 @@ class _LVjpJvp(torch.autograd.Function):
         return bt.take_triple(out)
 
 
-class _LJvpJvp(torch.autograd.Function):
+class _LJvpJvp(_SecondOrder):
     """The second derivative of linear_scan along s and t (forward over forward)."""
 
     @staticmethod
@@ -740,18 +746,6 @@ class _LJvpJvp(torch.autograd.Function):
         x = _ls_call(a, b, h0)
         return _ls_outputs(kw, _ls_jvp_jvp(kw, x, _ls_tangents(a_s, b_s, h0_s),
                                            _ls_tangents(a_t, b_t, h0_t)))
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
-        pass
-
-    @staticmethod
-    def backward(ctx: Any, *_: Any) -> Any:
-        raise _no_third_order("linear_scan")
-
-    @staticmethod
-    def jvp(ctx: Any, *_: Any) -> Any:
-        raise _no_third_order("linear_scan")
 
     @staticmethod
     def vmap(info: Any, in_dims: Tuple[Any, ...], a: Tensor, b: Tensor, h0: Tensor,
@@ -1101,7 +1095,7 @@ def _vjp_op(x: Tensor, g: Tensor, y: Optional[Tensor], op: str, dim: Optional[in
             chunk_size: Optional[int]) -> Tensor:
     kw = _scan_kw(dim, reverse, inclusive, cu_seqlens, chunk_size)
     ya = None if y is None else _as_numpy(y)
-    return _as_tensor(_vjp(op, _as_numpy(x), ya, _as_numpy(g), kw)).to(x.dtype)
+    return _as_tensor(_vjp(op, _as_numpy(x), ya, _as_numpy(g), kw), x.dtype)
 
 
 @torch.library.custom_op("scanad::scan_jvp", mutates_args=(),
@@ -1121,7 +1115,7 @@ def _vjp_jvp_op(x: Tensor, g: Tensor, t: Tensor, g_dot: Optional[Tensor], op: st
     kw = _scan_kw(dim, reverse, inclusive, cu_seqlens, chunk_size)
     gd = None if g_dot is None else _as_numpy(g_dot)
     out = _vjp_jvp(op, _as_numpy(x), _as_numpy(g), _as_numpy(t), gd, kw)
-    return _as_tensor(out).to(x.dtype)
+    return _as_tensor(out, x.dtype)
 
 
 @torch.library.custom_op(
@@ -1228,14 +1222,6 @@ def _jvp_op_backward(ctx: Any, w: Tensor) -> Tuple[Any, ...]:
     return (gx, gt) + (None,) * 6
 
 
-def _vjp_jvp_op_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
-    ctx.op = inputs[4]
-
-
-def _vjp_jvp_op_backward(ctx: Any, *_: Any) -> Any:
-    raise _no_third_order(ctx.op)
-
-
 def _chunk_op_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
     ctx.dtype, ctx.args = inputs[0].dtype, inputs[1:]
 
@@ -1252,7 +1238,7 @@ _scan_op.register_autograd(_scan_op_backward, setup_context=_save_x_y)
 _scan_indexed_op.register_autograd(_scan_op_backward, setup_context=_save_x_y)
 _vjp_op.register_autograd(_vjp_op_backward, setup_context=_save_two)
 _jvp_op.register_autograd(_jvp_op_backward, setup_context=_save_two)
-_vjp_jvp_op.register_autograd(_vjp_jvp_op_backward, setup_context=_vjp_jvp_op_context)
+_vjp_jvp_op.register_autograd(_SecondOrder.backward, setup_context=_SecondOrder.setup_context)
 _chunk_op.register_autograd(_chunk_op_backward, setup_context=_chunk_op_context)
 
 
@@ -1457,15 +1443,11 @@ def _linear_jvp_op_backward(ctx: Any, w: Tensor, wf: Tensor) -> Tuple[Any, ...]:
     return tuple(grads)
 
 
-def _linear_vjp_jvp_op_backward(ctx: Any, *_: Any) -> Any:
-    raise _no_third_order("linear_scan")
-
-
 _linear_op.register_autograd(_linear_op_backward, setup_context=_linear_op_context)
 _linear_vjp_op.register_autograd(_linear_vjp_op_backward, setup_context=_linear_vjp_op_context)
 _linear_jvp_op.register_autograd(_linear_jvp_op_backward, setup_context=_linear_jvp_op_context)
-_linear_vjp_jvp_op.register_autograd(_linear_vjp_jvp_op_backward,
-                                     setup_context=lambda ctx, inputs, output: None)
+_linear_vjp_jvp_op.register_autograd(_SecondOrder.backward,
+                                     setup_context=_SecondOrder.setup_context)
 
 
 def _lbatch(info: Any, opts: Tuple[Any, ...]) -> Tuple[_LBatch, Tuple[Any, ...]]:

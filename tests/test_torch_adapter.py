@@ -434,6 +434,23 @@ def test_forward_ad_dual_numbers() -> None:
     np.testing.assert_array_equal(y_dot.numpy(), want)
 
 
+def test_forward_ad_under_no_grad() -> None:
+    # without grad mode the adapter skips making graph nodes, but forward AD
+    # works under no_grad too: an open dual level must still get its tangents
+    import torch.autograd.forward_ad as fwAD
+
+    x, t = sample(F64, (3, 4), 16), sample(F64, (3, 4), 17)
+    a, a_dot, b = sample(F64, (5, 2), 18) * 0.5, sample(F64, (5, 2), 19), sample(F64, (5, 2), 20)
+    with torch.no_grad(), fwAD.dual_level():
+        y_dot = fwAD.unpack_dual(st.cumprod(fwAD.make_dual(x, t), 1)).tangent
+        h_dot = fwAD.unpack_dual(st.linear_scan(fwAD.make_dual(a, a_dot), b, 0)).tangent
+    np.testing.assert_array_equal(y_dot.numpy(),
+                                  sa.jvp(sa.cumprod, x.numpy(), t.numpy(), axis=1)[1])
+    want = sa.jvp(sa.linear_scan, (a.numpy(), b.numpy(), None), (a_dot.numpy(), None, None),
+                  axis=0)[1]
+    np.testing.assert_array_equal(h_dot.numpy(), want)
+
+
 # ------------------------------------------------- custom ops, torch.compile
 
 OPCHECK_CASES = [

@@ -27,7 +27,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 import torch.autograd.forward_ad as _forward_ad
-from torch._functorch.utils import unwrap_dead_wrappers
 
 from . import _linear_ad
 from ._linear import _result_dtype as _linear_result_dtype
@@ -48,8 +47,16 @@ __all__ = [
 Tensor = torch.Tensor
 Kw = Dict[str, Any]
 
-_functorch_active: Callable[[], bool] = torch._C._are_functorch_transforms_active
-_unwrap_dead: Callable[[Tuple[Any, ...]], Tuple[Any, ...]] = unwrap_dead_wrappers
+# Function.apply's short cut (_apply) uses these torch internals; a torch
+# without them takes the public path
+try:
+    from torch._functorch.utils import unwrap_dead_wrappers as _unwrap_dead
+
+    _functorch_active: Optional[Callable[[], bool]] = (
+        torch._C._are_functorch_transforms_active)
+    _forward_ad._current_level  # noqa: B018
+except (ImportError, AttributeError):  # pragma: no cover - other torch versions
+    _functorch_active = None
 
 _INDEXED = ("cummax", "cummin")
 _CHUNKS = ("chunk_local_cumsum", "chunk_global_cumsum")
@@ -74,7 +81,7 @@ def _apply(function: Any, *args: Any) -> Any:
     and with nothing to record (grad mode off, no forward-AD level: a plain
     ``backward`` or ``no_grad``) it runs ``forward`` without a graph node.
     """
-    if _functorch_active():
+    if _functorch_active is None or _functorch_active():
         return function.apply(*args)
     args = _unwrap_dead(args)
     if not torch.is_grad_enabled() and _forward_ad._current_level < 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Any, Iterator, List, Optional, Tuple
 
@@ -378,3 +379,49 @@ def test_on_a_local_cluster(client: Any) -> None:
     want = sa.vjp(sa.linear_scan, (0.99, x, None), axis=1)[1](np.ones_like(x))
     np.testing.assert_allclose(a_bar, want[0], rtol=1e-11)
     np.testing.assert_allclose(b_bar, want[1], rtol=RTOL)
+
+
+def _segment_sum_check(cu: np.ndarray, y: np.ndarray, block_info: Any = None) -> np.ndarray:
+    """For a cumsum of ones: 1 where block ``y`` has the closed form's first and
+    last values and sum, everywhere checked in full on blocks holding a boundary."""
+    lo, hi = block_info[0]["array-location"][0]
+    inner = cu[(cu > lo) & (cu < hi)]
+    start = int(cu[cu <= lo][-1])
+    edges = [lo, *inner.tolist(), hi]
+    # piece [s, e) of the segment starting at `first` holds s-first+1 .. e-first
+    firsts = [start, *inner.tolist()]
+    if len(inner):
+        want = np.concatenate([np.arange(s - f + 1, e - f + 1, dtype=np.float64)
+                               for s, e, f in zip(edges, edges[1:], firsts)])
+        return np.array([float(np.array_equal(y, want))])
+    # integers below 2**53 sum exactly, so the series' sum is compared exactly
+    a0, a1 = lo - start + 1, hi - start
+    total = (a0 + a1) * (a1 - a0 + 1) // 2
+    ok = y[0] == a0 and y[-1] == a1 and np.sum(y) == total
+    return np.array([float(ok)])
+
+
+@pytest.mark.slow
+def test_scans_an_array_larger_than_the_workers_memory(tmp_path: Any) -> None:
+    import os
+    import resource
+
+    distributed = pytest.importorskip("distributed")
+    # 1 GiB of float64, generated block by block (4 MiB blocks), on two workers
+    # allowed 150 MB each: the array is 3.6 times the workers' total memory
+    n, block, limit = 2**27, 2**19, 150 * 10**6
+    cu = np.array([0, n // 3, n // 3, 2 * n // 3 + 5, n])   # across blocks, one empty
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  memory_limit=limit, dashboard_address=None,
+                                  local_directory=str(tmp_path),
+                                  env={"SCANAD_NUM_THREADS": "1"}) as cluster, \
+            distributed.Client(cluster) as client:
+        pids = client.run(os.getpid)
+        y = sad.cumsum(da.ones(n, chunks=block), cu_seqlens=cu)
+        checks = y.map_blocks(functools.partial(_segment_sum_check, cu), chunks=(1,),
+                              dtype=np.float64)
+        assert checks.min().compute() == 1.0
+        # the same workers (none restarted for memory), and none went over its limit
+        assert client.run(os.getpid) == pids
+        peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        assert all(kib * 1024 < limit for kib in peaks.values()), peaks

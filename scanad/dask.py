@@ -82,6 +82,7 @@ class _Ctx:
         self.reverse = reverse
         # the carry passing through is composed only if no piece starts in here
         self.reset = edge or len(bounds) > 2
+        self.final_segs = np.zeros(0, np.int64)   # linear_scan: the segments it owns
 
     @property
     def n(self) -> int:
@@ -507,17 +508,43 @@ def _l_compose(ctx: _Ctx, carry: Carry, total: Carry) -> Carry:
     return np.where(p == 0, h, p * carry + h)
 
 
-def _l_apply(axis: int, inclusive: bool, log_a: bool, rt: np.dtype, ctx: _Ctx, carry: Carry,
-             a: np.ndarray, b: np.ndarray, h0: np.ndarray) -> np.ndarray:
+def _l_apply(axis: int, inclusive: bool, log_a: bool, rt: np.dtype, cu: Optional[np.ndarray],
+             ctx: _Ctx, carry: Carry, a: np.ndarray, b: np.ndarray, h0: np.ndarray) -> Any:
+    """The block's states; with ``cu`` (segments' final states wanted) also the
+    final states of the segments the block owns (see :func:`_final_owners`)."""
     if ctx.n == 0:
-        return np.empty(b.shape, rt)
+        h = np.empty(b.shape, rt)
+        return h if cu is None else (h, h0[ctx.final_segs].astype(rt))
     starts = np.array(h0[ctx.seg_ids], dtype=np.result_type(h0, rt))
     if carry is not None:
         starts[-1 if ctx.reverse else 0] = carry
-    h: Any = _np_linear_scan(a, b, axis, h0=starts, reverse=ctx.reverse,
-                                    inclusive=inclusive, log_a=log_a, dtype=rt,
-                                    cu_seqlens=ctx.bounds)
-    return h
+    out: Any = _np_linear_scan(a, b, axis, h0=starts, reverse=ctx.reverse,
+                               inclusive=inclusive, log_a=log_a, dtype=rt,
+                               cu_seqlens=ctx.bounds, return_final=cu is not None)
+    if cu is None:
+        return out
+    h, piece_final = out
+    # a piece ends its segment (in scan order) where the segment's last step is
+    glo, ghi = ctx.start + ctx.bounds[:-1], ctx.start + ctx.bounds[1:]
+    ends = (glo == cu[ctx.seg_ids]) if ctx.reverse else (ghi == cu[ctx.seg_ids + 1])
+    piece_of = dict(zip(ctx.seg_ids[ends].tolist(), np.flatnonzero(ends).tolist()))
+    final = h0[ctx.final_segs].astype(rt)   # an empty segment's final state is its h0
+    for i, k in enumerate(ctx.final_segs.tolist()):
+        if k in piece_of:
+            final[i] = piece_final[piece_of[k]]
+    return h, final
+
+
+def _final_owners(cu: np.ndarray, block_sizes: Sequence[int], reverse: bool) -> np.ndarray:
+    """The block holding each segment's last step in scan order (for an empty
+    segment, a neighbouring block): non-decreasing, so each block's segments
+    are a run and the final states can be blocked along the segments."""
+    n = int(cu[-1])
+    last = cu[:-1] if reverse else cu[1:] - 1
+    q = np.where(cu[1:] > cu[:-1], last, cu[:-1] - (0 if reverse else 1))
+    q = np.clip(q, 0, max(n - 1, 0))
+    ends = np.cumsum(block_sizes)
+    return np.minimum(np.searchsorted(ends, q, side="right"), len(block_sizes) - 1)
 
 
 def _l_final(rt: np.dtype, carry: Carry, h0: np.ndarray) -> np.ndarray:
@@ -533,7 +560,9 @@ def linear_scan(a: ArrayLike, b: ArrayLike, axis: Optional[int] = None, *,
 
     ``a``, ``b`` and ``h0`` may be dask arrays, NumPy arrays or scalars; they
     are broadcast and rechunked to ``b``'s blocks (``a``'s if ``b`` is not a
-    dask array).  ``return_final=True`` is not supported with ``cu_seqlens``.
+    dask array).  With ``cu_seqlens``, ``return_final=True`` gives one final
+    state per segment (blocked along the segments by the block holding each
+    segment's last step).
 
     >>> import dask.array as da, numpy as np, scanad.dask as sad
     >>> x = da.from_array(np.array([1.0, 2.0, 3.0, 4.0]), chunks=1)
@@ -564,9 +593,6 @@ def linear_scan(a: ArrayLike, b: ArrayLike, axis: Optional[int] = None, *,
     ad = ad.rechunk(bd.chunks)
     n = bd.shape[ax]
     cu, chunk = _segments("linear_scan", n, cu_seqlens, chunk_size)
-    if return_final and cu_seqlens is not None:
-        raise NotImplementedError("linear_scan: return_final with cu_seqlens is not "
-                                  "implemented for dask arrays")
     lines = tuple(d for i, d in enumerate(bd.shape) if i != ax)
     nseg = len(cu) - 1 if cu_seqlens is not None else 1
     h0v = da.zeros((), dtype=rt) if h0 is None else da.asarray(h0)
@@ -580,10 +606,27 @@ def linear_scan(a: ArrayLike, b: ArrayLike, axis: Optional[int] = None, *,
                          f"{want} {(nseg, *lines)}") from None
     h0v = h0v.rechunk(((nseg,), *(c for i, c in enumerate(bd.chunks) if i != ax)))
     ctxs = _contexts(cu, chunk, bd.chunks[ax], reverse)
+    seg_final = return_final and cu_seqlens is not None
+    owners = _final_owners(cu, bd.chunks[ax], reverse)
+    for k, ctx in enumerate(ctxs):
+        ctx.final_segs = np.flatnonzero(owners == k)
     name, dsk, finals = _blocked(
         "scanad-linear_scan", [ad, bd], ax, reverse, ctxs,
         functools.partial(_l_total, ax, log_a, acc), _l_compose,
-        functools.partial(_l_apply, ax, inclusive, log_a, rt), extra=h0v)
+        functools.partial(_l_apply, ax, inclusive, log_a, rt, cu if seg_final else None),
+        extra=h0v)
+    if seg_final:
+        # the blocks' tasks return (states, final states of the segments they own)
+        h = _pick(name, 0, bd, dsk, [ad, bd, h0v], rt)
+        counts = tuple(int(c) for c in np.bincount(owners, minlength=len(ctxs)))
+        fchunks = (counts, *(c for i, c in enumerate(bd.chunks) if i != ax))
+        fname = f"{name}-final"
+        layer = dict(dsk)
+        for idx in itertools.product(*(range(nb) for nb in bd.numblocks)):
+            layer[(fname, idx[ax], *idx[:ax], *idx[ax + 1:])] = (operator.getitem,
+                                                                  (name, *idx), 1)
+        graph = HighLevelGraph.from_collections(fname, layer, dependencies=[ad, bd, h0v])
+        return h, da.Array(graph, fname, fchunks, meta=np.empty((0,) * (1 + len(lines)), rt))
     h = _array(name, dsk, [ad, bd, h0v], bd, rt)
     if not return_final:
         return h
@@ -674,20 +717,51 @@ class _Lin:
         self.seg: Dict[str, Any] = {"cu_seqlens": kw.get("cu_seqlens"),
                                     "chunk_size": kw.get("chunk_size")}
 
-    def tangent(self, b_dot: da.Array, h0_dot: Any = None) -> da.Array:
-        """The recurrence's output for the inputs ``b_dot`` and ``h0_dot``."""
-        h = linear_scan(self.a, b_dot, self.ax, h0=h0_dot, reverse=self.reverse,
-                        inclusive=self.inclusive, **self.seg)
-        assert isinstance(h, da.Array)
+    def tangent(self, b_dot: da.Array, h0_dot: Any = None, return_final: bool = False
+                ) -> Any:
+        """The recurrence's output for the inputs ``b_dot`` and ``h0_dot``
+        (with its final states: the tangents of the final states)."""
+        h: Any = linear_scan(self.a, b_dot, self.ax, h0=h0_dot, reverse=self.reverse,
+                             inclusive=self.inclusive, return_final=return_final, **self.seg)
         return h
 
-    def cotangent(self, g: da.Array) -> Tuple[da.Array, da.Array]:
+    def final_cotangent(self, g_final: Any, like: da.Array) -> da.Array:
+        """``g_final`` (one per segment, or per line without ``cu_seqlens``)
+        placed at each segment's last step in scan order, zero elsewhere, as
+        ``like``: the cotangent it adds to the inclusive states."""
+        cu, ax = self.cu, self.ax
+        nseg = len(cu) - 1
+        lines = tuple(d for i, d in enumerate(like.shape) if i != ax)
+        gf = g_final if isinstance(g_final, da.Array) else da.asarray(g_final)
+        want = (nseg, *lines) if self.cu_given else lines
+        if gf.shape != want:
+            raise ValueError(f"vjp of linear_scan: the cotangent g_final must have the final "
+                             f"state's shape {want}; got {gf.shape}")
+        gf = gf if self.cu_given else gf[None]
+        block_sizes = like.chunks[ax]
+        owners = _final_owners(cu, block_sizes, self.reverse)
+        counts = tuple(int(c) for c in np.bincount(owners, minlength=len(block_sizes)))
+        line_chunks = tuple(c for i, c in enumerate(like.chunks) if i != ax)
+        gf = da.moveaxis(gf.rechunk((counts, *line_chunks)), 0, ax)
+        # each block's local position of its segments' last steps (-1: empty segment)
+        last = cu[:-1] if self.reverse else cu[1:] - 1
+        local = np.where(cu[1:] > cu[:-1], last - np.concatenate([[0], np.cumsum(
+            block_sizes)])[owners], -1)
+        per_block = [local[owners == k] for k in range(len(block_sizes))]
+        return da.map_blocks(functools.partial(_place, ax, per_block), gf,
+                             chunks=like.chunks, dtype=gf.dtype)
+
+    def cotangent(self, g: da.Array, g_final: Optional[da.Array] = None
+                  ) -> Tuple[da.Array, da.Array]:
         """``(b_bar, direct)``: the cotangent of ``b`` and, for an exclusive scan,
-        the part of ``g`` read at piece starts (where the output is ``h0``)."""
+        the part of ``g`` read at piece starts (where the output is ``h0``);
+        ``g_final`` from :meth:`final_cotangent` joins the inclusive states."""
         direct = da.zeros_like(g)
         if not self.inclusive:
             direct = da.where(self.start, g, 0)
             g = _shift(da.where(self.start, 0, g), self.ax, self.step)
+        if g_final is not None:
+            g = g + g_final
         factor = da.conj(_shift(self.a, self.ax, self.step))
         lam = linear_scan(factor, g, self.ax, reverse=not self.reverse, **self.seg)
         assert isinstance(lam, da.Array)
@@ -696,6 +770,22 @@ class _Lin:
     def h0_bar(self, lam: da.Array, direct: da.Array) -> da.Array:
         at_start = da.where(self.start, da.conj(self.a) * lam, 0) + direct
         return _seg_sums(at_start, self.ax, self.cu if self.cu_given else None)
+
+
+def _place(ax: int, per_block: Sequence[np.ndarray], gf: np.ndarray,
+           block_info: Any = None) -> np.ndarray:
+    """One block of :meth:`_Lin.final_cotangent`: its segments' ``g_final`` rows
+    (along ``ax``) written at their last steps."""
+    info = block_info[None]
+    out = np.zeros(info["chunk-shape"], gf.dtype)
+    pos = per_block[info["chunk-location"][ax]]
+    keep = pos >= 0
+    index: List[Any] = [slice(None)] * out.ndim
+    index[ax] = pos[keep]
+    src: List[Any] = [slice(None)] * gf.ndim
+    src[ax] = np.flatnonzero(keep)
+    out[tuple(index)] = gf[tuple(src)]
+    return out
 
 
 def _kind(v: Any) -> str:
@@ -805,26 +895,26 @@ _FUNCS_DASK: Dict[str, Callable[..., Any]] = {
 
 
 def _linear_inputs(mode: str, x: Any, axis: Any, kw: _Kw
-                   ) -> Tuple[da.Array, da.Array, Any, int, Tuple[Any, ...], _Kw]:
+                   ) -> Tuple[Any, da.Array, Any, int, Tuple[Any, ...], _Kw]:
+    """``(y, a, h0, axis, shapes, kw)``: ``y`` is ``h``, or ``(h, h_final)``
+    with ``return_final`` (taken out of ``kw``: the derivative scans want no finals)."""
     if not isinstance(x, tuple) or len(x) != 3:
         raise TypeError(f"{mode} of linear_scan: x must be the tuple (a, b, h0)")
     kw = dict(kw)
-    if kw.pop("return_final", False):
-        raise NotImplementedError(f"{mode} of linear_scan: return_final is not "
-                                  "implemented for dask arrays")
+    want_final = bool(kw.pop("return_final", False))
     unknown = sorted(set(kw) - {"reverse", "inclusive", "log_a", "dtype", "cu_seqlens",
                                 "chunk_size"})
     if unknown:
         raise TypeError(f"{mode} of linear_scan: unexpected keyword arguments {unknown}")
     a, b, h0 = x
-    h = linear_scan(a, b, axis, h0=h0, **kw)
-    assert isinstance(h, da.Array)
+    y: Any = linear_scan(a, b, axis, h0=h0, return_final=want_final, **kw)
+    h = y[0] if want_final else y
     shapes = tuple(None if v is None else np.shape(v) for v in x)
     ad = da.broadcast_to(da.asarray(a), h.shape if axis is not None else np.broadcast_shapes(
         np.shape(a), np.shape(b)))
     ad = (ad.ravel() if axis is None else ad).astype(h.dtype).rechunk(h.chunks)
     ax = 0 if axis is None else _axis("linear_scan", axis, h.ndim)
-    return h, ad, h0, ax, shapes, kw
+    return y, ad, h0, ax, shapes, kw
 
 
 def vjp(op: Any, x: Any, axis: Optional[int] = None, **kw: Any
@@ -845,7 +935,9 @@ def vjp(op: Any, x: Any, axis: Optional[int] = None, **kw: Any
     """
     name = _op_name(op)
     if name == "linear_scan":
-        h, a_eff, h0, ax, shapes, lkw = _linear_inputs("vjp", x, axis, kw)
+        y, a_eff, h0, ax, shapes, lkw = _linear_inputs("vjp", x, axis, kw)
+        want_final = isinstance(y, tuple)
+        h = y[0] if want_final else y
         if lkw.get("log_a"):
             a_eff = da.exp(a_eff)
         lin = _Lin(a_eff, ax, lkw)
@@ -853,7 +945,18 @@ def vjp(op: Any, x: Any, axis: Optional[int] = None, **kw: Any
         bshape = np.broadcast_shapes(shapes[0], shapes[1])
 
         def lin_pullback(g: Any) -> Tuple[da.Array, da.Array, Optional[da.Array]]:
-            lam, direct = lin.cotangent(_as_like(g, h, ax, axis))
+            g_final = None
+            if want_final:
+                if not isinstance(g, (tuple, list)) or len(g) != 2:
+                    raise TypeError("vjp of linear_scan with return_final=True: the cotangent "
+                                    "must be a pair (g, g_final) (g_final may be None); got "
+                                    f"{type(g).__name__}")
+                g, g_final = g
+                if g is None:   # a cotangent of the final states alone
+                    g = da.zeros(h.shape, h.dtype, chunks=h.chunks)
+            gd = _as_like(g, h, ax, axis)
+            placed = None if g_final is None else lin.final_cotangent(g_final, h)
+            lam, direct = lin.cotangent(gd, placed)
             a_bar = lam * da.conj(hp)
             if lkw.get("log_a"):
                 a_bar = a_bar * da.conj(a_eff)
@@ -865,12 +968,17 @@ def vjp(op: Any, x: Any, axis: Optional[int] = None, **kw: Any
             h0_bar = None
             if h0 is not None:
                 hb = lin.h0_bar(lam, direct)
+                if g_final is not None and np.any(np.diff(lin.cu) == 0):
+                    # an empty segment's (or axis') final state is its h0
+                    empty = (np.diff(lin.cu) == 0).reshape((-1,) + (1,) * (hb.ndim - 1))
+                    gf = da.asarray(g_final)
+                    hb = hb + da.where(empty if lin.cu_given else bool(empty.all()), gf, 0)
                 h0_bar = _unbroadcast(hb, shapes[2]) if shapes[2] != hb.shape else hb
                 if _kind(h0) != "c" and h0_bar.dtype.kind == "c":
                     h0_bar = h0_bar.real
             return out[0], out[1], h0_bar
 
-        return h, lin_pullback
+        return y, lin_pullback
     y, xd, ax, in_dtype, _, vjp_rule = _scan_rules(name, x, axis, kw)
 
     def pullback(g: Any) -> da.Array:
@@ -895,7 +1003,9 @@ def jvp(op: Any, x: Any, t: Any, axis: Optional[int] = None, **kw: Any) -> Tuple
     """
     name = _op_name(op)
     if name == "linear_scan":
-        h, a_eff, h0, ax, shapes, lkw = _linear_inputs("jvp", x, axis, kw)
+        y, a_eff, h0, ax, shapes, lkw = _linear_inputs("jvp", x, axis, kw)
+        want_final = isinstance(y, tuple)
+        h = y[0] if want_final else y
         if not isinstance(t, tuple) or len(t) != 3:
             raise TypeError("jvp of linear_scan: t must be the tuple (a_dot, b_dot, h0_dot)")
         if lkw.get("log_a"):
@@ -914,6 +1024,6 @@ def jvp(op: Any, x: Any, t: Any, axis: Optional[int] = None, **kw: Any) -> Tuple
             b_dot = da.broadcast_to(da.asarray(t[1]), h.shape if axis is not None else
                                     np.broadcast_shapes(shapes[0], shapes[1]))
             b_in = b_in + (b_dot.ravel() if axis is None else b_dot).rechunk(h.chunks)
-        return h, lin.tangent(b_in.astype(h.dtype), t[2])
+        return y, lin.tangent(b_in.astype(h.dtype), t[2], want_final)
     y, xd, ax, _, jvp_rule, _ = _scan_rules(name, x, axis, kw)
     return y, jvp_rule(_as_like(t, xd, ax, axis).astype(xd.dtype))

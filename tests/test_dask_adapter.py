@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Any, Iterator, List, Optional, Tuple
 
@@ -102,9 +103,11 @@ def test_linear_scan_matches_in_memory(case: Any, seed: int) -> None:
     b = rng.normal(size=(3, n))
     h0 = rng.normal(size=(3,) if cu is None else (len(cu) - 1, 3))
     ad, bd = (da.from_array(v, chunks=((2, 1), chunks)) for v in (a, b))
-    for (reverse, inclusive), log_a in itertools.product(FLAGS, [False, True]):
+    for (reverse, inclusive), log_a, final in itertools.product(FLAGS, [False, True],
+                                                                [False, True]):
+        # final states per line, or per segment (empty ones: their h0)
         kw: dict = dict(h0=h0, reverse=reverse, inclusive=inclusive, log_a=log_a,
-                        cu_seqlens=cu, chunk_size=chunk_size, return_final=cu is None)
+                        cu_seqlens=cu, chunk_size=chunk_size, return_final=final)
         aa, aad = (np.abs(a), abs(ad)) if log_a else (a, ad)
         want = sa.linear_scan(aa, b, 1, **kw)
         got = dask.compute(sad.linear_scan(aad, bd, 1, **kw))[0]
@@ -151,6 +154,54 @@ def test_linear_scan_derivatives_match_in_memory(case: Any, seed: int) -> None:
         _check(pullback(g), dask.compute(pullback_d(gd))[0], exact=False)
         _check(sa.jvp(sa.linear_scan, (a, b, h0), tangents, **kw)[1],
                sad.jvp("linear_scan", (ad, bd, h0), tangents, **kw)[1].compute(), exact=False)
+
+
+@settings(max_examples=12, deadline=None)
+@given(problem(), st.integers(0, 2**32 - 1), st.booleans())
+def test_linear_scan_final_state_derivatives_match_in_memory(case: Any, seed: int,
+                                                             with_h0: bool) -> None:
+    n, chunks, cu, chunk_size = case
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(-1.2, 1.2, size=(2, n))
+    a[rng.random(a.shape) < 0.2] = 0.0
+    b, g = rng.normal(size=(2, n)), rng.normal(size=(2, n))
+    state = (2,) if cu is None else (len(cu) - 1, 2)
+    h0 = rng.normal(size=state) if with_h0 else None
+    g_final = rng.normal(size=state)
+    tangents = (rng.normal(size=a.shape), rng.normal(size=b.shape),
+                rng.normal(size=state) if with_h0 else None)
+    ch = ((1, 1), chunks)
+    ad, bd, gd = (da.from_array(v, chunks=ch) for v in (a, b, g))
+    for reverse, inclusive in FLAGS:
+        kw = dict(axis=1, reverse=reverse, inclusive=inclusive, cu_seqlens=cu,
+                  chunk_size=chunk_size, return_final=True)
+        y, pullback = sa.vjp(sa.linear_scan, (a, np.exp(b), h0), log_a=True, **kw)
+        yd, pullback_d = sad.vjp(sad.linear_scan, (ad, da.exp(bd), h0), log_a=True, **kw)
+        _check(y, dask.compute(yd)[0], exact=False)
+        # g_final joins at each segment's last step; g or g_final may be None
+        for cot, cot_d in (((g, g_final), (gd, g_final)), ((g, None), (gd, None)),
+                           ((None, g_final), (None, da.from_array(g_final)))):
+            got = dask.compute(pullback_d(cot_d))[0]
+            for want, have in zip(pullback(cot), got):
+                assert (want is None) == (have is None)
+                if want is not None:
+                    _check(want, have, exact=False)
+        want_j = sa.jvp(sa.linear_scan, (a, b, h0), tangents, **kw)
+        got_j = dask.compute(sad.jvp("linear_scan", (ad, bd, h0), tangents, **kw))[0]
+        _check(want_j, got_j, exact=False)
+
+
+def test_segment_final_states_are_blocked_by_their_last_step() -> None:
+    # forward: segment k's last step is at cu[k+1] - 1; blocks [0,2) [2,3) [3,4) [4,8)
+    b = da.from_array(np.arange(1.0, 9.0), chunks=(2, 1, 1, 4))
+    cu = [0, 2, 2, 3, 6, 8]
+    h, last = sad.linear_scan(1.0, b, cu_seqlens=cu, h0=[0, 100, 0, 0, 0], return_final=True)
+    assert last.chunks == ((2, 1, 0, 2),)  # the empty segment goes with the block before it
+    np.testing.assert_array_equal(last.compute(), [3, 100, 3, 15, 15])
+    h, last = sad.linear_scan(1.0, b, cu_seqlens=cu, reverse=True, inclusive=False,
+                              return_final=True)
+    np.testing.assert_array_equal(last.compute(), [3, 0, 3, 15, 15])
+    np.testing.assert_array_equal(h.compute(), [2, 0, 0, 11, 6, 0, 8, 0])
 
 
 @settings(max_examples=15, deadline=None)
@@ -280,6 +331,12 @@ def test_errors_name_the_argument() -> None:
         sad.vjp("cumsum", da.ones(3, dtype=int, chunks=1))
     with pytest.raises(ValueError, match="op must be"):
         sad.vjp(np.cumsum, x)
+    _, pullback = sad.vjp("linear_scan", (0.5, x, None), cu_seqlens=[0, 2, 6],
+                          return_final=True)
+    with pytest.raises(TypeError, match="pair"):
+        pullback(x)
+    with pytest.raises(ValueError, match="g_final must have the final state's shape"):
+        pullback((x, np.ones(3)))
 
 
 def test_integer_and_float32_dtypes_follow_scanad() -> None:
@@ -322,3 +379,54 @@ def test_on_a_local_cluster(client: Any) -> None:
     want = sa.vjp(sa.linear_scan, (0.99, x, None), axis=1)[1](np.ones_like(x))
     np.testing.assert_allclose(a_bar, want[0], rtol=1e-11)
     np.testing.assert_allclose(b_bar, want[1], rtol=RTOL)
+
+
+def _segment_sum_check(cu: np.ndarray, y: np.ndarray, block_info: Any = None) -> np.ndarray:
+    """For a cumsum of ones: 1 where block ``y`` has the closed form's first and
+    last values and sum, everywhere checked in full on blocks holding a boundary."""
+    lo, hi = block_info[0]["array-location"][0]
+    inner = cu[(cu > lo) & (cu < hi)]
+    start = int(cu[cu <= lo][-1])
+    edges = [lo, *inner.tolist(), hi]
+    # piece [s, e) of the segment starting at `first` holds s-first+1 .. e-first
+    firsts = [start, *inner.tolist()]
+    if len(inner):
+        want = np.concatenate([np.arange(s - f + 1, e - f + 1, dtype=np.float64)
+                               for s, e, f in zip(edges, edges[1:], firsts)])
+        return np.array([float(np.array_equal(y, want))])
+    # integers below 2**53 sum exactly, so the series' sum is compared exactly
+    a0, a1 = lo - start + 1, hi - start
+    total = (a0 + a1) * (a1 - a0 + 1) // 2
+    ok = y[0] == a0 and y[-1] == a1 and np.sum(y) == total
+    return np.array([float(ok)])
+
+
+def _peak_rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+
+@pytest.mark.slow
+def test_scans_an_array_larger_than_the_workers_memory(tmp_path: Any) -> None:
+    import os
+
+    distributed = pytest.importorskip("distributed")
+    # 1 GiB of float64, generated block by block (4 MiB blocks), on two workers
+    # allowed 150 MB each: the array is 3.6 times the workers' total memory
+    n, block, limit = 2**27, 2**19, 150 * 10**6
+    cu = np.array([0, n // 3, n // 3, 2 * n // 3 + 5, n])   # across blocks, one empty
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  memory_limit=limit, dashboard_address=None,
+                                  local_directory=str(tmp_path),
+                                  env={"SCANAD_NUM_THREADS": "1"}) as cluster, \
+            distributed.Client(cluster) as client:
+        pids = client.run(os.getpid)
+        y = sad.cumsum(da.ones(n, chunks=block), cu_seqlens=cu)
+        checks = y.map_blocks(functools.partial(_segment_sum_check, cu), chunks=(1,),
+                              dtype=np.float64)
+        assert checks.min().compute() == 1.0
+        # the same workers (none restarted for memory), and none went over its limit
+        assert client.run(os.getpid) == pids
+        # VmHWM, not ru_maxrss: a forked worker inherits its parent's ru_maxrss
+        peaks = client.run(_peak_rss_kib)
+        assert all(kib * 1024 < limit for kib in peaks.values()), peaks

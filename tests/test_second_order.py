@@ -279,6 +279,71 @@ def test_cumprod_with_several_zeros_is_exact(zeros: List[int], reverse: bool,
         assert np.all(np.isfinite(xbd))
 
 
+LINE_LAYOUTS: List[Dict[str, Any]] = [
+    {},
+    {"chunk_size": 17},
+    {"cu_seqlens": np.array([0, 18, 18, 24])},
+    {"cu_seqlens": np.array([0, 16, 24]), "chunk_size": 16},
+]
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("op", ["cumprod", "logcumsumexp"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("reverse,inclusive", FLAGS)
+@pytest.mark.parametrize("layout", range(len(LINE_LAYOUTS)))
+def test_single_lines_against_oracle(op: str, dtype: Any, reverse: bool, inclusive: bool,
+                                     layout: int) -> None:
+    """A line (or segment) of 16 elements or more takes the line kernels
+    (cumprod: the JVP's pass, then the walk back; logcumsumexp: the tiled
+    walk); cumprod with zeros first, last, adjacent and at a segment's end."""
+    rng = np.random.default_rng(layout * 4 + reverse * 2 + inclusive)
+    n = 24
+    x = smooth_x(op, rng, (n,))
+    if op == "cumprod":
+        x[[0, 1, 9, 10, 11, 17, 23]] = 0.0
+    x, t, g, gd = (a.astype(dtype) for a in (x, rand(rng, (n,)), rand(rng, (n,)),
+                                             rand(rng, (n,))))
+    kw = {"reverse": reverse, "inclusive": inclusive, **LINE_LAYOUTS[layout]}
+    wide = [a.astype(np.float64) for a in (x, t, g, gd)]
+    want_xb, want_xbd = oracle(op, *wide, 0, **kw)
+    want_h = oracle(op, *wide[:3], np.zeros(n), 0, **kw)[1]
+    xb, xbd = sa.vjp_jvp(op, x, g, t, gd, **kw)
+    h = sa.hvp(op, x, t, g, **kw)
+    # float64: a few ulp per step of the line; float32 rounds the parked E / y
+    # and the outputs to float32 (2e-6 of the largest: a few float32 ulp)
+    tol = 1e-12 if dtype == np.float64 else 2e-6
+    for got, want in ((xb, want_xb), (xbd, want_xbd), (h, want_h)):
+        assert got.dtype == dtype
+        scale = max(1.0, np.max(np.abs(want)))
+        np.testing.assert_allclose(got.astype(np.float64), want, rtol=tol, atol=tol * scale)
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cumprod_long_line_with_zeros(dtype: Any) -> None:
+    """Lines long enough for the float32 JVP's tiles (256 elements), two
+    adjacent zeros inside, against the central difference of the exact
+    float64 pullback."""
+    rng = np.random.default_rng(14)
+    n = 1500
+    x = np.where(rng.random(n) < 0.5, 1.0, -1.0) * np.exp(rng.standard_normal(n) * 1e-3)
+    x[[700, 701]] = 0.0
+    x, t, g, gd = (a.astype(dtype) for a in (x, rand(rng, (n,)), rand(rng, (n,)),
+                                             rand(rng, (n,))))
+    wide = [a.astype(np.float64) for a in (x, t, g, gd)]
+    for kw in ({"inclusive": True}, {"inclusive": False, "reverse": True},
+               {"chunk_size": 600}):
+        xb, xbd = sa.vjp_jvp(sa.cumprod, x, g, t, gd, **kw)
+        want = pullback_fd("cumprod", *wide, **kw)
+        assert np.all(np.isfinite(xbd))
+        # float64: h = 1e-6 leaves ~1e-9 of the largest; float32: the parked
+        # E and the outputs rounded to float32, 2e-6 of the largest
+        tol = 1e-6 if dtype == np.float64 else 2e-6
+        scale = max(1.0, np.max(np.abs(want)))
+        np.testing.assert_allclose(xbd.astype(np.float64), want, rtol=tol, atol=tol * scale)
+
+
 def _lse_standin(x: np.ndarray, big: float = 60.0) -> np.ndarray:
     """Finite stand-ins for infinite entries, tied values moving together:
     docs/derivatives.md's limit.  exp(-60) ~ 1e-26 leaves the result within 1e-24."""

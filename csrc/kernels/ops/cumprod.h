@@ -578,6 +578,53 @@ SCAN_INLINE void KN(prod_vjp_line_)(const scan_block *b, const int incl, const i
     if (incl) /* element 0: E = 1 */
         ST(b->ptr[3], (double)LD(b->ptr[2]) + (double)LD(b->ptr[0] + sz) * w.S);
 }
+
+/* ---- cumprod second order on one line ----
+ * Pass 1 is the JVP line kernel above, run exclusive into x_bar and
+ * x_bar_dot: E and E_dot, in tiles (float32) or log-step groups.  Pass 2
+ * walks back one element at a time as prod_vjp_jvp_body_ does, with R and
+ * R_dot in registers: log-step groups of the two coupled recurrences took
+ * longer than this walk (docs/performance.md, "Second order").  No
+ * division: zeros anywhere are exact.  Operands as second_order.h; has_gd:
+ * g_dot present. */
+SCAN_INLINE void KN(prod_so_line_)(const scan_block *b, const int has_gd, const int incl,
+                                  const int back)
+{
+    const int64_t n = b->n, sz = back ? -(int64_t)sizeof(T) : (int64_t)sizeof(T);
+    const int64_t gshift = incl ? 0 : 1;
+    scan_block jb = so_pick(b, SO_X, SO_T, SO_XB, SO_XBD);
+    jb.inclusive = 0;
+    KN(prod_jvp_line_)(&jb, 0, back);
+    /* the last element: R = g (exclusive: no output depends on its x) */
+    const int64_t last = n - 1;
+    char *xb = b->ptr[SO_XB] + last * sz, *xbd = b->ptr[SO_XBD] + last * sz;
+    double R = 0.0, Rd = 0.0;
+    if (incl) {
+        R = (double)LD(b->ptr[SO_G] + last * sz);
+        Rd = has_gd ? (double)LD(b->ptr[SO_GD] + last * sz) : 0.0;
+        const double E = (double)LD(xb), Ed = (double)LD(xbd);
+        ST(xb, E * R);
+        ST(xbd, Ed * R + E * Rd);
+    } else {
+        ST(xb, 0.0);
+        ST(xbd, 0.0);
+    }
+    /* elements n - 2 down to 0: x_{i+1}, t_{i+1}, g_i (exclusive g_{i+1}) */
+    const char *x = b->ptr[SO_X], *t = b->ptr[SO_T], *g = b->ptr[SO_G] + gshift * sz;
+    const char *gd = has_gd ? b->ptr[SO_GD] + gshift * sz : NULL;
+    char *xb0 = b->ptr[SO_XB], *xbd0 = b->ptr[SO_XBD];
+    for (int64_t i = last - 1; i >= 0; i--) {
+        const int64_t at = i * sz;
+        const double av = (double)LD(x + at + sz), adv = (double)LD(t + at + sz);
+        const double gdv = has_gd ? (double)LD(gd + at) : 0.0;
+        const double nR = (double)LD(g + at) + av * R, nRd = (gdv + adv * R) + av * Rd;
+        const double E = (double)LD(xb0 + at), Ed = (double)LD(xbd0 + at);
+        ST(xb0 + at, E * nR);
+        ST(xbd0 + at, Ed * nR + E * nRd);
+        R = nR;
+        Rd = nRd;
+    }
+}
 #undef PJ_LEN
 #undef PJ_TILE
 #undef PJ_X_HI
@@ -833,8 +880,25 @@ SCAN_INLINE void KN(prod_vjp_jvp_panel_)(PANEL_ARGS)
     else
         KN(prod_vjp_jvp_body_)(b, l0, w, incl, contig, sizeof_op, line, 0);
 }
-DEFINE_PANEL_KERNEL(KN(prod_vjp_jvp_), KN(prod_vjp_jvp_panel_), 6, sizeof(T), sizeof(T),
+DEFINE_PANEL_KERNEL(KN(prod_vjp_jvp_panels_), KN(prod_vjp_jvp_panel_), 6, sizeof(T), sizeof(T),
                     sizeof(T), sizeof(T), sizeof(T), sizeof(T))
+
+static void KN(prod_vjp_jvp_)(const scan_block *b)
+{
+#if HAS_NARROW
+    static const int64_t size_[6] = {sizeof(T), sizeof(T), sizeof(T),
+                                     sizeof(T), sizeof(T), sizeof(T)};
+    const int dir = KN(line_direction_)(b, 6, size_);
+    if (dir) {
+        if (b->ptr[SO_GD] != NULL)
+            LINE_CALL(KN(prod_so_line_), b, dir, 1);
+        else
+            LINE_CALL(KN(prod_so_line_), b, dir, 0);
+        return;
+    }
+#endif
+    KN(prod_vjp_jvp_panels_)(b);
+}
 #endif
 
 static const scan_cell KN(prod_cells_)[SCAN_NUM_MODES] = {

@@ -1030,16 +1030,78 @@ DEFINE_PANEL_KERNEL(KN(lse_vjp_jvp_panels_), KN(lse_vjp_jvp_panel_), 6, sizeof(T
  * same factors; a tile with an infinite y (or the y after it) takes the
  * panel's exact step with the +-inf counts. */
 #define SO_TILE 256
-#define SO_LOAD(dst, p, step, cnt)                          \
-    do {                                                    \
-        for (int64_t i_ = 0; i_ < (cnt); i_++)              \
-            (dst)[i_] = LLD((p) + i_ * (step));             \
+/* a line walked back runs down in memory (or up, reversed): each
+ * contiguous direction its own loop, which converts in vectors (a loop with
+ * the step a variable ran one element at a time; strided operands still
+ * take it), and the tile two ahead asked for
+ * meanwhile, since the hardware prefetchers follow the six streams going
+ * down poorly */
+#define SO_LOAD(dst, p, step, cnt)                                         \
+    do {                                                                   \
+        for (int64_t i_ = 0; i_ < (cnt); i_ += 64 / (int64_t)sizeof(T))    \
+            __builtin_prefetch((p) + (i_ + 2 * SO_TILE) * (step));         \
+        if ((step) == -(int64_t)sizeof(T))                                 \
+            for (int64_t i_ = 0; i_ < (cnt); i_++)                         \
+                (dst)[i_] = LLD((p) - i_ * (int64_t)sizeof(T));            \
+        else if ((step) == (int64_t)sizeof(T))                             \
+            for (int64_t i_ = 0; i_ < (cnt); i_++)                         \
+                (dst)[i_] = LLD((p) + i_ * (int64_t)sizeof(T));            \
+        else                                                               \
+            for (int64_t i_ = 0; i_ < (cnt); i_++)                         \
+                (dst)[i_] = LLD((p) + i_ * (step));                        \
     } while (0)
-#define SO_STORE(p, step, src, cnt)                         \
-    do {                                                    \
-        for (int64_t i_ = 0; i_ < (cnt); i_++)              \
-            LST((p) + i_ * (step), (src)[i_]);              \
+#define SO_STORE(p, step, src, cnt)                                        \
+    do {                                                                   \
+        if ((step) == -(int64_t)sizeof(T))                                 \
+            for (int64_t i_ = 0; i_ < (cnt); i_++)                         \
+                LST((p) - i_ * (int64_t)sizeof(T), (src)[i_]);             \
+        else if ((step) == (int64_t)sizeof(T))                             \
+            for (int64_t i_ = 0; i_ < (cnt); i_++)                         \
+                LST((p) + i_ * (int64_t)sizeof(T), (src)[i_]);             \
+        else                                                               \
+            for (int64_t i_ = 0; i_ < (cnt); i_++)                         \
+                LST((p) + i_ * (step), (src)[i_]);                         \
     } while (0)
+#ifndef SCANAD_LSE_SCAN2_ONCE
+#define SCANAD_LSE_SCAN2_ONCE
+/* simd.h's affine_scan twice on the same factors a: q_i = a_i q_{i-1} + e_i
+ * and p_i = a_i p_{i-1} + f_i, the groups' products shared */
+static inline void lse_affine_scan2(const double *a, const double *e, const double *f, double *qo,
+                                    double *po, int64_t cnt, double *Q, double *P)
+{
+    double q = *Q, p = *P;
+    int64_t i = 0;
+    for (; i + 8 <= cnt && fabs(q) <= INFINITY && fabs(p) <= INFINITY; i += 8) {
+        v4d x, x2, B, B2, C, C2, P1, P2, Q1, Q2;
+        V4_LOAD(x, a + i);
+        V4_LOAD(x2, a + i + 4);
+        V4_LOAD(B, e + i);
+        V4_LOAD(B2, e + i + 4);
+        V4_LOAD(C, f + i);
+        V4_LOAD(C2, f + i + 4);
+        affine_group_products(&x, &x2, &P1, &P2, &Q1, &Q2);
+        affine_group_offsets(&x, &x2, &P1, &Q1, &Q2, &B, &B2);
+        affine_group_offsets(&x, &x2, &P1, &Q1, &Q2, &C, &C2);
+        const v4d whole2 = Q2 * P2[3];
+        const v4d s = P2 * q + B, s2 = whole2 * q + B2;
+        const v4d u = P2 * p + C, u2 = whole2 * p + C2;
+        V4_STORE(qo + i, s);
+        V4_STORE(qo + i + 4, s2);
+        V4_STORE(po + i, u);
+        V4_STORE(po + i + 4, u2);
+        q = s2[3];
+        p = u2[3];
+    }
+    for (; i < cnt; i++) {
+        q = a[i] * q + e[i];
+        p = a[i] * p + f[i];
+        qo[i] = q;
+        po[i] = p;
+    }
+    *Q = q;
+    *P = p;
+}
+#endif
 SCAN_INLINE void KN(lse_vjp_jvp_line_)(const scan_block *b, const int incl)
 {
     const int line = 1; /* SO_VEXP and lse_weight_ take libm exp in the exact step */
@@ -1083,8 +1145,7 @@ SCAN_INLINE void KN(lse_vjp_jvp_line_)(const scan_block *b, const int incl)
             av[0] = top == last ? 0.0 : lse_exp(ys[0] - ynext, SO_PRECISE);
             for (int64_t k = 1; k < cnt; k++)
                 av[k] = lse_exp(ys[k] - ys[k - 1], SO_PRECISE);
-            Q = affine_scan(av, gs, qv, cnt, Q);
-            P = affine_scan(av, hs, pv, cnt, P);
+            lse_affine_scan2(av, gs, hs, qv, pv, cnt, &Q, &P);
             for (int64_t k = 0; k < cnt; k++) {
                 const double wv = lse_exp(xs[k] - ys[k], SO_PRECISE);
                 const double xbv = wv * qv[k];

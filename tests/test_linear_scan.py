@@ -372,6 +372,31 @@ def test_wild_values_fall_back_to_exact_steps() -> None:
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.quick
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("inclusive", [True, False])
+def test_float32_line_groups_test_their_bounds(reverse: bool, inclusive: bool) -> None:
+    """float32 lines load each group of eight straight from the operands and
+    test its bounds on the float32 bits: an inf offset or a NaN factor, then
+    a reset, inside one group must not become 0 * inf = NaN."""
+    rng = np.random.default_rng(12)
+    n = 1029  # groups of eight and a tail of five
+    a = rng.uniform(-1, 1, n).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    nxt = -1 if reverse else 1  # the next step in scan order
+    b[10] = np.inf
+    a[10 + nxt] = 0.0
+    a[500] = np.nan
+    a[500 + nxt] = 0.0
+    kw: dict = dict(reverse=reverse, inclusive=inclusive)
+    got = check(a, b, exact=False, **kw)  # inf and NaN exactly where the loop has them
+    assert np.isfinite(got).sum() > n // 2  # the resets took effect
+    # a broadcast factor out of 2^+-32, a zero one, and an inf offset with
+    # a tame broadcast factor (inf from there on, as in the loop)
+    for wild in (2.0**40, 2.0**-40, 0.0, 0.75):
+        check(np.float32(wild), b, exact=False, **kw)
+
+
 # ------------------------------------------------------------------ threads
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reverse", [False, True])

@@ -11,11 +11,14 @@
  * Three walks:
  * - panels (m > 1): rows streamed, lanes vectorised, the state per lane in
  *   scratch; each lane is the sequential loop, bitwise.
- * - lines (m == 1) of float32/64: tiles of LS_TILE elements widened to
- *   double, scanned eight at a time by affine_scan_within (simd.h: the maps
- *   composed in two log steps per vector, one multiply-add per group on the
- *   carry chain) when every factor and offset of the tile is tame, else one
- *   at a time.  Reassociated: see "Accuracy" in docs/semantics.md.
+ * - lines (m == 1) of float32/64 with every operand one element per step
+ *   (a may be broadcast), without log_a: linear_groups_ loads groups of
+ *   eight straight from the operands into double registers and composes
+ *   them as affine_scan_within (simd.h) does (two log steps per vector, one
+ *   multiply-add per group on the carry chain) when the group and the carry
+ *   are tame, else takes eight of the loop's steps.  Other float32/64 lines
+ *   (log_a, strided) and the reduce go through tiles of LS_TILE elements
+ *   widened to double.  Reassociated: see "Accuracy" in docs/semantics.md.
  * - other lines (float16, complex, strided): the panel with w = 1.
  * A long float32/64 line may be split between threads: linear_reduce_
  * gives each piece's affine map (scan_carry: s = product of a, v = state
@@ -39,19 +42,171 @@
 #else
 #define LS_NO_CONTRACT
 #endif
-
-#ifndef SCANAD_LINEAR_ONCE
-#define SCANAD_LINEAR_ONCE
+#ifndef SCANAD_LINEAR_BOUNDS_ONCE
+#define SCANAD_LINEAR_BOUNDS_ONCE
 #define LS_TILE 256
-/* A tile is composed in groups only if its factors are 0 or within
- * 2^+-32 (partial products of eight stay within 2^+-256: no overflow, no
- * underflow the loop would not have) and its offsets and the carry within
- * 2^700 (every partial below 2^960): then the groups differ from the loop
- * by rounding only, and an exact zero still resets (0 * finite carry). */
+/* A group of eight (or a tile) is composed only if its factors are 0 or
+ * within 2^+-32 (partial products of eight stay within 2^+-256: no
+ * overflow, no underflow the loop would not have) and its offsets and the
+ * carry within 2^700 (every partial below 2^960): then the groups differ
+ * from the loop by rounding only, and an exact zero still resets (0 *
+ * finite carry). */
 #define LS_A_LO 0x1p-32
 #define LS_A_HI 0x1p32
 #define LS_B_HI 0x1p700
+/* the same bounds on float32 bits (sign cleared): 2^-32, 2^32, FLT_MAX
+ * (every finite float is within 2^700) */
+#define LS_A_LO_F32 0x2F800000
+#define LS_A_HI_F32 0x4F800000
+#define LS_B_HI_F32 0x7F7FFFFF
+#define V8I_SPLAT(s) ((v8i){(s), (s), (s), (s), (s), (s), (s), (s)})
+/* lanes outside those bounds (NaN is out) */
+#define LS_A_WILD(v)                                 \
+    (~(v4i)(V4_ABS(v) <= V4_SPLAT(LS_A_HI)) |        \
+     ((v4i)(V4_ABS(v) < V4_SPLAT(LS_A_LO)) & (v4i)((v) != V4_SPLAT(0.0))))
+#define LS_B_WILD(v) (~(v4i)(V4_ABS(v) <= V4_SPLAT(LS_B_HI)))
+#define LS_A_WILD_F32(u)                                                          \
+    (((u) > V8I_SPLAT(LS_A_HI_F32)) |                                             \
+     (((u) < V8I_SPLAT(LS_A_LO_F32)) & ((u) != V8I_SPLAT(0))))
+#endif
 
+#if HAS_NARROW
+/* Eight float32 bits from p up (back: the eight ending at p) with the
+ * sign cleared, for the bounds test before widening. */
+#define LS_BITS_F32(u, p, back)                                      \
+    do {                                                             \
+        memcpy(&(u), (back) ? (p) - 7 * 4 : (p), sizeof(v8i));       \
+        (u) &= V8I_SPLAT(INT32_MAX);                                 \
+    } while (0)
+
+/* Groups of eight of a contiguous line loaded straight from the operands
+ * (a's step 0 with abcast), composed as affine_scan_within's (simd.h) and
+ * stored, while the group and the carry *S are within the bounds above;
+ * returns how many elements were done (a multiple of eight) and leaves the
+ * rest to the caller's exact steps.  No fused multiply-adds, as in the
+ * tiles: a line gives the same bits through either path (reverse=True and
+ * a reversed view of the operands may take different ones).  Each group
+ * is loaded before it is stored, so h may be a or b. */
+SCAN_INLINE int64_t KN(linear_groups_)(const char *x, const char *y, char *h, const int64_t n,
+                                       double *S, const int incl, const int back, const int abcast)
+{
+    LS_NO_CONTRACT
+    const int64_t sz = back ? -(int64_t)sizeof(T) : (int64_t)sizeof(T), sa = abcast ? 0 : sz;
+    v4d Sv = V4_SPLAT(*S);
+    /* a broadcast a: its products are the same for every group (the
+     * caller has checked that it is tame) */
+    v4d ca = V4_SPLAT((double)LD(x)), cP1, cP2, cQ1, cQ2;
+    affine_group_products(&ca, &ca, &cP1, &cP2, &cQ1, &cQ2);
+    const v4d cC2 = cQ2 * V4_BROADCAST3(cP2);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8, x += 8 * sa, y += 8 * sz, h += 8 * sz) {
+        if (!(fabs(Sv[0]) <= LS_B_HI))
+            break;
+        LINE_PREFETCH_READ(y, sz);
+        LINE_PREFETCH_WRITE(h, sz);
+        if (!abcast)
+            LINE_PREFETCH_READ(x, sz);
+        v4d a = ca, a2 = ca, e, e2;
+#if IS_F32
+        v8i ub, wild;
+        LS_BITS_F32(ub, y, back);
+        wild = ub > V8I_SPLAT(LS_B_HI_F32);
+        if (!abcast) {
+            v8i ua;
+            LS_BITS_F32(ua, x, back);
+            wild |= LS_A_WILD_F32(ua);
+        }
+        if (V8_ANY(wild))
+            break;
+#endif
+        if (!abcast) {
+            LINE_LOAD(a, x, back);
+            LINE_LOAD(a2, x + 4 * sz, back);
+        }
+        LINE_LOAD(e, y, back);
+        LINE_LOAD(e2, y + 4 * sz, back);
+#if !IS_F32
+        {
+            v4i w = LS_B_WILD(e) | LS_B_WILD(e2);
+            if (!abcast)
+                w |= LS_A_WILD(a) | LS_A_WILD(a2);
+            if (V4_ANY(w))
+                break;
+        }
+#endif
+        v4d P1 = cP1, P2 = cP2, Q1 = cQ1, Q2 = cQ2, C2 = cC2;
+        if (!abcast) {
+            affine_group_products(&a, &a2, &P1, &P2, &Q1, &Q2);
+            C2 = Q2 * V4_BROADCAST3(P2);
+        }
+        affine_group_offsets(&a, &a2, &P1, &Q1, &Q2, &e, &e2);
+        /* the carry past the group from splats made off the chain: one
+         * multiply-add on it per eight elements, the same value as s2[3] */
+        v4d s = P2 * Sv + e, s2 = C2 * Sv + e2;
+        const v4d next = V4_BROADCAST3(C2) * Sv + V4_BROADCAST3(e2);
+        if (!incl) { /* each output is the state before its element */
+            s2 = V4_SHIFT1(s2, V4_BROADCAST3(s));
+            s = V4_SHIFT1(s, Sv);
+        }
+        LINE_STORE(h, s, back);
+        LINE_STORE(h + 4 * sz, s2, back);
+        Sv = next;
+    }
+    *S = Sv[0];
+    return i;
+}
+#define LS_GROUPS_CALL(x, y, h, n, S, incl, back, abcast)                                  \
+    ((incl) ? ((back) ? ((abcast) ? KN(linear_groups_)(x, y, h, n, S, 1, 1, 1)             \
+                                  : KN(linear_groups_)(x, y, h, n, S, 1, 1, 0))            \
+                      : ((abcast) ? KN(linear_groups_)(x, y, h, n, S, 1, 0, 1)             \
+                                  : KN(linear_groups_)(x, y, h, n, S, 1, 0, 0)))           \
+            : ((back) ? ((abcast) ? KN(linear_groups_)(x, y, h, n, S, 0, 1, 1)             \
+                                  : KN(linear_groups_)(x, y, h, n, S, 0, 1, 0))            \
+                      : ((abcast) ? KN(linear_groups_)(x, y, h, n, S, 0, 0, 1)             \
+                                  : KN(linear_groups_)(x, y, h, n, S, 0, 0, 0))))
+
+static double KN(linear_steps_)(const char *x, int64_t sa, const char *y, char *h, int64_t sz,
+                                int64_t cnt, double S, int incl);
+/* A line whose operands all run one element per step the same way (a
+ * may be broadcast), without log_a: groups straight from the operands,
+ * each wild group and the tail as the loop's exact steps; returns the
+ * final state. */
+static double KN(linear_line_direct_)(const scan_block *b, double S, char *h)
+{
+    LS_NO_CONTRACT
+    const int64_t n = b->n, sa = b->step[0], sz = b->step[1];
+    const int incl = b->inclusive, back = sz < 0, abcast = sa == 0;
+    const char *x = b->ptr[0], *y = b->ptr[1];
+    int groups = 1;
+    if (abcast) {
+        const double a0 = LD(x), m = fabs(a0);
+        groups = m <= LS_A_HI && (m >= LS_A_LO || a0 == 0.0);
+    }
+    int64_t i = 0;
+    for (;;) {
+        if (groups) {
+            const int64_t done = LS_GROUPS_CALL(x, y, h, n - i, &S, incl, back, abcast);
+            i += done;
+            x += done * sa;
+            y += done * sz;
+            h += done * sz;
+        }
+        if (i == n)
+            return S;
+        /* the tail, or eight elements after a wild group or carry */
+        const int64_t cnt = groups && i + 8 <= n ? 8 : n - i;
+        S = KN(linear_steps_)(x, sa, y, h, sz, cnt, S, incl);
+        i += cnt;
+        x += cnt * sa;
+        y += cnt * sz;
+        h += cnt * sz;
+    }
+}
+#endif
+
+
+#ifndef SCANAD_LINEAR_ONCE
+#define SCANAD_LINEAR_ONCE
 /* later piece after acc: h -> next.s (acc.s h + acc.v) + next.v; a zero
  * factor resets, as in the scan */
 static void linear_combine(scan_carry *acc, const scan_carry *next)
@@ -178,6 +333,21 @@ SCAN_INLINE void KN(linear_narrow_excl_)(char *p, const int64_t st, double first
         ST(p + i * st, src[i - 1]);
 }
 
+/* cnt of the loop's exact steps from S (linear_line_direct_'s wild
+ * groups and tails), without contraction; returns the state. */
+static double KN(linear_steps_)(const char *x, const int64_t sa, const char *y, char *h,
+                                const int64_t sz, const int64_t cnt, double S, const int incl)
+{
+    LS_NO_CONTRACT
+    for (int64_t i = 0; i < cnt; i++, x += sa, y += sz, h += sz) {
+        const double av = LD(x), bv = LD(y);
+        const double next = av == 0.0 ? bv : av * S + bv;
+        ST(h, incl ? next : S);
+        S = next;
+    }
+    return S;
+}
+
 /* One line from state S through tiles; stores h unless h is NULL (the
  * reduce); returns the final state.  With P (the reduce) also the product
  * of the factors into *P, in eight running products (one chain would cost
@@ -188,6 +358,9 @@ static double KN(linear_line_)(const scan_block *b, const int lg, double S, char
     double ta[LS_TILE], tb[LS_TILE], th[LS_TILE];
     const int64_t sz = (int64_t)sizeof(T), sh = b->step[2];
     const char *x = b->ptr[0], *y = b->ptr[1];
+    if (P == NULL && h != NULL && !lg && (sh == sz || sh == -sz) && b->step[1] == sh &&
+        (b->step[0] == sh || b->step[0] == 0))
+        return KN(linear_line_direct_)(b, S, h);
     double pp[8] = {1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0};
     int zero = 0;
     for (int64_t i0 = 0; i0 < b->n; i0 += LS_TILE) {

@@ -1,7 +1,8 @@
 """scanad benchmark runner: writes benchmarks/results.md (and results.png).
 
-    python benchmarks/run.py [--quick] [--headline] [--linear] [--adapters] [--threads N]
-                             [--ops cumsum,cummax] [--out PATH] [--plot PATH] [--readme README.md]
+    python benchmarks/run.py [--quick] [--headline] [--linear] [--adapters] [--dask]
+                             [--threads N] [--ops cumsum,cummax] [--out PATH] [--plot PATH]
+                             [--readme README.md]
 
 Every table in results.md comes from one run of this script; nothing in it is
 edited by hand.  Each scan is timed against ``np.copyto`` of the same array,
@@ -18,6 +19,10 @@ Timings are reported, never asserted.
 --adapters   only the adapter table (scanad.torch, scanad.jax), printed.
 --readme F   also write the headline table into F between the lines
              '<!-- headline:begin -->' and '<!-- headline:end -->'.
+--dask       only the scanad.dask table (a LocalCluster of two single-threaded
+             worker processes against dask.array's own scans), printed and written
+             into the results file as its "On Dask" section (replaced or appended);
+             too slow for the full run, which leaves that section out.
 --quick      tiny shapes, a smoke test of every table in seconds; writes to the
              temporary directory unless --out/--plot are given.
 """
@@ -698,6 +703,109 @@ def linear_table(quick: bool) -> List[str]:
     return lines
 
 
+DASK_HEAD = "## On Dask: scanad.dask against dask.array"
+BLELLOCH_WAIT = 20.0  # seconds
+
+
+def _dask_times(client: Any, op: str, host: np.ndarray, chunk: int, repeat: int,
+                blelloch: bool) -> List[Optional[float]]:
+    """Seconds to compute ``.sum()`` of scanad.dask's scan, dask.array's
+    sequential one and (if asked) its Blelloch one, on host persisted in blocks;
+    None for a Blelloch scan that does not finish in BLELLOCH_WAIT seconds
+    (on a distributed cluster it can hang)."""
+    import dask.array as da
+    import distributed
+
+    import scanad.dask as sad
+
+    x = client.persist(da.from_array(host, chunks=chunk))
+    distributed.wait(x)
+    out: List[Optional[float]] = [
+        _median_time(lambda: getattr(sad, op)(x).sum().compute(), repeat),
+        _median_time(lambda: getattr(da, op)(x, method="sequential").sum().compute(), repeat)]
+    if blelloch:
+        fut = client.compute(getattr(da, op)(x, method="blelloch").sum())
+        try:
+            fut.result(timeout=BLELLOCH_WAIT)
+        except distributed.TimeoutError:
+            fut.cancel()
+            out.append(None)
+        else:
+            out.append(_median_time(
+                lambda: getattr(da, op)(x, method="blelloch").sum().compute(), repeat))
+    return out
+
+
+def dask_table(quick: bool) -> List[str]:
+    """scanad.dask's cumsum/cumprod against dask.array's on the same blocks, on a
+    LocalCluster of two single-threaded worker processes, and the per-block cost."""
+    import distributed
+
+    n, nblocks = (1 << 16, 4) if quick else (1 << 26, 16)
+    repeat = 3
+    lines = [f"float64, {n} elements (2^{n.bit_length() - 1}) in {nblocks} blocks, on "
+             "`LocalCluster(n_workers=2, threads_per_worker=1, processes=True)` with "
+             "`SCANAD_NUM_THREADS=1` in the workers. The input is persisted on the workers "
+             "first; a timing is graph building, scheduling and computing `.sum()` of the "
+             f"scan (medians of {repeat} after a warm-up). In brackets: against scanad.dask; "
+             "`in memory` is scanad's scan of the same NumPy array in this process, one "
+             "thread, without the sum.", "",
+             "| op | scanad.dask ms | dask.array sequential | dask.array blelloch | "
+             "in memory |", "|---|---|---|---|---|"]
+    print("\n".join(lines[-2:]), flush=True)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, env={"SCANAD_NUM_THREADS": "1"}
+                                  ) as cluster, distributed.Client(cluster) as client:
+        rng = np.random.default_rng(0)
+        for op in ("cumsum", "cumprod"):
+            # factors near 1 keep a product of 2^26 of them finite
+            host = (1.0 + 1e-9 * rng.standard_normal(n) if op == "cumprod"
+                    else rng.standard_normal(n))
+            t = _dask_times(client, op, host, n // nblocks, repeat, True)
+            mine = t[0] or 0.0
+            local = _median_time(lambda: getattr(sa, op)(host), repeat)
+            ble = f"hangs (>{BLELLOCH_WAIT:g} s)" if t[2] is None else fmt(t[2], mine)
+            lines.append(f"| {op} | {mine * 1e3:.0f} | {fmt(t[1], mine)} | {ble} | "
+                         f"{fmt(local, mine)} |")
+            print(lines[-1], flush=True)
+        # per-block cost: the same elements in more and more blocks
+        m = 1 << (12 if quick else 20)
+        counts = (4, 16, 64) if quick else (16, 64, 256)
+        lines += ["", f"Per-block cost: cumsum of {m} float64 elements (2^{m.bit_length() - 1}) "
+                  "in more and more blocks, `.sum()` computed as above; ms, and the slope "
+                  "between the last two rows in ms per block.", "",
+                  "| blocks | scanad.dask ms | dask.array sequential ms |", "|---|---|---|"]
+        print("\n".join(lines[-3:]), flush=True)
+        host = rng.standard_normal(m)
+        per: List[Tuple[int, float, float]] = []
+        for blocks in counts:
+            t = _dask_times(client, "cumsum", host, m // blocks, repeat, False)
+            per.append((blocks, t[0] or 0.0, t[1] or 0.0))
+            lines.append(f"| {blocks} | {t[0] * 1e3:.1f} | {t[1] * 1e3:.1f} |")
+            print(lines[-1], flush=True)
+        (b0, m0, s0), (b1, m1, s1) = per[-2], per[-1]
+        lines.append(f"| per block | {(m1 - m0) / (b1 - b0) * 1e3:.2f} | "
+                     f"{(s1 - s0) / (b1 - b0) * 1e3:.2f} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
+def replace_section(path: str, head: str, body: List[str]) -> None:
+    """Replace the section titled ``head`` in path (up to the next ``## ``), or
+    append it."""
+    text = open(path).read() if os.path.exists(path) else ""
+    start = text.find(head)
+    section = head + "\n\n" + "\n".join(body) + "\n"
+    if start < 0:
+        text = text.rstrip("\n") + ("\n\n" if text else "") + section
+    else:
+        stop = text.find("\n## ", start + len(head))
+        text = text[:start] + section + (text[stop:] if stop >= 0 else "")
+    with open(path, "w") as f:
+        f.write(text)
+    print(f"{head[3:]} written into {path}")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Measure every table and write results.md and the plot (see the module
     docstring for the options)."""
@@ -707,6 +815,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--linear", action="store_true",
                    help="only the linear_scan and adapter tables, printed")
     p.add_argument("--adapters", action="store_true", help="only the adapter table, printed")
+    p.add_argument("--dask", action="store_true",
+                   help="only the scanad.dask table, printed and written into --out")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--ops", default=",".join(SCANS))
     p.add_argument("--out", default=None,
@@ -748,6 +858,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("\n".join(table))
         if args.readme:
             replace_headline(args.readme, table)
+        return 0
+
+    if args.dask:
+        print()
+        table = dask_table(args.quick)
+        replace_section(args.out, DASK_HEAD, table)
         return 0
 
     if args.linear or args.adapters:

@@ -92,10 +92,12 @@ SCAN_INLINE int64_t KN(linear_groups_)(const char *x, const char *y, char *h, co
 {
     LS_NO_CONTRACT
     const int64_t sz = back ? -(int64_t)sizeof(T) : (int64_t)sizeof(T), sa = abcast ? 0 : sz;
+    if (n < 8) /* x may point past the line's end */
+        return 0;
     v4d Sv = V4_SPLAT(*S);
     /* a broadcast a: its products are the same for every group (the
      * caller has checked that it is tame) */
-    v4d ca = V4_SPLAT((double)LD(x)), cP1, cP2, cQ1, cQ2;
+    v4d ca = V4_SPLAT(abcast ? (double)LD(x) : 0.0), cP1, cP2, cQ1, cQ2;
     affine_group_products(&ca, &ca, &cP1, &cP2, &cQ1, &cQ2);
     const v4d cC2 = cQ2 * V4_BROADCAST3(cP2);
     int64_t i = 0;
@@ -184,7 +186,7 @@ static double KN(linear_line_direct_)(const scan_block *b, double S, char *h)
     }
     int64_t i = 0;
     for (;;) {
-        if (groups) {
+        if (groups && n - i >= 8) {
             const int64_t done = LS_GROUPS_CALL(x, y, h, n - i, &S, incl, back, abcast);
             i += done;
             x += done * sa;

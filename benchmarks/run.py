@@ -704,36 +704,37 @@ def linear_table(quick: bool) -> List[str]:
 
 
 DASK_HEAD = "## On Dask: scanad.dask against dask.array"
-BLELLOCH_WAIT = 20.0  # seconds
 
 
-def _dask_times(client: Any, op: str, host: np.ndarray, chunk: int, repeat: int,
-                blelloch: bool) -> List[Optional[float]]:
-    """Seconds to compute ``.sum()`` of scanad.dask's scan, dask.array's
-    sequential one and (if asked) its Blelloch one, on host persisted in blocks;
-    None for a Blelloch scan that does not finish in BLELLOCH_WAIT seconds
-    (on a distributed cluster it can hang)."""
+def _scan_input(op: str, n: int, chunk: Optional[int] = None) -> Any:
+    """The benchmark's input: made on the workers in blocks of ``chunk``
+    (a dask array), or in this process (a NumPy array) when chunk is None."""
+    if chunk is None:
+        x = np.random.default_rng(0).standard_normal(n)
+    else:
+        import dask.array as da
+        x = da.random.default_rng(0).standard_normal(n, chunks=chunk)
+    # factors near 1 keep a product of 2^26 of them finite
+    return 1.0 + 1e-9 * x if op == "cumprod" else x
+
+
+def _dask_times(client: Any, op: str, n: int, chunk: int, repeat: int) -> Tuple[float, float]:
+    """Seconds to compute ``.sum()`` of scanad.dask's scan and of dask.array's
+    sequential one, on n elements made and persisted on the workers in blocks
+    of chunk (a NumPy array in the graph would ship it through the scheduler).
+    dask.array's method="blelloch" is left out: on the distributed scheduler it
+    never finished, and its scheduler spun at full CPU, growing by gigabytes,
+    where no timeout could stop it."""
     import dask.array as da
     import distributed
 
     import scanad.dask as sad
 
-    x = client.persist(da.from_array(host, chunks=chunk))
+    x = client.persist(_scan_input(op, n, chunk))
     distributed.wait(x)
-    out: List[Optional[float]] = [
-        _median_time(lambda: getattr(sad, op)(x).sum().compute(), repeat),
-        _median_time(lambda: getattr(da, op)(x, method="sequential").sum().compute(), repeat)]
-    if blelloch:
-        fut = client.compute(getattr(da, op)(x, method="blelloch").sum())
-        try:
-            fut.result(timeout=BLELLOCH_WAIT)
-        except distributed.TimeoutError:
-            fut.cancel()
-            out.append(None)
-        else:
-            out.append(_median_time(
-                lambda: getattr(da, op)(x, method="blelloch").sum().compute(), repeat))
-    return out
+    return (_median_time(lambda: getattr(sad, op)(x).sum().compute(), repeat),
+            _median_time(lambda: getattr(da, op)(x, method="sequential").sum().compute(),
+                         repeat))
 
 
 def dask_table(quick: bool) -> List[str]:
@@ -745,28 +746,25 @@ def dask_table(quick: bool) -> List[str]:
     repeat = 3
     lines = [f"float64, {n} elements (2^{n.bit_length() - 1}) in {nblocks} blocks, on "
              "`LocalCluster(n_workers=2, threads_per_worker=1, processes=True)` with "
-             "`SCANAD_NUM_THREADS=1` in the workers. The input is persisted on the workers "
-             "first; a timing is graph building, scheduling and computing `.sum()` of the "
-             f"scan (medians of {repeat} after a warm-up). In brackets: against scanad.dask; "
-             "`in memory` is scanad's scan of the same NumPy array in this process, one "
-             "thread, without the sum.", "",
-             "| op | scanad.dask ms | dask.array sequential | dask.array blelloch | "
-             "in memory |", "|---|---|---|---|---|"]
+             "`SCANAD_NUM_THREADS=1` in the workers. The input is made (`dask.array.random`) "
+             "and persisted on the workers first; a timing is graph building, scheduling and "
+             f"computing `.sum()` of the scan (medians of {repeat} after a warm-up). In "
+             "brackets: against scanad.dask; "
+             "`in memory` is scanad's scan of a NumPy array of the same size and values' "
+             "distribution in this process, one thread, without the sum. dask.array's "
+             "`method=\"blelloch\"` is left out: on the distributed scheduler it never "
+             "finished (the scheduler's process spinning at full CPU).", "",
+             "| op | scanad.dask ms | dask.array sequential | in memory |", "|---|---|---|---|"]
     print("\n".join(lines[-2:]), flush=True)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None, env={"SCANAD_NUM_THREADS": "1"}
                                   ) as cluster, distributed.Client(cluster) as client:
-        rng = np.random.default_rng(0)
         for op in ("cumsum", "cumprod"):
-            # factors near 1 keep a product of 2^26 of them finite
-            host = (1.0 + 1e-9 * rng.standard_normal(n) if op == "cumprod"
-                    else rng.standard_normal(n))
-            t = _dask_times(client, op, host, n // nblocks, repeat, True)
-            mine = t[0] or 0.0
+            t = _dask_times(client, op, n, n // nblocks, repeat)
+            mine = t[0]
+            host = _scan_input(op, n)
             local = _median_time(lambda: getattr(sa, op)(host), repeat)
-            ble = f"hangs (>{BLELLOCH_WAIT:g} s)" if t[2] is None else fmt(t[2], mine)
-            lines.append(f"| {op} | {mine * 1e3:.0f} | {fmt(t[1], mine)} | {ble} | "
-                         f"{fmt(local, mine)} |")
+            lines.append(f"| {op} | {mine * 1e3:.0f} | {fmt(t[1], mine)} | {fmt(local, mine)} |")
             print(lines[-1], flush=True)
         # per-block cost: the same elements in more and more blocks
         m = 1 << (12 if quick else 20)
@@ -776,11 +774,10 @@ def dask_table(quick: bool) -> List[str]:
                   "between the last two rows in ms per block.", "",
                   "| blocks | scanad.dask ms | dask.array sequential ms |", "|---|---|---|"]
         print("\n".join(lines[-3:]), flush=True)
-        host = rng.standard_normal(m)
         per: List[Tuple[int, float, float]] = []
         for blocks in counts:
-            t = _dask_times(client, "cumsum", host, m // blocks, repeat, False)
-            per.append((blocks, t[0] or 0.0, t[1] or 0.0))
+            t = _dask_times(client, "cumsum", m, m // blocks, repeat)
+            per.append((blocks, t[0], t[1]))
             lines.append(f"| {blocks} | {t[0] * 1e3:.1f} | {t[1] * 1e3:.1f} |")
             print(lines[-1], flush=True)
         (b0, m0, s0), (b1, m1, s1) = per[-2], per[-1]

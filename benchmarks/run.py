@@ -1,7 +1,7 @@
 """scanad benchmark runner: writes benchmarks/results.md (and results.png).
 
     python benchmarks/run.py [--quick] [--headline] [--linear] [--adapters] [--dask]
-                             [--threads N] [--ops cumsum,cummax] [--out PATH] [--plot PATH]
+                             [--isas] [--threads N] [--ops cumsum,cummax] [--out PATH] [--plot PATH]
                              [--readme README.md]
 
 Every table in results.md comes from one run of this script; nothing in it is
@@ -23,6 +23,10 @@ Timings are reported, never asserted.
              worker processes against dask.array's own scans), printed and written
              into the results file as its "On Dask" section (replaced or appended);
              too slow for the full run, which leaves that section out.
+--isas       only the main table's scanad cells on the two best kernel tables this
+             host runs (e.g. avx2 and avx512; SCANAD_ISA in a child process each),
+             side by side, printed and written into the results file as its
+             "Kernel tables side by side" section; the full run leaves it out.
 --quick      tiny shapes, a smoke test of every table in seconds; writes to the
              temporary directory unless --out/--plot are given.
 """
@@ -33,6 +37,7 @@ import argparse
 import ctypes
 import datetime
 import glob
+import json
 import os
 import platform
 import subprocess
@@ -173,9 +178,10 @@ def forward_and_derivative_times(fn: Callable, x: np.ndarray, axis: int
 
 
 def measure_rows(ops: Sequence[str], dtypes: Sequence[type],
-                 cases: Sequence[Tuple[Tuple[int, ...], int]], derivatives: bool = True
-                 ) -> List[Row]:
-    """Every op on every dtype and case; without derivatives their times are NaN."""
+                 cases: Sequence[Tuple[Tuple[int, ...], int]], derivatives: bool = True,
+                 frameworks: bool = True) -> List[Row]:
+    """Every op on every dtype and case; without derivatives their times are
+    NaN, without frameworks NumPy's is NaN and torch's and JAX's None."""
     rows = []
     rng = np.random.default_rng(0)
     for dtype in dtypes:
@@ -192,9 +198,11 @@ def measure_rows(ops: Sequence[str], dtypes: Sequence[type],
                 else:
                     t_new, t_vjp, t_jvp = median_time(lambda: fn(x, axis=axis)), np.nan, np.nan
                 row = Row(name, np.dtype(dtype).name, shape, axis, t_copy, t_out, t_new, t_vjp,
-                          t_jvp, median_time(lambda: NUMPY_OPS[name](x, axis)),
-                          maybe_time(torch_call(name, x, axis)),
-                          maybe_time(jax_call(name, x, axis)))
+                          t_jvp, np.nan, None, None)
+                if frameworks:
+                    row.numpy = median_time(lambda: NUMPY_OPS[name](x, axis))
+                    row.torch = maybe_time(torch_call(name, x, axis))
+                    row.jax = maybe_time(jax_call(name, x, axis))
                 rows.append(row)
                 print(row.markdown(), flush=True)
     return rows
@@ -787,6 +795,48 @@ def dask_table(quick: bool) -> List[str]:
     return lines
 
 
+ISA_HEAD = "## Kernel tables side by side"
+
+
+def isa_rows(ops: Sequence[str], cases: Sequence[Tuple[Tuple[int, ...], int]]) -> None:
+    """The main table's scanad columns on the table SCANAD_ISA chose, one JSON
+    line per cell after a line "rows:" (read by isa_table)."""
+    rows = measure_rows(ops, [np.float32, np.float64], cases, frameworks=False)
+    print("rows:")
+    for r in rows:
+        print(json.dumps([r.name, r.dtype, list(r.shape), r.axis, r.copy, r.out, r.alloc,
+                          r.vjp, r.jvp]), flush=True)
+
+
+def isa_table(ops: Sequence[str], quick: bool, threads: int) -> List[str]:
+    """Every supported kernel table but the baseline on the main table's
+    cells, each in a child process (SCANAD_ISA is read at import); the best
+    table's times against the next best's."""
+    isas = [i for i in sa.build_info()["isas_supported"] if i != "baseline"]
+    if len(isas) < 2:
+        return [f"This host runs only {', '.join(isas) or 'the baseline'}: nothing to compare."]
+    times: Dict[str, List[Any]] = {}
+    for isa in isas:
+        cmd = [sys.executable, os.path.abspath(__file__), "--isa-rows", "--ops", ",".join(ops),
+               "--threads", str(threads)] + (["--quick"] if quick else [])
+        out = subprocess.run(cmd, env=dict(os.environ, SCANAD_ISA=isa), check=True,
+                             capture_output=True, text=True).stdout
+        times[isa] = [json.loads(line) for line in out.split("rows:\n", 1)[1].splitlines()]
+    old, new = isas[-2], isas[-1]
+    lines = [f"The main table's scanad cells on the `{old}` and the `{new}` kernel table "
+             f"(`SCANAD_ISA`, one child process each, one after the other); ms, and "
+             f"`{new}` / `{old}`: below 1 the `{new}` table is faster.", "",
+             f"| op | dtype | shape, axis | out= {old} | out= {new} | VJP {old} | VJP {new} "
+             f"| JVP {old} | JVP {new} |", "|" + "---|" * 9]
+    for a, b in zip(times[old], times[new]):
+        cells = [a[0], a[1], f"{tuple(a[2])}, {a[3]}"]
+        for k in (5, 7, 8):  # out=, VJP, JVP
+            cells += [f"{a[k] * 1e3:.2f}", fmt(b[k], a[k])]
+        lines.append("| " + " | ".join(cells) + " |")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def replace_section(path: str, head: str, body: List[str]) -> None:
     """Replace the section titled ``head`` in path (up to the next ``## ``), or
     append it."""
@@ -814,6 +864,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--adapters", action="store_true", help="only the adapter table, printed")
     p.add_argument("--dask", action="store_true",
                    help="only the scanad.dask table, printed and written into --out")
+    p.add_argument("--isas", action="store_true",
+                   help="only the kernel tables side by side, printed and written into --out")
+    p.add_argument("--isa-rows", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--ops", default=",".join(SCANS))
     p.add_argument("--out", default=None,
@@ -855,6 +908,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("\n".join(table))
         if args.readme:
             replace_headline(args.readme, table)
+        return 0
+
+    if args.isa_rows:
+        isa_rows(ops, cases)
+        return 0
+
+    if args.isas:
+        print()
+        table = isa_table(ops, args.quick, args.threads)
+        replace_section(args.out, ISA_HEAD, table)
         return 0
 
     if args.dask:

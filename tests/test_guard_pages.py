@@ -16,7 +16,7 @@ import mmap
 import os
 import subprocess
 import sys
-from typing import Any, Callable, Dict, Iterator, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import numpy as np
 import pytest
@@ -69,9 +69,27 @@ def _shapes() -> Iterator[Tuple[Tuple[int, ...], int]]:
 
 
 FLAGS = [dict(reverse=r, inclusive=i) for r in (False, True) for i in (True, False)]
+Run = Callable[[Callable], Any]
 
 
-def _scan_cases(op: Callable[..., Any]) -> Iterator[Tuple[str, Callable[[Callable], Any]]]:
+def _derivative_runs(op: Callable[..., Any], primals: Callable[[Callable], Any],
+                     tangents: Callable[[Callable], Any], g: np.ndarray,
+                     kw: Dict[str, Any]) -> List[Tuple[str, Run]]:
+    """op's VJP, JVP and vjp_jvp (g_dot = g) at primals(place), along
+    tangents(place), with cotangent g."""
+    def vjp(place: Callable) -> Any:
+        return sa.vjp(op, primals(place), **kw)[1](place(g))
+
+    def jvp(place: Callable) -> Any:
+        return sa.jvp(op, primals(place), tangents(place), **kw)[1]
+
+    def vjp_jvp(place: Callable) -> Any:
+        return sa.vjp_jvp(op, primals(place), place(g), tangents(place), place(g), **kw)
+
+    return [("vjp", vjp), ("jvp", jvp), ("vjp_jvp", vjp_jvp)]
+
+
+def _scan_cases(op: Callable[..., Any]) -> Iterator[Tuple[str, Run]]:
     """(label, run) pairs; run(place) makes every operand with place()."""
     rng = np.random.default_rng(0)
     for dtype in DTYPES:
@@ -88,17 +106,9 @@ def _scan_cases(op: Callable[..., Any]) -> Iterator[Tuple[str, Callable[[Callabl
                     op(place(x), out=out, **kw)
                     return out
 
-                def rev(place, x=x, g=g, kw=kw):
-                    return sa.vjp(op, place(x), **kw)[1](place(g))
-
-                def tan(place, x=x, t=t, kw=kw):
-                    return sa.jvp(op, place(x), place(t), **kw)[1]
-
-                def second(place, x=x, g=g, t=t, kw=kw):
-                    return sa.vjp_jvp(op, place(x), place(g), place(t), place(g), **kw)
-
-                for mode, run in (("forward", fwd), ("vjp", rev), ("jvp", tan),
-                                  ("vjp_jvp", second)):
+                derivatives = _derivative_runs(op, lambda place, x=x: place(x),
+                                               lambda place, t=t: place(t), g, kw)
+                for mode, run in [("forward", fwd)] + derivatives:
                     yield f"{op.__name__} {mode} {label}", run
             if len(shape) == 1 and shape[0] >= 3:
                 cu = np.array([0, 1, shape[0] // 2, shape[0]], dtype=np.int64)
@@ -109,7 +119,7 @@ def _scan_cases(op: Callable[..., Any]) -> Iterator[Tuple[str, Callable[[Callabl
                 yield f"{op.__name__} segmented {label}", seg
 
 
-def _linear_cases() -> Iterator[Tuple[str, Callable[[Callable], Any]]]:
+def _linear_cases() -> Iterator[Tuple[str, Run]]:
     rng = np.random.default_rng(1)
     for dtype in DTYPES:
         for shape, axis in _shapes():
@@ -124,27 +134,17 @@ def _linear_cases() -> Iterator[Tuple[str, Callable[[Callable], Any]]]:
                     label = f"{np.dtype(dtype).name} {shape} a={a_kind} {kw}"
                     aa = a if a_kind == "same" else a.reshape(-1)[:1].reshape((1,) * a.ndim)
 
-                    def fwd(place, aa=aa, b=b, g=g, h0=h0, kw=kw):
+                    def fwd(place, aa=aa, b=b, h0=h0, kw=kw):
                         out = place(np.zeros_like(b))
                         sa.linear_scan(place(aa), place(b), out=out, h0=place(h0), **kw)
                         return out
 
-                    def rev(place, aa=aa, b=b, g=g, h0=h0, kw=kw):
-                        prim = (place(aa), place(b), place(h0))
-                        return sa.vjp(sa.linear_scan, prim, **kw)[1](place(g))
+                    def primals(place, aa=aa, b=b, h0=h0):
+                        return place(aa), place(b), place(h0)
 
-                    def tan(place, aa=aa, b=b, g=g, h0=h0, kw=kw):
-                        prim = (place(aa), place(b), place(h0))
-                        tans = (place(aa), place(b), place(h0))
-                        return sa.jvp(sa.linear_scan, prim, tans, **kw)[1]
-
-                    def second(place, aa=aa, b=b, g=g, h0=h0, kw=kw):
-                        prim = (place(aa), place(b), place(h0))
-                        tans = (place(aa), place(b), place(h0))
-                        return sa.vjp_jvp(sa.linear_scan, prim, place(g), tans, place(g), **kw)
-
-                    for mode, run in (("forward", fwd), ("vjp", rev), ("jvp", tan),
-                                      ("vjp_jvp", second)):
+                    # the tangents take the primals' values
+                    derivatives = _derivative_runs(sa.linear_scan, primals, primals, g, kw)
+                    for mode, run in [("forward", fwd)] + derivatives:
                         yield f"linear_scan {mode} {label}", run
                 for log_a in (False, True):
                     def logs(place, a=a, b=b, kw=kw, log_a=log_a):
@@ -163,7 +163,7 @@ def _linear_cases() -> Iterator[Tuple[str, Callable[[Callable], Any]]]:
                 yield f"linear_scan segmented {label}", seg
 
 
-def _chunk_cases() -> Iterator[Tuple[str, Callable[[Callable], Any]]]:
+def _chunk_cases() -> Iterator[Tuple[str, Run]]:
     rng = np.random.default_rng(2)
     for dtype in DTYPES:
         for n in LENGTHS:
@@ -179,7 +179,7 @@ def _chunk_cases() -> Iterator[Tuple[str, Callable[[Callable], Any]]]:
                 yield f"chunk_global_cumsum {n} reverse={reverse}", glob
 
 
-def _cases(name: str) -> Iterator[Tuple[str, Callable[[Callable], Any]]]:
+def _cases(name: str) -> Iterator[Tuple[str, Run]]:
     if name == "linear_scan":
         return _linear_cases()
     if name == "chunk":

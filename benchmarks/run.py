@@ -44,7 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -804,8 +804,7 @@ def isa_rows(ops: Sequence[str], cases: Sequence[Tuple[Tuple[int, ...], int]]) -
     rows = measure_rows(ops, [np.float32, np.float64], cases, frameworks=False)
     print("rows:")
     for r in rows:
-        print(json.dumps([r.name, r.dtype, list(r.shape), r.axis, r.copy, r.out, r.alloc,
-                          r.vjp, r.jvp]), flush=True)
+        print(json.dumps(asdict(r)), flush=True)
 
 
 def isa_table(ops: Sequence[str], quick: bool, threads: int) -> List[str]:
@@ -815,13 +814,13 @@ def isa_table(ops: Sequence[str], quick: bool, threads: int) -> List[str]:
     isas = [i for i in sa.build_info()["isas_supported"] if i != "baseline"]
     if len(isas) < 2:
         return [f"This host runs only {', '.join(isas) or 'the baseline'}: nothing to compare."]
-    times: Dict[str, List[Any]] = {}
+    times: Dict[str, List[Row]] = {}
     for isa in isas:
         cmd = [sys.executable, os.path.abspath(__file__), "--isa-rows", "--ops", ",".join(ops),
                "--threads", str(threads)] + (["--quick"] if quick else [])
         out = subprocess.run(cmd, env=dict(os.environ, SCANAD_ISA=isa), check=True,
                              capture_output=True, text=True).stdout
-        times[isa] = [json.loads(line) for line in out.split("rows:\n", 1)[1].splitlines()]
+        times[isa] = [Row(**json.loads(line)) for line in out.split("rows:\n", 1)[1].splitlines()]
     old, new = isas[-2], isas[-1]
     lines = [f"The main table's scanad cells on the `{old}` and the `{new}` kernel table "
              f"(`SCANAD_ISA`, one child process each, one after the other); ms, and "
@@ -829,9 +828,10 @@ def isa_table(ops: Sequence[str], quick: bool, threads: int) -> List[str]:
              f"| op | dtype | shape, axis | out= {old} | out= {new} | VJP {old} | VJP {new} "
              f"| JVP {old} | JVP {new} |", "|" + "---|" * 9]
     for a, b in zip(times[old], times[new]):
-        cells = [a[0], a[1], f"{tuple(a[2])}, {a[3]}"]
-        for k in (5, 7, 8):  # out=, VJP, JVP
-            cells += [f"{a[k] * 1e3:.2f}", fmt(b[k], a[k])]
+        cells = [a.name, a.dtype, f"{tuple(a.shape)}, {a.axis}"]
+        for mode in ("out", "vjp", "jvp"):
+            t_old, t_new = getattr(a, mode), getattr(b, mode)
+            cells += [f"{t_old * 1e3:.2f}", fmt(t_new, t_old)]
         lines.append("| " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
     return lines

@@ -26,10 +26,18 @@ typedef enum {
     RULE_LOG,        /* logcumsumexp: ints -> float64 */
 } dtype_rule;
 
+/* how an op depends on x (SCAN_OPS in scan_matrix.h) */
+typedef enum {
+    SHAPE_LINEAR,
+    SHAPE_PIECEWISE, /* linear wherever differentiable: a zero second-order term */
+    SHAPE_CURVED,
+} op_shape;
+
 typedef struct {
     const char *name;
     dtype_rule rule;
     const char *identity;
+    op_shape shape;
 } op_info;
 
 extern const op_info OPS[SCAN_NUM_OPS];

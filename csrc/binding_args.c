@@ -10,7 +10,8 @@
 PyObject *scanad_axis_error = NULL; /* numpy's AxisError (a ValueError), set at import */
 
 /* ---- the rows of scan_matrix.h as the binding needs them ---- */
-#define OP_INFO_(E, prefix, name, rule, identity, a) [SCAN_##E] = {name, RULE_##rule, identity},
+#define OP_INFO_(E, prefix, name, rule, identity, shape, a) \
+    [SCAN_##E] = {name, RULE_##rule, identity, SHAPE_##shape},
 const op_info OPS[SCAN_NUM_OPS] = {SCAN_OPS(OP_INFO_, )};
 
 typedef struct {

@@ -290,24 +290,27 @@ static PyObject *in_shape_of(PyArrayObject *x, PyArrayObject *a)
     return (PyObject *)a;
 }
 
-/* vjp_jvp(op, x, t, g, g_dot, axis, reverse, inclusive, cu_seqlens, chunk_size)
- *   -> (x_bar, x_bar_dot)
+/* vjp_jvp(op, x, t, g, g_dot, axis, reverse, inclusive, cu_seqlens, chunk_size
+ *         [, want_x_bar=True]) -> (x_bar, x_bar_dot)
  * The pullback and its JVP in direction (t, g_dot) (docs/derivatives.md,
  * "Second order"); g_dot None is zero and never read.  t has x's shape, g
- * and g_dot y's (flat when axis is None); results have x's shape and dtype. */
+ * and g_dot y's (flat when axis is None); results have x's shape and dtype.
+ * want_x_bar False (hvp) returns None for x_bar; then an op whose second-order
+ * term is zero, with g_dot None, runs no kernel: x_bar_dot is zero. */
 static PyObject *py_vjp_jvp(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    int op, axis, reverse, inclusive, typenum;
+    int op, axis, reverse, inclusive, typenum, want_x_bar = 1;
     PyArrayObject *x = NULL, *xflat = NULL, *t = NULL, *g = NULL, *gd = NULL, *xb = NULL, *xbd = NULL;
     PyObject *result = NULL, *xb_out = NULL, *xbd_out = NULL;
     segments_t seg = {NULL, 0, 0};
     const scan_cell *cell;
     (void)self;
-    if (nargs != 10) {
-        PyErr_SetString(PyExc_TypeError, "vjp_jvp() takes 10 positional arguments");
+    if (nargs != 10 && nargs != 11) {
+        PyErr_SetString(PyExc_TypeError, "vjp_jvp() takes 10 or 11 positional arguments");
         return NULL;
     }
-    if ((op = parse_op(args[0])) < 0 || parse_flag(args[6], &reverse) < 0 || parse_flag(args[7], &inclusive) < 0)
+    if ((op = parse_op(args[0])) < 0 || parse_flag(args[6], &reverse) < 0 || parse_flag(args[7], &inclusive) < 0 ||
+        (nargs == 11 && parse_flag(args[10], &want_x_bar) < 0))
         return NULL;
     if ((x = derivative_primal(op, "vjp_jvp", args[1], &typenum)) == NULL)
         return NULL;
@@ -334,6 +337,14 @@ static PyObject *py_vjp_jvp(PyObject *self, PyObject *const *args, Py_ssize_t na
         raise_bad_dtype(OPS[op].name, "x", PyArray_DESCR(x), "of a dtype whose second order is defined");
         goto done;
     }
+    if (!want_x_bar && gd == NULL && OPS[op].shape != SHAPE_CURVED) {
+        /* every argument checked; calloc'd pages cost nothing until touched */
+        if ((xbd = (PyArrayObject *)PyArray_ZEROS(PyArray_NDIM(xflat), PyArray_DIMS(xflat), typenum, 0)) == NULL ||
+            (xbd_out = in_shape_of(x, xbd)) == NULL)
+            goto done;
+        result = PyTuple_Pack(2, Py_None, xbd_out);
+        goto done;
+    }
     if ((xb = new_like(xflat, typenum)) == NULL || (xbd = new_like(xflat, typenum)) == NULL)
         goto done;
     {
@@ -341,9 +352,12 @@ static PyObject *py_vjp_jvp(PyObject *self, PyObject *const *args, Py_ssize_t na
         if (run(cell, ops, 6, 4, axis, reverse, inclusive, &seg) < 0)
             goto done;
     }
-    if ((xb_out = in_shape_of(x, xb)) == NULL || (xbd_out = in_shape_of(x, xbd)) == NULL)
+    if ((xbd_out = in_shape_of(x, xbd)) == NULL)
         goto done;
-    result = PyTuple_Pack(2, xb_out, xbd_out);
+    if (!want_x_bar)
+        result = PyTuple_Pack(2, Py_None, xbd_out);
+    else if ((xb_out = in_shape_of(x, xb)) != NULL)
+        result = PyTuple_Pack(2, xb_out, xbd_out);
 done:
     free(seg.seg);
     Py_XDECREF(x);
@@ -500,18 +514,20 @@ static PyObject *op_accepts(int op)
     return tuple;
 }
 
-/* The matrix as Python sees it: (index, name, dtype rule, identity,
+/* The matrix as Python sees it: (index, name, dtype rule, identity, shape,
  * {mode: dtypes with kernels}, dtypes x may have) per op. */
 static PyObject *py_ops(PyObject *self, PyObject *noargs)
 {
     static const char *const rules[] = {
         [RULE_ACCUMULATE] = "accumulate", [RULE_ORDER] = "order", [RULE_LOG] = "log"};
+    static const char *const shapes[] = {
+        [SHAPE_LINEAR] = "linear", [SHAPE_PIECEWISE] = "piecewise linear", [SHAPE_CURVED] = "curved"};
     PyObject *t = PyTuple_New(SCAN_NUM_OPS);
     (void)self;
     (void)noargs;
     for (int i = 0; t != NULL && i < SCAN_NUM_OPS; i++) {
-        PyObject *row = Py_BuildValue("(isssNN)", i, OPS[i].name, rules[OPS[i].rule],
-                                      OPS[i].identity, op_dtypes(i), op_accepts(i));
+        PyObject *row = Py_BuildValue("(issssNN)", i, OPS[i].name, rules[OPS[i].rule], OPS[i].identity,
+                                      shapes[OPS[i].shape], op_dtypes(i), op_accepts(i));
         if (row == NULL)
             Py_CLEAR(t);
         else
@@ -541,7 +557,7 @@ static PyMethodDef methods[] = {
     {"build_info", py_build_info, METH_NOARGS, "the kernel variant chosen at import and the build"},
     {"set_num_threads", py_set_num_threads, METH_O, "set the number of kernel threads"},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "the number of kernel threads"},
-    {"ops", py_ops, METH_NOARGS, "the op matrix: (index, name, dtype rule, identity, {mode: dtypes}, accepted dtypes) per op"},
+    {"ops", py_ops, METH_NOARGS, "the op matrix: (index, name, dtype rule, identity, shape, {mode: dtypes}, accepted dtypes) per op"},
     {NULL, NULL, 0, NULL},
 };
 

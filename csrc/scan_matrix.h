@@ -9,13 +9,14 @@
 #define SCANAD_SCAN_MATRIX_H
 
 /* op: enum name, kernel prefix, public name, dtype rule (docs/semantics.md,
- * "dtypes"), identity as documented */
+ * "dtypes"), identity as documented, shape in x (LINEAR; PIECEWISE: linear
+ * where differentiable, so the second-order term is zero; CURVED) */
 #define SCAN_OPS(X, a)                                                                      \
-    X(SUM, sum, "cumsum", ACCUMULATE, "0", a)                                               \
-    X(PROD, prod, "cumprod", ACCUMULATE, "1", a)                                            \
-    X(MAX, max, "cummax", ORDER, "-inf (integers: the minimum, bool: False)", a)            \
-    X(MIN, min, "cummin", ORDER, "+inf (integers: the maximum, bool: True)", a)             \
-    X(LOGSUMEXP, lse, "logcumsumexp", LOG, "-inf", a)
+    X(SUM, sum, "cumsum", ACCUMULATE, "0", LINEAR, a)                                       \
+    X(PROD, prod, "cumprod", ACCUMULATE, "1", CURVED, a)                                    \
+    X(MAX, max, "cummax", ORDER, "-inf (integers: the minimum, bool: False)", PIECEWISE, a) \
+    X(MIN, min, "cummin", ORDER, "+inf (integers: the maximum, bool: True)", PIECEWISE, a)  \
+    X(LOGSUMEXP, lse, "logcumsumexp", LOG, "-inf", CURVED, a)
 
 /* dtype: enum name, kernel suffix, NumPy type token (NPY_<token>), NumPy
  * name, NumPy kind, item size */
@@ -51,7 +52,7 @@
     X(VJP, "vjp", a)                                                                        \
     X(VJP_JVP, "vjp_jvp", a)
 
-#define SCAN_OP_ENUM_(E, prefix, name, rule, identity, a) SCAN_##E,
+#define SCAN_OP_ENUM_(E, prefix, name, rule, identity, shape, a) SCAN_##E,
 #define SCAN_DTYPE_ENUM_(E, sfx, npy, name, kind, size, a) DT_##E,
 #define SCAN_MODE_ENUM_(E, name, a) MODE_##E,
 

@@ -189,34 +189,53 @@ def vjp_jvp(op: Any, x: Any, g: Any, t: Any, g_dot: Any = None,
     """
     if _is_linear_scan(op):
         return _linear_ad.vjp_jvp(x, g, t, g_dot, kwargs)
+    x_bar, x_bar_dot = _second_order(op, "vjp_jvp", x, g, t, g_dot, kwargs)
+    assert x_bar is not None
+    return x_bar, x_bar_dot
+
+
+def _second_order(op: Any, mode: str, x: Any, g: Any, t: Any, g_dot: Any,
+                  kwargs: Dict[str, Any]) -> Tuple[Optional[np.ndarray], np.ndarray]:
+    """vjp_jvp's work for the one-input ops; mode "hvp" (g_dot None) returns
+    None for x_bar and lets the op's hvp_rule skip what is known to be zero."""
     spec = resolve(op)
-    xp, kw, in_dtype = _primal(spec, "vjp_jvp", x, kwargs)
-    t = _tangent(spec, "vjp_jvp", t, xp)
+    xp, kw, in_dtype = _primal(spec, mode, x, kwargs)
+    t = _tangent(spec, mode, t, xp)
     y_shape = _output_shape(spec, xp, kw)
+    if g is None and mode == "hvp":
+        g = np.ones(y_shape, dtype=xp.dtype)
     g = np.asarray(g)
     if g.shape != y_shape:
-        raise ValueError(f"vjp_jvp of {spec.name}: the cotangent g must have the output's shape "
+        raise ValueError(f"{mode} of {spec.name}: the cotangent g must have the output's shape "
                          f"{y_shape}; got {g.shape}")
     if g_dot is not None:
         g_dot = np.asarray(g_dot)
         if g_dot.shape != y_shape:
-            raise ValueError(f"vjp_jvp of {spec.name}: g_dot (the cotangent's tangent) must have "
+            raise ValueError(f"{mode} of {spec.name}: g_dot (the cotangent's tangent) must have "
                              f"the output's shape {y_shape}; got {g_dot.shape}")
     if t.dtype.kind == "c" and xp.dtype.kind == "f":
-        raise TypeError(f"vjp_jvp of {spec.name}: the tangent t of a real x must be real; "
+        raise TypeError(f"{mode} of {spec.name}: the tangent t of a real x must be real; "
                         f"got dtype {t.dtype}")
+
+    def rule(g: np.ndarray, g_dot: Optional[np.ndarray]
+             ) -> Tuple[Optional[np.ndarray], np.ndarray]:
+        if mode == "hvp":
+            return None, spec.hvp_rule(xp, t, g, kw)
+        return spec.vjp_jvp_rule(xp, t, g, g_dot, kw)
+
     if xp.dtype.kind == "f" and (g.dtype.kind == "c" or (g_dot is not None
                                                          and g_dot.dtype.kind == "c")):
         # real-linear in (g, g_dot) for a real x: the real and imaginary parts apart
-        def part(take: Callable[[np.ndarray], np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+        def part(take: Callable[[np.ndarray], np.ndarray]
+                 ) -> Tuple[Optional[np.ndarray], np.ndarray]:
             gd = None if g_dot is None else np.ascontiguousarray(take(g_dot))
-            return spec.vjp_jvp_rule(xp, t, np.ascontiguousarray(take(g)), gd, kw)
+            return rule(np.ascontiguousarray(take(g)), gd)
         re, im = part(np.real), part(np.imag)
         out_dtype = np.result_type(in_dtype, np.complex64)
-        return ((re[0] + 1j * im[0]).astype(out_dtype),
-                (re[1] + 1j * im[1]).astype(out_dtype))
-    x_bar, x_bar_dot = spec.vjp_jvp_rule(xp, t, g, g_dot, kw)
-    return _back_to(x_bar, in_dtype), _back_to(x_bar_dot, in_dtype)
+        x_bar = None if re[0] is None or im[0] is None else (re[0] + 1j * im[0]).astype(out_dtype)
+        return x_bar, (re[1] + 1j * im[1]).astype(out_dtype)
+    x_bar, x_bar_dot = rule(g, g_dot)
+    return (None if x_bar is None else _back_to(x_bar, in_dtype)), _back_to(x_bar_dot, in_dtype)
 
 
 def hvp(op: Any, x: Any, t: Any, cotangent: Any = None, **kwargs: Any) -> np.ndarray:
@@ -232,11 +251,7 @@ def hvp(op: Any, x: Any, t: Any, cotangent: Any = None, **kwargs: Any) -> np.nda
     """
     if _is_linear_scan(op):
         return _linear_ad.hvp(x, t, cotangent, kwargs)
-    spec = resolve(op)
-    if cotangent is None:
-        xp, kw, _ = _primal(spec, "hvp", x, kwargs)
-        cotangent = np.ones(_output_shape(spec, xp, kw), dtype=xp.dtype)
-    return vjp_jvp(op, x, cotangent, t, None, **kwargs)[1]
+    return _second_order(op, "hvp", x, cotangent, t, None, kwargs)[1]
 
 
 def _random_like(rng: np.random.Generator, a: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ JvpRule = Callable[[np.ndarray, np.ndarray, Dict[str, Any]], Tuple[np.ndarray, n
 VjpRule = Callable[[np.ndarray, np.ndarray, np.ndarray, Dict[str, Any]], np.ndarray]
 VjpJvpRule = Callable[[np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray], Dict[str, Any]],
                       Tuple[np.ndarray, np.ndarray]]
+HvpRule = Callable[[np.ndarray, np.ndarray, np.ndarray, Dict[str, Any]], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,15 @@ class OpSpec:
     ``(y, y_dot)``, ``vjp_rule(x, y, g, kw)`` returns ``x_bar = J^H g`` and the
     second-order rule ``vjp_jvp_rule(x, t, g, g_dot, kw)`` returns
     ``(x_bar, x_bar_dot)``, the pullback and its JVP in direction
-    ``(t, g_dot)`` (``g_dot`` None: zero).
+    ``(t, g_dot)`` (``g_dot`` None: zero), and ``hvp_rule(x, t, g, kw)``
+    that ``x_bar_dot`` alone with ``g_dot`` zero.  ``shape`` is how the op
+    depends on x: ``"linear"``, ``"piecewise linear"`` (a zero second-order
+    term, so its ``hvp`` is zero without a kernel run) or ``"curved"``.
 
     >>> import scanad as sa
     >>> spec = sa.OPS["cummax"]
-    >>> spec.name, spec.linear, "complex128" in spec.dtypes_derivative
-    ('cummax', False, False)
+    >>> spec.name, spec.linear, spec.shape, "complex128" in spec.dtypes_derivative
+    ('cummax', False, 'piecewise linear', False)
     >>> spec.fn([1, 3, 2]).tolist() == spec.reference([1, 3, 2]).tolist()
     True
     """
@@ -53,11 +57,17 @@ class OpSpec:
     options: Tuple[str, ...]
     jvp_rule: JvpRule
     vjp_rule: VjpRule
-    linear: bool
+    shape: str
     vjp_jvp_rule: VjpJvpRule
+    hvp_rule: HvpRule
     #: the differentiable inputs; an op of several takes and returns tuples
     #: (``linear_scan``: ``(a, b, h0)``, each rule on the tuple)
     inputs: Tuple[str, ...] = ("x",)
+
+    @property
+    def linear(self) -> bool:
+        """Whether the op is linear in x (its pullback does not depend on x)."""
+        return self.shape == "linear"
 
     @property
     def reference(self) -> Callable[..., Any]:
@@ -75,7 +85,7 @@ def _scan_args(kw: Dict[str, Any]) -> Tuple[Any, ...]:
             kw.get("cu_seqlens"), kw.get("chunk_size"))
 
 
-def _scan_spec(index: int, name: str, rule: str, identity: str,
+def _scan_spec(index: int, name: str, rule: str, identity: str, shape: str,
                dtypes: Dict[str, Tuple[str, ...]], accepts: Tuple[str, ...]) -> OpSpec:
     fn = getattr(_ops, name)
     for mode in ("jvp", "vjp_jvp"):
@@ -96,9 +106,13 @@ def _scan_spec(index: int, name: str, rule: str, identity: str,
         axis, reverse, inclusive, cu, chunk = _scan_args(kw)
         return _C.vjp_jvp(index, x, t, g, g_dot, axis, reverse, inclusive, cu, chunk)
 
+    def hvp_rule(x: np.ndarray, t: np.ndarray, g: np.ndarray, kw: Dict[str, Any]) -> np.ndarray:
+        axis, reverse, inclusive, cu, chunk = _scan_args(kw)
+        return _C.vjp_jvp(index, x, t, g, None, axis, reverse, inclusive, cu, chunk, False)[1]
+
     options = _SCAN_OPTIONS + (("dtype",) if rule == "accumulate" else ())
     return OpSpec(name, fn, rule, identity, accepts, dtypes["vjp"], options, jvp_rule,
-                  vjp_rule, linear=(name == "cumsum"), vjp_jvp_rule=vjp_jvp_rule)
+                  vjp_rule, shape=shape, vjp_jvp_rule=vjp_jvp_rule, hvp_rule=hvp_rule)
 
 
 def _chunk_spec(name: str, options: Tuple[str, ...]) -> OpSpec:
@@ -126,8 +140,11 @@ def _chunk_spec(name: str, options: Tuple[str, ...]) -> OpSpec:
             return x_bar, np.zeros_like(x_bar)
         return x_bar, vjp_rule(x, x, g_dot, kw)
 
+    def hvp_rule(x: np.ndarray, t: np.ndarray, g: np.ndarray, kw: Dict[str, Any]) -> np.ndarray:
+        return vjp_jvp_rule(x, t, g, None, kw)[1]
+
     return OpSpec(name, fn, "chunk", "0", _chunk.DTYPES, _chunk.DTYPES, options, jvp_rule,
-                  vjp_rule, linear=True, vjp_jvp_rule=vjp_jvp_rule)
+                  vjp_rule, shape="linear", vjp_jvp_rule=vjp_jvp_rule, hvp_rule=hvp_rule)
 
 
 def _linear_scan_spec() -> OpSpec:
@@ -143,17 +160,20 @@ def _linear_scan_spec() -> OpSpec:
     def vjp_jvp_rule(x: Any, t: Any, g: Any, g_dot: Any, kw: Dict[str, Any]) -> Any:
         return _linear_ad.vjp_jvp(x, g, t, g_dot, kw)
 
+    def hvp_rule(x: Any, t: Any, g: Any, kw: Dict[str, Any]) -> Any:
+        return _linear_ad.vjp_jvp(x, g, t, None, kw)[1]
+
     floats = ("float16", "float32", "float64", "complex64", "complex128")
     integers = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
     return OpSpec("linear_scan", linear_scan, "linear", "0", integers + floats, floats,
-                  _linear_ad.OPTIONS, jvp_rule, vjp_rule, linear=False,
-                  vjp_jvp_rule=vjp_jvp_rule, inputs=_linear_ad.NAMES)
+                  _linear_ad.OPTIONS, jvp_rule, vjp_rule, shape="curved",
+                  vjp_jvp_rule=vjp_jvp_rule, hvp_rule=hvp_rule, inputs=_linear_ad.NAMES)
 
 
 def _build() -> Dict[str, OpSpec]:
     ops: Dict[str, OpSpec] = {}
-    for index, name, rule, identity, dtypes, accepts in _C.ops():
-        ops[name] = _scan_spec(index, name, rule, identity, dtypes, accepts)
+    for index, name, rule, identity, shape, dtypes, accepts in _C.ops():
+        ops[name] = _scan_spec(index, name, rule, identity, shape, dtypes, accepts)
     common = ("reverse", "scale", "softmax_scale", "cu_seqlens", "head_first", "output_dtype")
     ops["chunk_local_cumsum"] = _chunk_spec("chunk_local_cumsum", ("chunk_size",) + common)
     ops["chunk_global_cumsum"] = _chunk_spec("chunk_global_cumsum", common)

@@ -18,9 +18,10 @@ ALL = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "
 
 def test_rows_are_numbered_in_order_and_complete():
     assert [row[0] for row in ROWS] == list(range(len(ROWS)))
-    for _index, _name, rule, identity, modes, accepts in ROWS:
+    for _index, _name, rule, identity, shape, modes, accepts in ROWS:
         assert set(modes) == {"forward", "jvp", "vjp", "vjp_jvp"}
         assert rule in ("accumulate", "order", "log") and identity
+        assert shape in ("linear", "piecewise linear", "curved")
         # every dtype x may have reaches a forward kernel, so it is a dtype scanad knows
         assert set(modes["forward"]) <= set(accepts) <= set(ALL)
         assert set(modes["vjp"]) <= set(modes["forward"])
@@ -28,11 +29,11 @@ def test_rows_are_numbered_in_order_and_complete():
 
 @pytest.mark.parametrize("row", ROWS, ids=[row[1] for row in ROWS])
 def test_each_row_reaches_the_registry_the_package_and_the_reference(row):
-    index, name, rule, identity, modes, accepts = row
+    index, name, rule, identity, shape, modes, accepts = row
     spec = sa.OPS[name]
     assert spec.fn is getattr(sa, name)
     assert callable(getattr(_reference, name))
-    assert (spec.rule, spec.identity_kind) == (rule, identity)
+    assert (spec.rule, spec.identity_kind, spec.shape) == (rule, identity, shape)
     assert spec.dtypes_forward == accepts and spec.dtypes_derivative == modes["vjp"]
     assert modes["jvp"] == modes["vjp"] == modes["vjp_jvp"]
 
@@ -40,7 +41,7 @@ def test_each_row_reaches_the_registry_the_package_and_the_reference(row):
 @pytest.mark.parametrize("row", ROWS, ids=[row[1] for row in ROWS])
 @pytest.mark.parametrize("dtype", ALL)
 def test_the_matrix_says_what_each_function_accepts(row, dtype):
-    name, accepts, derivative = row[1], row[5], row[4]["vjp"]
+    name, accepts, derivative = row[1], row[6], row[5]["vjp"]
     fn = getattr(sa, name)
     x = np.ones(5, dtype=dtype)
     if dtype in accepts:

@@ -250,6 +250,52 @@ def test_chunk_and_linear_ops_have_zero_hessian(op: str) -> None:
     assert not np.any(sa.hvp(op, x, rand(rng, x.shape), g, **kw))
 
 
+@pytest.mark.quick
+@pytest.mark.parametrize("op", SCANS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+def test_hvp_is_the_fused_kernels_x_bar_dot(op: str, dtype: Any) -> None:
+    """hvp takes a shortcut where the second-order term is zero (no kernel
+    run): it must equal what the fused kernel computes, NaN and inf included."""
+    spec = sa.OPS[op]
+    if np.dtype(dtype).name not in spec.dtypes_derivative:
+        pytest.skip("no complex derivative")
+    rng = np.random.default_rng(11)
+    x, t, g = (rand(rng, (5, 9), dtype) for _ in range(3))
+    x[1, 2], x[3, 0], t[2, 4], t[4, 7], g[0, 3] = np.nan, np.inf, np.nan, -np.inf, np.inf
+    x[2, :3] = x[2, 3]  # ties
+    for reverse, inclusive in FLAGS:
+        for layout in ({"axis": 1}, {"axis": 0, "cu_seqlens": [0, 2, 2, 5]},
+                       {"axis": 0, "chunk_size": 2}):
+            kw = {**layout, "reverse": reverse, "inclusive": inclusive}
+            want = sa.vjp_jvp(op, x, g, t, **kw)[1]
+            got = sa.hvp(op, x, t, g, **kw)
+            assert got.dtype == want.dtype and got.shape == want.shape
+            np.testing.assert_array_equal(got, want)
+    if spec.shape != "curved":
+        assert not np.any(sa.hvp(op, x, t, g, axis=1))
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("op", SCANS)
+def test_hvp_checks_its_arguments_without_a_kernel_run(op: str) -> None:
+    x = np.ones((3, 4))
+    with pytest.raises(ValueError, match="cu_seqlens"):
+        sa.hvp(op, x, x, x, axis=0, cu_seqlens=[0, 2])
+    with pytest.raises(ValueError, match="chunk_size"):
+        sa.hvp(op, x, x, x, axis=0, chunk_size=0)
+    with pytest.raises(ValueError, match="axis"):
+        sa.hvp(op, x, x, x, axis=2)
+    with pytest.raises(ValueError, match="the cotangent g"):
+        sa.hvp(op, x, x, np.ones(3), axis=0)
+    with pytest.raises(ValueError, match="the tangent t"):
+        sa.hvp(op, x, np.ones(2), x, axis=0)
+    index = sa._scanad.ops()[SCANS.index(op)][0]
+    assert sa._scanad.vjp_jvp(index, x, x, x, None, 0, False, True, None, None, False)[0] is None
+    if "complex128" not in sa.OPS[op].dtypes_derivative:
+        with pytest.raises(TypeError, match=op):
+            sa.hvp(op, x + 1j, x + 1j, x + 1j, axis=0)
+
+
 # ---------------------------------------------------------------- edges
 
 @pytest.mark.quick
@@ -536,7 +582,7 @@ def test_bad_arguments_name_themselves() -> None:
         C.vjp_jvp(0, x, x, x + 1j, None, 0, False, True, None, None)
     with pytest.raises(TypeError, match="cummax"):
         C.vjp_jvp(2, x + 1j, x + 1j, x + 1j, None, 0, False, True, None, None)
-    with pytest.raises(TypeError, match="10 positional"):
+    with pytest.raises(TypeError, match="10 or 11 positional"):
         C.vjp_jvp(0, x, x, x)
     with pytest.raises(ValueError, match="cu_seqlens"):
         C.vjp_jvp(0, x, x, x, None, 0, False, True, [0, 2], None)

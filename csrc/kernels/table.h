@@ -53,7 +53,7 @@
 
 /* the table: ops x dtypes, each entry the op's cells for the dtype */
 #define CELLS_OF_DTYPE_(E, sfx, npy, name, kind, size, prefix) [DT_##E] = prefix##_cells_##sfx,
-#define CELLS_OF_OP_(E, prefix, name, rule, identity, a) [SCAN_##E] = {SCAN_DTYPES(CELLS_OF_DTYPE_, prefix)},
+#define CELLS_OF_OP_(E, prefix, name, rule, identity, shape, a) [SCAN_##E] = {SCAN_DTYPES(CELLS_OF_DTYPE_, prefix)},
 
 #define LINEAR_CELLS_(E, sfx, npy, name, kind, size, a) [DT_##E] = linear_cells_##sfx,
 

@@ -186,7 +186,7 @@ static double KN(linear_line_direct_)(const scan_block *b, double S, char *h)
     }
     int64_t i = 0;
     for (;;) {
-        if (groups && n - i >= 8) {
+        if (groups) { /* linear_groups_ does nothing with fewer than 8 left */
             const int64_t done = LS_GROUPS_CALL(x, y, h, n - i, &S, incl, back, abcast);
             i += done;
             x += done * sa;

@@ -84,6 +84,23 @@ def median_time(fn: Callable[[], object], repeat: int = REPEAT) -> float:
     return _median_time(fn, repeat, SLOW_CALL, REPEAT_SLOW)
 
 
+def alternated_medians(fns: Sequence[Callable[[], object]], rounds: int = 3 * REPEAT
+                       ) -> List[float]:
+    """Median wall time of each fn in seconds, timed one call each per round
+    in rotating order, so that drift in the machine's speed (another process,
+    the clock) falls on all of them alike and their ratios stay steady."""
+    for fn in fns:
+        fn()
+    times: List[List[float]] = [[] for _ in fns]
+    for r in range(rounds):
+        for k in range(len(fns)):
+            j = (k + r) % len(fns)
+            start = time.perf_counter()
+            fns[j]()
+            times[j].append(time.perf_counter() - start)
+    return [float(np.median(t)) for t in times]
+
+
 def load_jax(threads: int) -> Optional[str]:
     """Import JAX on the CPU with float64 enabled; with one thread, XLA's
     Eigen thread pool is turned off.  Returns a note for the header, or None
@@ -642,13 +659,12 @@ def adapter_table(quick: bool) -> List[str]:
                 _, pullback = sa.vjp(fn, x, axis=0)
                 return pullback(g)
 
-            t_own = median_time(own)
-            cells = [name, str(size), f"{t_own * 1e3:.3f}"]
+            # None where the framework is absent; the rest timed in alternation
+            calls: List[Optional[Callable[[], object]]] = [own, None, None, None, None]
             if torch is not None:
                 import scanad.torch as st
 
                 xt, gt = torch.from_numpy(x.copy()).requires_grad_(), torch.from_numpy(g)
-                ours, theirs = getattr(st, name), getattr(torch, name)
 
                 def through(f: Callable[..., Any]) -> Callable[[], object]:
                     def run() -> object:
@@ -657,20 +673,21 @@ def adapter_table(quick: bool) -> List[str]:
                         return xt.grad
                     return run
 
-                cells += [fmt(median_time(through(ours)), t_own),
-                          fmt(median_time(through(theirs)), t_own)]
-            else:
-                cells += ["n/a", "n/a"]
+                calls[1:3] = [through(getattr(st, name)), through(getattr(torch, name))]
             if jax is not None:
                 import scanad.jax as sj
 
                 xj = jax.device_put(x)
                 mine = jax.jit(jax.grad(lambda v: getattr(sj, name)(v, 0).sum()))
                 native = jax.jit(jax.grad(lambda v: getattr(jax.lax, JAX_OPS[name])(v, 0).sum()))
-                cells += [fmt(median_time(lambda: mine(xj).block_until_ready()), t_own),
-                          fmt(median_time(lambda: native(xj).block_until_ready()), t_own)]
-            else:
-                cells += ["n/a", "n/a"]
+                calls[3:5] = [lambda: mine(xj).block_until_ready(),
+                              lambda: native(xj).block_until_ready()]
+            present = [c for c in calls if c is not None]
+            timed = iter(alternated_medians(present))
+            t = [None if c is None else next(timed) for c in calls]
+            t_own = t[0]
+            assert t_own is not None
+            cells = [name, str(size), f"{t_own * 1e3:.3f}"] + [fmt(v, t_own) for v in t[1:]]
             lines.append("| " + " | ".join(cells) + " |")
             print(lines[-1], flush=True)
     return lines

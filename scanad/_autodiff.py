@@ -196,8 +196,9 @@ def vjp_jvp(op: Any, x: Any, g: Any, t: Any, g_dot: Any = None,
 
 def _second_order(op: Any, mode: str, x: Any, g: Any, t: Any, g_dot: Any,
                   kwargs: Dict[str, Any]) -> Tuple[Optional[np.ndarray], np.ndarray]:
-    """vjp_jvp's work for the one-input ops; mode "hvp" (g_dot None) returns
-    None for x_bar and lets the op's hvp_rule skip what is known to be zero."""
+    """vjp_jvp's work for the one-input ops; mode "hvp" (g_dot None) uses the
+    op's hvp_rule where it has one (which skips what is known to be zero and
+    returns None for x_bar)."""
     spec = resolve(op)
     xp, kw, in_dtype = _primal(spec, mode, x, kwargs)
     t = _tangent(spec, mode, t, xp)
@@ -219,7 +220,7 @@ def _second_order(op: Any, mode: str, x: Any, g: Any, t: Any, g_dot: Any,
 
     def rule(g: np.ndarray, g_dot: Optional[np.ndarray]
              ) -> Tuple[Optional[np.ndarray], np.ndarray]:
-        if mode == "hvp":
+        if mode == "hvp" and spec.hvp_rule is not None:
             return None, spec.hvp_rule(xp, t, g, kw)
         return spec.vjp_jvp_rule(xp, t, g, g_dot, kw)
 

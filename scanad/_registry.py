@@ -35,8 +35,9 @@ class OpSpec:
     ``(y, y_dot)``, ``vjp_rule(x, y, g, kw)`` returns ``x_bar = J^H g`` and the
     second-order rule ``vjp_jvp_rule(x, t, g, g_dot, kw)`` returns
     ``(x_bar, x_bar_dot)``, the pullback and its JVP in direction
-    ``(t, g_dot)`` (``g_dot`` None: zero), and ``hvp_rule(x, t, g, kw)``
-    that ``x_bar_dot`` alone with ``g_dot`` zero.  ``shape`` is how the op
+    ``(t, g_dot)`` (``g_dot`` None: zero), and ``hvp_rule(x, t, g, kw)``,
+    where an op has one, that ``x_bar_dot`` alone with ``g_dot`` zero (None:
+    ``hvp`` takes it from ``vjp_jvp_rule``).  ``shape`` is how the op
     depends on x: ``"linear"``, ``"piecewise linear"`` (a zero second-order
     term, so its ``hvp`` is zero without a kernel run) or ``"curved"``.
 
@@ -59,7 +60,7 @@ class OpSpec:
     vjp_rule: VjpRule
     shape: str
     vjp_jvp_rule: VjpJvpRule
-    hvp_rule: HvpRule
+    hvp_rule: Optional[HvpRule] = None
     #: the differentiable inputs; an op of several takes and returns tuples
     #: (``linear_scan``: ``(a, b, h0)``, each rule on the tuple)
     inputs: Tuple[str, ...] = ("x",)
@@ -140,11 +141,8 @@ def _chunk_spec(name: str, options: Tuple[str, ...]) -> OpSpec:
             return x_bar, np.zeros_like(x_bar)
         return x_bar, vjp_rule(x, x, g_dot, kw)
 
-    def hvp_rule(x: np.ndarray, t: np.ndarray, g: np.ndarray, kw: Dict[str, Any]) -> np.ndarray:
-        return vjp_jvp_rule(x, t, g, None, kw)[1]
-
     return OpSpec(name, fn, "chunk", "0", _chunk.DTYPES, _chunk.DTYPES, options, jvp_rule,
-                  vjp_rule, shape="linear", vjp_jvp_rule=vjp_jvp_rule, hvp_rule=hvp_rule)
+                  vjp_rule, shape="linear", vjp_jvp_rule=vjp_jvp_rule)
 
 
 def _linear_scan_spec() -> OpSpec:
@@ -160,14 +158,11 @@ def _linear_scan_spec() -> OpSpec:
     def vjp_jvp_rule(x: Any, t: Any, g: Any, g_dot: Any, kw: Dict[str, Any]) -> Any:
         return _linear_ad.vjp_jvp(x, g, t, g_dot, kw)
 
-    def hvp_rule(x: Any, t: Any, g: Any, kw: Dict[str, Any]) -> Any:
-        return _linear_ad.vjp_jvp(x, g, t, None, kw)[1]
-
     floats = ("float16", "float32", "float64", "complex64", "complex128")
     integers = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
     return OpSpec("linear_scan", linear_scan, "linear", "0", integers + floats, floats,
                   _linear_ad.OPTIONS, jvp_rule, vjp_rule, shape="curved",
-                  vjp_jvp_rule=vjp_jvp_rule, hvp_rule=hvp_rule, inputs=_linear_ad.NAMES)
+                  vjp_jvp_rule=vjp_jvp_rule, inputs=_linear_ad.NAMES)
 
 
 def _build() -> Dict[str, OpSpec]:

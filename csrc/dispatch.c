@@ -19,7 +19,7 @@ static unsigned long long read_xcr0(void)
 
 /* what each table needs, kept apart so that a refusal can name what is missing */
 static struct {
-    int probed, avx, fma, f16c, avx2, avx512f, avx512dq, avx512bw, avx512vl;
+    int probed, avx, fma, f16c, avx2, avx512f, avx512dq, avx512bw;
     int ymm_state, zmm_state; /* the OS saves the registers (XCR0) */
 } cpu;
 
@@ -46,7 +46,6 @@ static void probe(void)
     cpu.avx512f = (b >> 16) & 1;
     cpu.avx512dq = (b >> 17) & 1;
     cpu.avx512bw = (b >> 30) & 1;
-    cpu.avx512vl = (b >> 31) & 1;
 }
 
 /* Appends the names of the flags that are 0 to buf; returns how many. */
@@ -68,14 +67,14 @@ static int missing(char *buf, size_t len, const int *flags, const char *const *n
 static int can_run(int i, char *why, size_t len)
 {
     static const char *const names[] = {"avx", "avx2", "fma", "f16c",
-                                        "avx512f", "avx512dq", "avx512bw", "avx512vl"};
+                                        "avx512f", "avx512dq", "avx512bw"};
     char lacks[128] = "";
     probe();
     if (i == SCAN_ISA_BASELINE_ID)
         return 1;
-    const int flags[8] = {cpu.avx, cpu.avx2, cpu.fma, cpu.f16c,
-                          cpu.avx512f, cpu.avx512dq, cpu.avx512bw, cpu.avx512vl};
-    const int n = i == SCAN_ISA_AVX512_ID ? 8 : 4;
+    const int flags[7] = {cpu.avx, cpu.avx2, cpu.fma, cpu.f16c,
+                          cpu.avx512f, cpu.avx512dq, cpu.avx512bw};
+    const int n = i == SCAN_ISA_AVX512_ID ? 7 : 4;
     if (missing(lacks, sizeof lacks, flags, names, n) > 0) {
         if (why != NULL)
             snprintf(why, len, "this CPU lacks %s", lacks);
@@ -154,7 +153,7 @@ const char *scan_cpu_features(void)
 {
 #ifdef SCAN_X86
     if (scan_isa_supported(SCAN_ISA_AVX512_ID, NULL, 0))
-        return "x86-64 avx2 fma f16c avx512f avx512dq avx512bw avx512vl";
+        return "x86-64 avx2 fma f16c avx512f avx512dq avx512bw";
     if (scan_isa_supported(SCAN_ISA_AVX2_ID, NULL, 0))
         return "x86-64 avx2 fma f16c";
     return "x86-64";

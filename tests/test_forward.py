@@ -204,6 +204,54 @@ def test_out_dtype_and_promotion() -> None:
     assert np.array_equal(sa.cumsum(torch.arange(4)), [0, 1, 3, 6])
 
 
+def _at_offset(shape: tuple, dtype: str, offset: int) -> np.ndarray:
+    """An uninitialised (NaN where it can be) C-ordered array starting
+    `offset` bytes after a 64-byte boundary."""
+    dt = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dt.itemsize
+    buf = np.empty(nbytes + 128, np.uint8)
+    start = (-buf.ctypes.data) % 64 + offset
+    a = buf[start:start + nbytes].view(dt).reshape(shape)
+    a[...] = np.nan if dt.kind in "fc" else 7
+    return a
+
+
+# Contiguous panels run their lanes in two stretches split where the output
+# row meets a 64-byte boundary, with the per-lane state shifted to match: every
+# offset of x and y within a cache line, panels narrower and wider than the
+# first stretch, in place and not.
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int64", "complex64"])
+@pytest.mark.parametrize("name", SCANS)
+def test_panels_at_every_offset_in_a_cache_line(name: str, dtype: str) -> None:
+    spec = sa.OPS[name]
+    if dtype not in spec.dtypes_forward:
+        pytest.skip(f"{name} has no {dtype} forward")
+    size = np.dtype(dtype).itemsize
+    rng = np.random.default_rng(5)
+    for lanes in (3, 13, 16, 37):
+        values = _values(rng, (6, lanes), dtype)
+        for inclusive in (True, False):
+            kw = dict(axis=0, inclusive=inclusive)
+            want = spec.reference(values, **kw)
+            if want.dtype != values.dtype:
+                pytest.skip(f"{name} of {dtype} is {want.dtype}: out= would cast")
+            for x_off in range(0, 64, max(size, 8)):
+                x = _at_offset(values.shape, dtype, x_off)
+                for y_off in range(0, 64, size):
+                    x[...] = values
+                    y = _at_offset(values.shape, dtype, y_off)
+                    spec.fn(x, out=y, **kw)
+                    _compare(name, y, want)
+                    if x_off == y_off:
+                        spec.fn(x, out=x, **kw)
+                        _compare(name, x, want)
+                if name in ("cummax", "cummin"):
+                    x[...] = values
+                    _, got_i = spec.fn(x, return_indices=True, **kw)
+                    _, want_i = spec.reference(values, return_indices=True, **kw)
+                    assert np.array_equal(got_i, want_i)
+
+
 def test_float32_accumulates_in_float64() -> None:
     x = np.full(10_000_000, 0.1, np.float32)
     want = 1e7 * float(np.float32(0.1))

@@ -10,13 +10,14 @@
         const char *x = PANEL_BASE(0);                                                  \
         char *y = PANEL_BASE(1);                                                        \
         const int64_t lx = LANE(0), ly = LANE(1);                                       \
-        STATE(A, acc, 0);                                                               \
+        const int64_t head = panel_head_lanes(y, w, sizeof(T), contig);                 \
+        STATE_ALIGNED(A, acc, 0, head);                                                 \
         for (int64_t l = 0; l < w; l++)                                                 \
             acc[l] = IDENTITY;                                                          \
         const int64_t ahead = panel_rows_ahead(b, w, sizeof(T), contig, line);          \
         for (int64_t r = 0; r < b->n; r++) {                                            \
             panel_prefetch_ahead(b, r, ahead, 0, x, w * (int64_t)sizeof(T));            \
-            for (int64_t l = 0; l < w; l++) {                                           \
+            FOR_LANES(l, head, w) {                                                     \
                 A v = LD(x + l * lx); /* read before writing: y may be x */             \
                 A next = COMBINE(acc[l], v);                                            \
                 ST(y + l * ly, incl ? next : acc[l]);                                   \

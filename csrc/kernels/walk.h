@@ -27,6 +27,36 @@
     type name##_line_[1] = {0}; \
     type *const name = line ? name##_line_ : SLOT(type, i)
 
+/* The same in a panel that walks its lanes in two stretches (FOR_LANES):
+ * entries of at most 8 bytes start a few entries in, so that the state of
+ * lane `head` lies on a 64-byte boundary as the data does (a slot holds
+ * SCAN_PANEL * 16 bytes, room for the shift). */
+#define STATE_ALIGNED(type, name, i, head)                                                     \
+    type name##_line_[1] = {0};                                                              \
+    type *const name = line ? name##_line_ : SLOT(type, i) + state_shift(sizeof(type), head)
+SCAN_INLINE int64_t state_shift(size_t size, int64_t head)
+{
+    return size <= 8 ? (-head) & (int64_t)(64 / size - 1) : 0;
+}
+
+/* The lanes before operand p's first 64-byte boundary in a contiguous panel
+ * (0 if it has none within w lanes or p is not aligned to its elements).
+ * NumPy's large arrays start 16 bytes into a cache line, and a vector store
+ * across two lines costs a second store: at 64 bytes every one of them does,
+ * which made the AVX-512 panels slower than the AVX2 ones. */
+SCAN_INLINE int64_t panel_head_lanes(const char *p, int64_t w, int64_t elem, const int contig)
+{
+    const int64_t off = (int64_t)((uintptr_t)p & 63);
+    if (!contig || off == 0 || off % elem != 0)
+        return 0;
+    const int64_t head = (64 - off) / elem;
+    return head < w ? head : w;
+}
+/* lanes [0, head) then [head, w): the second loop's vectors are aligned */
+#define FOR_LANES(l, head, w)                                                                  \
+    for (int run_ = 0; run_ < 2; run_++)                                                      \
+        for (int64_t l = run_ ? (head) : 0, end_ = run_ ? (w) : (head); l < end_; l++)
+
 /* byte stride between lines of operand k inside a panel */
 #define LANE(k) (contig ? (int64_t)sizeof_op[k] : b->lane[k])
 /* operand k's pointer for line l0 of the panel, at the block's first row */

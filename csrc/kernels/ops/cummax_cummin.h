@@ -383,8 +383,9 @@ DEFINE_EXTREME_REDUCE(min, 0)
         char *y = PANEL_BASE(1);                                                                \
         char *ix = b->ptr[2] ? PANEL_BASE(2) : NULL;                                            \
         const int64_t lx = LANE(0), ly = LANE(1), li = LANE(2);                                 \
-        STATE(MV, val, 0); \
-        STATE(int64_t, own, 1); \
+        const int64_t head = panel_head_lanes(y, w, sizeof(T), contig);                         \
+        STATE_ALIGNED(MV, val, 0, head);                                                        \
+        STATE_ALIGNED(int64_t, own, 1, head);                                                   \
         int64_t pos = b->index_first;                                                           \
         for (int64_t l = 0; l < w; l++) {                                                       \
             val[l] = START;                                                                     \
@@ -393,7 +394,7 @@ DEFINE_EXTREME_REDUCE(min, 0)
         const int64_t ahead = panel_rows_ahead(b, w, sizeof(T), contig, line);                  \
         for (int64_t r = 0; r < b->n; r++) {                                                    \
             panel_prefetch_ahead(b, r, ahead, 0, x, w * (int64_t)sizeof(T));                    \
-            for (int64_t l = 0; l < w; l++) {                                                   \
+            FOR_LANES(l, head, w) {                                                             \
                 MV v = MLD(x + l * lx);                                                         \
                 int take = TAKES(v, val[l]);                                                    \
                 MV nv = take ? v : val[l];                                                      \

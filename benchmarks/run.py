@@ -24,7 +24,8 @@ Timings are reported, never asserted.
              into the results file as its "On Dask" section (replaced or appended);
              too slow for the full run, which leaves that section out.
 --isas       only the main table's scanad cells on the two best kernel tables this
-             host runs (e.g. avx2 and avx512; SCANAD_ISA in a child process each),
+             host runs (e.g. avx2 and avx512; SCANAD_ISA in three child processes each,
+             the tables alternated, a cell the median of its three),
              side by side, printed and written into the results file as its
              "Kernel tables side by side" section; the full run leaves it out.
 --quick      tiny shapes, a smoke test of every table in seconds; writes to the
@@ -44,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -813,6 +814,7 @@ def dask_table(quick: bool) -> List[str]:
 
 
 ISA_HEAD = "## Kernel tables side by side"
+ISA_ROUNDS = 3
 
 
 def isa_rows(ops: Sequence[str], cases: Sequence[Tuple[Tuple[int, ...], int]]) -> None:
@@ -831,16 +833,26 @@ def isa_table(ops: Sequence[str], quick: bool, threads: int) -> List[str]:
     isas = [i for i in sa.build_info()["isas_supported"] if i != "baseline"]
     if len(isas) < 2:
         return [f"This host runs only {', '.join(isas) or 'the baseline'}: nothing to compare."]
-    times: Dict[str, List[Row]] = {}
-    for isa in isas:
-        cmd = [sys.executable, os.path.abspath(__file__), "--isa-rows", "--ops", ",".join(ops),
-               "--threads", str(threads)] + (["--quick"] if quick else [])
-        out = subprocess.run(cmd, env=dict(os.environ, SCANAD_ISA=isa), check=True,
-                             capture_output=True, text=True).stdout
-        times[isa] = [Row(**json.loads(line)) for line in out.split("rows:\n", 1)[1].splitlines()]
     old, new = isas[-2], isas[-1]
+    # the machine's speed drifts over minutes: each table runs in ISA_ROUNDS
+    # child processes, the two alternated, and a cell is the median of its rounds
+    runs: Dict[str, List[List[Row]]] = {old: [], new: []}
+    for r in range(ISA_ROUNDS):
+        for isa in ((old, new) if r % 2 == 0 else (new, old)):
+            cmd = [sys.executable, os.path.abspath(__file__), "--isa-rows", "--ops",
+                   ",".join(ops), "--threads", str(threads)] + (["--quick"] if quick else [])
+            out = subprocess.run(cmd, env=dict(os.environ, SCANAD_ISA=isa), check=True,
+                                 capture_output=True, text=True).stdout
+            runs[isa].append([Row(**json.loads(line))
+                              for line in out.split("rows:\n", 1)[1].splitlines()])
+    times = {isa: [replace(row, **{mode: float(np.median([getattr(rows[i], mode)
+                                                         for rows in rounds]))
+                                   for mode in ("out", "vjp", "jvp")})
+                   for i, row in enumerate(rounds[0])]
+             for isa, rounds in runs.items()}
     lines = [f"The main table's scanad cells on the `{old}` and the `{new}` kernel table "
-             f"(`SCANAD_ISA`, one child process each, one after the other); ms, and "
+             f"(`SCANAD_ISA`, {ISA_ROUNDS} child processes each, the two tables "
+             f"alternated; a cell is the median of its {ISA_ROUNDS}); ms, and "
              f"`{new}` / `{old}`: below 1 the `{new}` table is faster.", "",
              f"| op | dtype | shape, axis | out= {old} | out= {new} | VJP {old} | VJP {new} "
              f"| JVP {old} | JVP {new} |", "|" + "---|" * 9]

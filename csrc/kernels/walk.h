@@ -23,10 +23,7 @@
 /* Declares per-line state `name`: in scratch for a panel, in a local array
  * for a single line (m == 1), which the compiler keeps in registers so the
  * carry never round-trips through memory. */
-#define STATE(type, name, i) \
-    type name##_line_[1] = {0}; \
-    type *const name = line ? name##_line_ : SLOT(type, i)
-
+#define STATE(type, name, i) STATE_ALIGNED(type, name, i, 0)
 /* The same in a panel that walks its lanes in two stretches (FOR_LANES):
  * entries of at most 8 bytes start a few entries in, so that the state of
  * lane `head` lies on a 64-byte boundary as the data does (a slot holds

@@ -72,9 +72,12 @@ static int can_run(int i, char *why, size_t len)
     probe();
     if (i == SCAN_ISA_BASELINE_ID)
         return 1;
-    const int flags[7] = {cpu.avx, cpu.avx2, cpu.fma, cpu.f16c,
-                          cpu.avx512f, cpu.avx512dq, cpu.avx512bw};
-    const int n = i == SCAN_ISA_AVX512_ID ? 7 : 4;
+    const int flags[] = {cpu.avx, cpu.avx2, cpu.fma, cpu.f16c,
+                         cpu.avx512f, cpu.avx512dq, cpu.avx512bw};
+    _Static_assert(sizeof flags / sizeof flags[0] == sizeof names / sizeof names[0],
+                   "a name for every flag");
+    /* the AVX2 table needs the first four, the AVX-512 table all of them */
+    const int n = i == SCAN_ISA_AVX512_ID ? (int)(sizeof flags / sizeof flags[0]) : 4;
     if (missing(lacks, sizeof lacks, flags, names, n) > 0) {
         if (why != NULL)
             snprintf(why, len, "this CPU lacks %s", lacks);

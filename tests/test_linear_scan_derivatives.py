@@ -1180,3 +1180,65 @@ def test_cotangent_of_the_final_state_alone() -> None:
     want = sa.vjp_jvp(OP, (a, b, h0), (zeros, gf), t, (zeros, gfd), **kw)
     for u, v in zip(got[0] + got[1], want[0] + want[1]):
         np.testing.assert_array_equal(u, v)
+
+
+# --------------------------------------------------------------------------------------
+# the single-line kernels: groups straight from the operands, tiles, wild values
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.quick
+@pytest.mark.parametrize("n", [7, 8, 263, 600])
+@pytest.mark.parametrize("a_kind", ["full", "scalar", "log", "strided"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_line_kernels_against_the_loop(dtype: Any, a_kind: str, n: int) -> None:
+    """One line (the kernels' single-line paths: the JVP's groups of eight
+    fused with the forward's, its tiles for log_a and strided operands, the
+    VJP's tiles walked from the end) for every flag, with and without a
+    tangent of a, against the loop; then again with wild values that force
+    each path's exact steps: a zero and a huge factor, an infinite b, a
+    tangent too big to compose.  The JVP's primal is the forward's, bit
+    for bit, on every path."""
+    rng = np.random.default_rng(_seed(n, a_kind, np.dtype(dtype).name))
+    log_a, scalar = a_kind == "log", a_kind == "scalar"
+    step = 2 if a_kind == "strided" else 1  # every operand a view of every other element
+    low = np.dtype(dtype) == np.float32
+    for wild, reverse, inclusive, with_ta in itertools.product(
+            (False, True), (False, True), (False, True), (False, True)):
+        a = np.asarray(rng.uniform(0.6, 1.0)) if scalar else rng.uniform(0.6, 1.0, n * step)
+        b, g, tb = (rng.standard_normal(n * step) for _ in range(3))
+        if wild and n > 100:
+            if not scalar:
+                a[5 * step], a[n // 2 * step] = 0.0, 2.0**40  # a reset; a factor past 2^32
+            b[n // 3 * step] = np.inf  # an infinite state from there (to the next reset)
+            # a tangent source past the bounds (float32 has none short of inf,
+            # which the reference's reset turns into 0 * inf: there the source
+            # a_dot h past the infinite b is the wild one)
+            tb[2 * n // 3 * step] = 1e30 if low else 1e300
+        if log_a:
+            with np.errstate(divide="ignore"):
+                a = np.log(a)
+        a, b, g, tb = (v.astype(dtype) if v.ndim == 0 else v.astype(dtype)[::step]
+                       for v in (a, b, g, tb))
+        ta = rng.standard_normal(a.shape).astype(dtype) if with_ta else None
+        h0, th0 = np.asarray(rng.standard_normal()), np.asarray(rng.standard_normal())
+        kw = dict(axis=0, reverse=reverse, inclusive=inclusive, log_a=log_a)
+        h, h_dot = sa.jvp(OP, (a, b, h0), (ta, tb, th0), **kw)
+        np.testing.assert_array_equal(h, OP(a, b, h0=h0, **kw))
+        bars = sa.vjp(OP, (a, b, h0), **kw)[1](g)
+        with np.errstate(invalid="ignore", over="ignore"):  # the loop meets inf
+            r = ref_derivatives(a, b, h0, g=g, **kw)
+            # without a tangent of a, h_dot does not involve h (the reference
+            # would multiply its zero tangent by an infinite h)
+            r_dot = ref_derivatives(a, b if with_ta else np.zeros_like(b), h0,
+                                    tangents=(ta, tb, th0), **kw)["h_dot"]
+        what = f"wild={wild} reverse={reverse} inclusive={inclusive} a_dot={with_ta}"
+        for name, got, want in [("h_dot", h_dot, r_dot)] + list(
+                zip(("a_bar", "b_bar", "h0_bar"), bars, r["bars"])):
+            fin = np.isfinite(want)
+            np.testing.assert_array_equal(np.isfinite(got), fin, f"{name}, {what}")
+            want = np.where(fin, np.asarray(want).real, 0.0)
+            # float64 reassociation: a few ulp of each of up to n terms, each
+            # at most the largest result here (factors <= 1; the wild 2^40 is
+            # never composed); float32 results round once more
+            tol = n * 2.0**-50 * np.max(np.abs(want)) + (2.0**-23 if low else 0.0) * np.abs(want)
+            _assert_near(np.where(fin, got, 0), want, tol, f"{name}, {what}")

@@ -34,7 +34,9 @@
 /* GCC 12's vectoriser fuses the complex product into vfmaddsub even so */
 #pragma GCC optimize("fp-contract=off", "no-tree-vectorize")
 #else
-#pragma GCC optimize("fp-contract=off")
+/* the tiles' float64 copies stay vector loops: as memcpy, GCC inlines
+ * rep movsq, which costs more than the scan itself */
+#pragma GCC optimize("fp-contract=off", "no-tree-loop-distribute-patterns")
 #endif
 #define LS_NO_CONTRACT
 #elif defined(__clang__)
@@ -454,9 +456,11 @@ static void KN(linear_fwd0_)(const scan_block *b) { KN(linear_fwd_)(b, 0); }
 static void KN(linear_fwd1_)(const scan_block *b) { KN(linear_fwd_)(b, 1); }
 
 /* ---- derivatives (docs/derivatives.md, "linear_scan") ----
- * Both walk panels of lanes (w = 1 for a single line: a plain loop), each
- * lane the sequential recurrence.  amode and contig as for the forward
- * panel; lg: a holds log-decays, so its tangent is a's relative one. */
+ * Both walk panels of lanes, each lane the sequential recurrence; a single
+ * float32/64 line has its own kernel above (the JVP's groups or tiles, the
+ * VJP's tiles from the end), others the panel with w = 1.  amode and
+ * contig as for the forward panel; lg: a holds log-decays, so its tangent
+ * is a's relative one. */
 #define LS_LANE(k, amode_k) ((amode_k) ? 0 : contig ? sz : b->lane[k])
 
 /* JVP, operands: 0 a, 1 b, 2 a_dot (absent: zero), 3 b_dot, 4 h, 5 h_dot,
@@ -518,44 +522,373 @@ SCAN_INLINE void KN(linear_jvp_panel_)(const scan_block *b, int64_t l0, int64_t 
 }
 
 #if HAS_NARROW
-/* A float32/64 line: h by the forward's line kernel (so that it is the
- * forward's, bit for bit), then the tangent from it in a second pass. */
+#ifndef SCANAD_LINEAR_TILE_ONCE
+#define SCANAD_LINEAR_TILE_ONCE
+/* S_i = a_i S_{i-1} + e_i over a tile from S: each group of eight composed
+ * when it and the carry are within the bounds, else the loop's eight exact
+ * steps, the tail exact; returns the last S.  The decisions and the
+ * arithmetic are linear_groups_' on the same values, so a line gives the
+ * forward's direct path's bits. */
+static double linear_tile_groups(const double *a, const double *e, double *out, int64_t cnt,
+                                 double S)
+{
+    LS_NO_CONTRACT
+    int64_t i = 0;
+    for (; i + 8 <= cnt; i += 8) {
+        v4d x, x2, B, B2;
+        V4_LOAD(x, a + i);
+        V4_LOAD(x2, a + i + 4);
+        V4_LOAD(B, e + i);
+        V4_LOAD(B2, e + i + 4);
+        const v4i wild = LS_A_WILD(x) | LS_A_WILD(x2) | LS_B_WILD(B) | LS_B_WILD(B2);
+        if (fabs(S) <= LS_B_HI && !V4_ANY(wild)) {
+            v4d P1, P2, Q1, Q2;
+            affine_group_products(&x, &x2, &P1, &P2, &Q1, &Q2);
+            affine_group_offsets(&x, &x2, &P1, &Q1, &Q2, &B, &B2);
+            const v4d s = P2 * S + B, s2 = (Q2 * V4_BROADCAST3(P2)) * S + B2;
+            V4_STORE(out + i, s);
+            V4_STORE(out + i + 4, s2);
+            S = s2[3];
+            continue;
+        }
+        for (int64_t j = i; j < i + 8; j++)
+            out[j] = S = a[j] == 0.0 ? e[j] : a[j] * S + e[j];
+    }
+    for (; i < cnt; i++)
+        out[i] = S = a[i] == 0.0 ? e[i] : a[i] * S + e[i];
+    return S;
+}
+
+/* affine_scan_within where the tile is tame, the loop's exact steps after */
+static double linear_tile_scan(const double *a, const double *e, double *out, int64_t cnt,
+                               double S, const int tame)
+{
+    LS_NO_CONTRACT
+    for (int64_t i = tame ? affine_scan_within(a, e, out, cnt, &S, LS_B_HI) : 0; i < cnt; i++)
+        out[i] = S = a[i] == 0.0 ? e[i] : a[i] * S + e[i];
+    return S;
+}
+
+/* whether cnt factors are 0 or within 2^+-32 and cnt offsets within 2^700 */
+static int linear_tile_tame(const double *a, const double *e, int64_t cnt)
+{
+    int tame = 1;
+    for (int64_t i = 0; i < cnt; i++) {
+        const double fa = fabs(a[i]);
+        tame &= (fa <= LS_A_HI) & ((fa >= LS_A_LO) | (fa == 0.0)) & (fabs(e[i]) <= LS_B_HI);
+    }
+    return tame;
+}
+#endif
+
+/* cnt elements st bytes apart widened to double (exp'ed with lg) */
+SCAN_INLINE void KN(linear_widen_at_)(double *dst, const char *p, const int64_t st, int64_t cnt,
+                                      const int lg)
+{
+    for (int64_t i = 0; i < cnt; i++)
+        dst[i] = lg ? exp((double)LD(p + i * st)) : (double)LD(p + i * st);
+}
+SCAN_INLINE void KN(linear_widen_)(double *dst, const char *p, const int64_t st, int64_t cnt,
+                                   const int lg)
+{
+    const int64_t sz = (int64_t)sizeof(T);
+    if (st == sz) KN(linear_widen_at_)(dst, p, sz, cnt, lg);
+    else if (st == -sz) KN(linear_widen_at_)(dst, p, -sz, cnt, lg);
+    else if (st == 0) KN(linear_widen_at_)(dst, p, 0, cnt, lg);
+    else KN(linear_widen_at_)(dst, p, st, cnt, lg);
+}
+SCAN_INLINE void KN(linear_store_)(char *p, const int64_t st, const int incl, double first,
+                                   const double *src, int64_t cnt)
+{
+    const int64_t sz = (int64_t)sizeof(T);
+    if (incl) {
+        if (st == sz) KN(linear_narrow_)(p, sz, src, cnt);
+        else if (st == -sz) KN(linear_narrow_)(p, -sz, src, cnt);
+        else KN(linear_narrow_)(p, st, src, cnt);
+    } else {
+        if (st == sz) KN(linear_narrow_excl_)(p, sz, first, src, cnt);
+        else if (st == -sz) KN(linear_narrow_excl_)(p, -sz, first, src, cnt);
+        else KN(linear_narrow_excl_)(p, st, first, src, cnt);
+    }
+}
+
+/* linear_groups_ with the tangent h_dot_t = a_t h_dot_{t-1} + (a_dot_t
+ * h_{t-1} + b_dot_t) in the same pass: the group's products of a serve
+ * both recurrences.  h takes linear_groups_' decisions and arithmetic (the
+ * forward's bits); a group whose tangent source or carry *D is out of
+ * bounds takes eight exact tangent steps from the composed h.  a_dot (xd,
+ * NULL: absent) runs as a, b_dot and h_dot as b. */
+SCAN_INLINE int64_t KN(linear_jvp_groups_)(const char *x, const char *xd, const char *y,
+                                           const char *yd, char *h, char *hd, const int64_t n,
+                                           double *S, double *D, const int incl, const int back,
+                                           const int abcast)
+{
+    LS_NO_CONTRACT
+    const int64_t sz = back ? -(int64_t)sizeof(T) : (int64_t)sizeof(T), sa = abcast ? 0 : sz;
+    if (n < 8)
+        return 0;
+    v4d Sv = V4_SPLAT(*S);
+    double Dd = *D;
+    v4d ca = V4_SPLAT(abcast ? (double)LD(x) : 0.0), cP1, cP2, cQ1, cQ2;
+    affine_group_products(&ca, &ca, &cP1, &cP2, &cQ1, &cQ2);
+    const v4d cC2 = cQ2 * V4_BROADCAST3(cP2);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8, x += 8 * sa, y += 8 * sz, yd += 8 * sz, h += 8 * sz, hd += 8 * sz) {
+        if (!(fabs(Sv[0]) <= LS_B_HI))
+            break;
+        LINE_PREFETCH_READ(y, sz);
+        LINE_PREFETCH_READ(yd, sz);
+        LINE_PREFETCH_WRITE(h, sz);
+        LINE_PREFETCH_WRITE(hd, sz);
+        v4d a = ca, a2 = ca, e, e2, f, f2;
+        if (!abcast) {
+            LINE_PREFETCH_READ(x, sz);
+            LINE_LOAD(a, x, back);
+            LINE_LOAD(a2, x + 4 * sz, back);
+        }
+        LINE_LOAD(e, y, back);
+        LINE_LOAD(e2, y + 4 * sz, back);
+        {
+            v4i w = LS_B_WILD(e) | LS_B_WILD(e2);
+            if (!abcast)
+                w |= LS_A_WILD(a) | LS_A_WILD(a2);
+            if (V4_ANY(w))
+                break;
+        }
+        LINE_LOAD(f, yd, back);
+        LINE_LOAD(f2, yd + 4 * sz, back);
+        v4d P1 = cP1, P2 = cP2, Q1 = cQ1, Q2 = cQ2, C2 = cC2;
+        if (!abcast) {
+            affine_group_products(&a, &a2, &P1, &P2, &Q1, &Q2);
+            C2 = Q2 * V4_BROADCAST3(P2);
+        }
+        affine_group_offsets(&a, &a2, &P1, &Q1, &Q2, &e, &e2);
+        v4d s = P2 * Sv + e, s2 = C2 * Sv + e2;
+        const v4d next = V4_BROADCAST3(C2) * Sv + V4_BROADCAST3(e2);
+        if (xd != NULL) { /* the source a_dot h_{t-1} + b_dot */
+            v4d ad = V4_SPLAT(abcast ? (double)LD(xd) : 0.0), ad2 = ad;
+            if (!abcast) {
+                LINE_LOAD(ad, xd + i * sa, back);
+                LINE_LOAD(ad2, xd + i * sa + 4 * sa, back);
+            }
+            f = ad * V4_SHIFT1(s, Sv) + f;
+            f2 = ad2 * V4_SHIFT1(s2, V4_BROADCAST3(s)) + f2;
+        }
+        v4d d, d2;
+        if (fabs(Dd) <= LS_B_HI && !V4_ANY(LS_B_WILD(f) | LS_B_WILD(f2))) {
+            affine_group_offsets(&a, &a2, &P1, &Q1, &Q2, &f, &f2);
+            d = P2 * Dd + f;
+            d2 = C2 * Dd + f2;
+            Dd = d2[3];
+        } else {
+            for (int j = 0; j < 4; j++)
+                d[j] = Dd = a[j] == 0.0 ? f[j] : a[j] * Dd + f[j];
+            for (int j = 0; j < 4; j++)
+                d2[j] = Dd = a2[j] == 0.0 ? f2[j] : a2[j] * Dd + f2[j];
+        }
+        if (!incl) {
+            d2 = V4_SHIFT1(d2, V4_BROADCAST3(d));
+            d = V4_SHIFT1(d, V4_SPLAT(*D));
+            s2 = V4_SHIFT1(s2, V4_BROADCAST3(s));
+            s = V4_SHIFT1(s, Sv);
+        }
+        LINE_STORE(h, s, back);
+        LINE_STORE(h + 4 * sz, s2, back);
+        LINE_STORE(hd, d, back);
+        LINE_STORE(hd + 4 * sz, d2, back);
+        Sv = next;
+        *D = Dd;
+    }
+    *S = Sv[0];
+    *D = Dd;
+    return i;
+}
+
+/* A line whose operands all run one element per step the same way (a and
+ * a_dot may be broadcast together), without log_a: the JVP's groups
+ * straight from the operands, each wild group and the tail as the loop's
+ * exact steps (linear_line_direct_'s walk, with the tangent). */
+static void KN(linear_jvp_line_direct_)(const scan_block *b, double *S, double *D)
+{
+    LS_NO_CONTRACT
+    const int64_t n = b->n, sa = b->step[0], sz = b->step[1];
+    const int incl = b->inclusive, back = sz < 0, abcast = sa == 0;
+    const char *x = b->ptr[0], *xd = b->ptr[2], *y = b->ptr[1], *yd = b->ptr[3];
+    char *h = b->ptr[4], *hd = b->ptr[5];
+    int groups = 1;
+    if (abcast) {
+        const double a0 = LD(x), m = fabs(a0);
+        groups = m <= LS_A_HI && (m >= LS_A_LO || a0 == 0.0);
+    }
+    int64_t i = 0;
+    for (;;) {
+        if (groups) {
+            int64_t done;
+            if (incl)
+                done = back ? (abcast ? KN(linear_jvp_groups_)(x, xd, y, yd, h, hd, n - i, S, D, 1, 1, 1)
+                                      : KN(linear_jvp_groups_)(x, xd, y, yd, h, hd, n - i, S, D, 1, 1, 0))
+                            : (abcast ? KN(linear_jvp_groups_)(x, xd, y, yd, h, hd, n - i, S, D, 1, 0, 1)
+                                      : KN(linear_jvp_groups_)(x, xd, y, yd, h, hd, n - i, S, D, 1, 0, 0));
+            else
+                done = back ? (abcast ? KN(linear_jvp_groups_)(x, xd, y, yd, h, hd, n - i, S, D, 0, 1, 1)
+                                      : KN(linear_jvp_groups_)(x, xd, y, yd, h, hd, n - i, S, D, 0, 1, 0))
+                            : (abcast ? KN(linear_jvp_groups_)(x, xd, y, yd, h, hd, n - i, S, D, 0, 0, 1)
+                                      : KN(linear_jvp_groups_)(x, xd, y, yd, h, hd, n - i, S, D, 0, 0, 0));
+            i += done;
+            x += done * sa;
+            if (xd != NULL)
+                xd += done * sa;
+            y += done * sz;
+            yd += done * sz;
+            h += done * sz;
+            hd += done * sz;
+        }
+        if (i == n)
+            return;
+        /* the tail, or eight elements after a wild group or carry */
+        const int64_t cnt = groups && i + 8 <= n ? 8 : n - i;
+        for (int64_t k = 0; k < cnt; k++, x += sa, y += sz, yd += sz, h += sz, hd += sz) {
+            const double av = LD(x), bv = LD(y);
+            double src = LD(yd);
+            if (xd != NULL) {
+                src = LD(xd) * *S + src;
+                xd += sa;
+            }
+            const double next = av == 0.0 ? bv : av * *S + bv;
+            const double nextd = av == 0.0 ? src : av * *D + src;
+            ST(h, incl ? next : *S);
+            ST(hd, incl ? nextd : *D);
+            *S = next;
+            *D = nextd;
+        }
+        i += cnt;
+    }
+}
+
+/* A float32/64 line, tile by tile: h as the forward's line kernel computes
+ * it (the same groups on a direct line, the same tiles otherwise: the
+ * forward's bits), then in the same tile the tangent, the same recurrence
+ * with source a_dot h_{t-1} + b_dot, composed as the forward's tiles. */
 static void KN(linear_jvp_line_)(const scan_block *b, const int lg)
 {
     LS_NO_CONTRACT
-    scan_block fwd = *b;
-    fwd.ptr[2] = b->ptr[4];
-    fwd.step[2] = b->step[4];
-    const double first = b->ptr[6] != NULL ? LD(b->ptr[6]) : 0.0;
-    const double S = KN(linear_line_)(&fwd, lg, first, b->ptr[4], NULL);
+    double ta[LS_TILE], tb[LS_TILE], th[LS_TILE], ts[LS_TILE], td[LS_TILE];
+    const int64_t sz = (int64_t)sizeof(T), sh = b->step[4];
+    const int direct = !lg && (sh == sz || sh == -sz) && b->step[1] == sh &&
+                       (b->step[0] == sh || b->step[0] == 0);
+    const int incl = b->inclusive, has_ad = b->ptr[2] != NULL;
+    const char *x = b->ptr[0], *y = b->ptr[1], *xd = b->ptr[2], *yd = b->ptr[3];
+    char *h = b->ptr[4], *hd = b->ptr[5];
+    double S = b->ptr[6] != NULL ? LD(b->ptr[6]) : 0.0;
     double D = b->ptr[7] != NULL ? LD(b->ptr[7]) : 0.0;
-    const char *x = b->ptr[0], *xd = b->ptr[2], *yd = b->ptr[3], *h = b->ptr[4];
-    char *hd = b->ptr[5];
-    const int incl = b->inclusive;
-    for (int64_t r = 0; r < b->n; r++) {
-        /* the state before step r: h's row before (inclusive) or this row */
-        const double prev = !incl ? LD(h) : r > 0 ? LD(h - b->step[4]) : first;
-        double av = LD(x), src = LD(yd);
-        if (lg)
-            av = exp(av);
-        if (xd != NULL) {
-            const double adv = lg ? LD(xd) * av : LD(xd);
-            src = adv * prev + src;
-            xd += b->step[2];
-        }
-        const double next = av == 0.0 ? src : av * D + src;
-        ST(hd, incl ? next : D);
-        D = next;
-        x += b->step[0];
-        yd += b->step[3];
-        h += b->step[4];
-        hd += b->step[5];
+    if (direct && b->step[3] == sh && b->step[5] == sh && (!has_ad || b->step[2] == b->step[0])) {
+        KN(linear_jvp_line_direct_)(b, &S, &D);
+        goto finals;
     }
+    for (int64_t i0 = 0; i0 < b->n; i0 += LS_TILE) {
+        const int64_t cnt = b->n - i0 < LS_TILE ? b->n - i0 : LS_TILE;
+        const int tame = lg ? KN(linear_load_)(ta, tb, x, b->step[0], y, b->step[1], cnt, 1)
+                            : KN(linear_load_)(ta, tb, x, b->step[0], y, b->step[1], cnt, 0);
+        const double before = S, before_d = D;
+        S = direct ? linear_tile_groups(ta, tb, th, cnt, S) : linear_tile_scan(ta, tb, th, cnt, S, tame);
+        KN(linear_store_)(h, sh, incl, before, th, cnt);
+        KN(linear_widen_)(ts, yd, b->step[3], cnt, 0);
+        if (has_ad) {
+            KN(linear_widen_)(td, xd, b->step[2], cnt, 0);
+            for (int64_t i = 0; i < cnt; i++) {
+                const double adv = lg ? td[i] * ta[i] : td[i];
+                ts[i] = adv * (i > 0 ? th[i - 1] : before) + ts[i];
+            }
+            xd += cnt * b->step[2];
+        }
+        D = linear_tile_scan(ta, ts, td, cnt, D, tame && linear_tile_tame(ta, ts, cnt));
+        KN(linear_store_)(hd, b->step[5], incl, before_d, td, cnt);
+        x += cnt * b->step[0];
+        y += cnt * b->step[1];
+        yd += cnt * b->step[3];
+        h += cnt * sh;
+        hd += cnt * b->step[5];
+    }
+finals:
     if (b->last) {
         if (b->ptr[8] != NULL)
             ST(b->ptr[8], S);
         if (b->ptr[9] != NULL)
             ST(b->ptr[9], D);
+    }
+}
+
+/* The VJP of a float32/64 line (operands as linear_vjp_panel_), tile by
+ * tile from its last element.  lam, the cotangent of the state after step
+ * t, is itself a forward recurrence in the walk's order: inclusive,
+ * lam_t = a_{t+1} lam_{t+1} + g_t (lam past the end: g_final, factor 1);
+ * exclusive, s_t = a_t s_{t+1} + g_t with lam_t = s_{t+1}.  So the tiles
+ * compose it as the forward's do; a_bar_t = h_{t-1} lam_t (times a_t with
+ * lg), summed in eight running sums when a is constant along the line. */
+static void KN(linear_vjp_line_)(const scan_block *b, const int lg)
+{
+    LS_NO_CONTRACT
+    /* ta[k + 1] = a at the k-th element walked (ta[0]: the one walked before) */
+    double ta[LS_TILE + 1], tg[LS_TILE], tl[LS_TILE], tp[LS_TILE];
+    const int64_t n = b->n;
+    const int incl = b->inclusive;
+    const int64_t s0 = b->step[0], s1 = b->step[1], s2 = b->step[2], s3 = b->step[3],
+                  s4 = b->step[4];
+    const int summed = s3 == 0;
+    double L = b->ptr[6] != NULL && b->last ? LD(b->ptr[6]) : 0.0, a_next = 1.0;
+    double sums[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+    for (int64_t e = n; e > 0;) {
+        const int64_t cnt = e < LS_TILE ? e : LS_TILE, t0 = e - 1; /* t0: walked first */
+        ta[0] = a_next;
+        if (lg) KN(linear_widen_)(ta + 1, b->ptr[0] + t0 * s0, -s0, cnt, 1);
+        else KN(linear_widen_)(ta + 1, b->ptr[0] + t0 * s0, -s0, cnt, 0);
+        KN(linear_widen_)(tg, b->ptr[2] + t0 * s2, -s2, cnt, 0);
+        const double *f = incl ? ta : ta + 1;
+        const double before = L;
+        L = linear_tile_scan(f, tg, tl, cnt, L, linear_tile_tame(f, tg, cnt));
+        const double *lam = tl;
+        if (!incl) { /* lam_t is the state before step t */
+            memmove(tl + 1, tl, (size_t)(cnt - 1) * sizeof(double));
+            tl[0] = before;
+        }
+        KN(linear_store_)(b->ptr[4] + t0 * s4, -s4, 1, 0.0, lam, cnt);
+        /* h_{t-1}: y's element before t (inclusive; h0 or 0 before the
+         * first), y_t itself (exclusive) */
+        if (!incl)
+            KN(linear_widen_)(tp, b->ptr[1] + t0 * s1, -s1, cnt, 0);
+        else if (e - cnt > 0)
+            KN(linear_widen_)(tp, b->ptr[1] + (t0 - 1) * s1, -s1, cnt, 0);
+        else {
+            if (cnt > 1)
+                KN(linear_widen_)(tp, b->ptr[1] + (t0 - 1) * s1, -s1, cnt - 1, 0);
+            tp[cnt - 1] = b->ptr[5] != NULL ? LD(b->ptr[5]) : 0.0;
+        }
+        for (int64_t k = 0; k < cnt; k++) {
+            tp[k] = tp[k] * lam[k];
+            if (lg)
+                tp[k] = ta[k + 1] * tp[k];
+        }
+        if (summed) {
+            int64_t k = 0;
+            for (; k + 8 <= cnt; k += 8)
+                for (int j = 0; j < 8; j++)
+                    sums[j] += tp[k + j];
+            for (; k < cnt; k++)
+                sums[0] += tp[k];
+        } else
+            KN(linear_store_)(b->ptr[3] + t0 * s3, -s3, 1, 0.0, tp, cnt);
+        a_next = ta[cnt];
+        e -= cnt;
+    }
+    if (incl && n > 0) /* past the first step: a_0 lam_0, cut by a zero a_0 */
+        L = a_next == 0.0 ? 0.0 : a_next * L;
+    if (b->ptr[7] != NULL)
+        ST(b->ptr[7], LD(b->ptr[7]) + L);
+    if (summed) {
+        double sum = 0.0;
+        for (int j = 0; j < 8; j++)
+            sum += sums[j];
+        ST(b->ptr[3], LD(b->ptr[3]) + sum);
     }
 }
 #endif
@@ -691,10 +1024,10 @@ SCAN_INLINE void KN(linear_vjp_panel_)(const scan_block *b, int64_t l0, int64_t 
 #if HAS_NARROW
 #define LS_LINE_OF(panel, b, lg) (LS_LINE_##panel(b, lg))
 #define LS_LINE_linear_jvp_panel_(b, lg) (KN(linear_jvp_line_)(b, lg), 1)
+#define LS_LINE_linear_vjp_panel_(b, lg) (KN(linear_vjp_line_)(b, lg), 1)
 #else
 #define LS_LINE_OF(panel, b, lg) ((void)(b), (void)(lg), 0)
 #endif
-#define LS_LINE_linear_vjp_panel_(b, lg) 0
 LS_DERIV_PANELS(linear_jvp_panel_, 6, 1)
 LS_DERIV_PANELS(linear_vjp_panel_, 5, 0)
 #undef LS_LINE_OF

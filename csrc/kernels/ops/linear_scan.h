@@ -297,10 +297,12 @@ SCAN_INLINE int KN(linear_tile_in_)(double *ta, double *tb, const char *x, const
                                     const char *y, const int64_t sb, int64_t cnt, const int lg)
 {
     int tame = 1;
+    /* a constant a is exp'ed once (exp sets errno: the compiler cannot hoist it) */
+    const double a0 = sa != 0 ? 0.0 : lg ? exp((double)LD(x)) : (double)LD(x);
     for (int64_t i = 0; i < cnt; i++) {
-        double av = LD(x + i * sa);
+        double av = sa == 0 ? a0 : LD(x + i * sa);
         const double bv = LD(y + i * sb);
-        if (lg)
+        if (lg && sa != 0)
             av = exp(av);
         ta[i] = av;
         tb[i] = bv;
@@ -585,8 +587,9 @@ static int linear_tile_tame(const double *a, const double *e, int64_t cnt)
 SCAN_INLINE void KN(linear_widen_at_)(double *dst, const char *p, const int64_t st, int64_t cnt,
                                       const int lg)
 {
+    const double a0 = st != 0 ? 0.0 : lg ? exp((double)LD(p)) : (double)LD(p);
     for (int64_t i = 0; i < cnt; i++)
-        dst[i] = lg ? exp((double)LD(p + i * st)) : (double)LD(p + i * st);
+        dst[i] = st == 0 ? a0 : lg ? exp((double)LD(p + i * st)) : (double)LD(p + i * st);
 }
 SCAN_INLINE void KN(linear_widen_)(double *dst, const char *p, const int64_t st, int64_t cnt,
                                    const int lg)

@@ -509,3 +509,44 @@ def test_constant_a_agrees_with_lfilter(axis: int, dtype: Any) -> None:
     # lfilter runs the same loop in its own order of operations: a few ulp per step,
     # and |h| stays below |b| / (1 - |a|) ~ 33 max|b|
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(b).max())
+
+
+def _at_offset(shape: tuple, dtype: Any, offset: int) -> np.ndarray:
+    """A NaN-filled C-ordered array starting `offset` bytes after a 64-byte boundary."""
+    dt = np.dtype(dtype)
+    buf = np.empty(int(np.prod(shape)) * dt.itemsize + 128, np.uint8)
+    start = (-buf.ctypes.data) % 64 + offset
+    out = buf[start:start + int(np.prod(shape)) * dt.itemsize].view(dt).reshape(shape)
+    out[...] = np.nan
+    return out
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("a_kind", ["same", "scalar", "row"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64])
+def test_panels_at_every_offset_in_a_cache_line(dtype: Any, a_kind: str) -> None:
+    """Panels run their lanes in two stretches split where the output row
+    meets a 64-byte boundary, the per-lane state shifted to match: every
+    offset of b and of out= within a cache line, panels narrower and wider
+    than the first stretch, in place, each lane the loop bit for bit."""
+    size = np.dtype(dtype).itemsize
+    rng = np.random.default_rng(8)
+    for lanes in (3, 13, 16, 37):
+        shape = (6, lanes)
+        b = _rand(rng, shape, dtype)
+        a = {"same": _rand(rng, shape, dtype, 0.5, 1.0), "scalar": np.asarray(0.75, dtype),
+             "row": _rand(rng, (1, lanes), dtype, 0.5, 1.0)}[a_kind]
+        h0 = _rand(rng, (lanes,), dtype)
+        for inclusive in (True, False):
+            kw = dict(axis=0, inclusive=inclusive, h0=h0)
+            want = ref.linear_scan(a, b, **kw)
+            for b_off in range(0, 64, max(size, 8)):
+                bb = _at_offset(shape, dtype, b_off)
+                for o_off in range(0, 64, size):
+                    bb[...] = b
+                    out = _at_offset(shape, dtype, o_off)
+                    sa.linear_scan(a, bb, out=out, **kw)
+                    np.testing.assert_array_equal(out, want, f"b at {b_off}, out at {o_off}")
+                    if b_off == o_off:
+                        sa.linear_scan(a, bb, out=bb, **kw)
+                        np.testing.assert_array_equal(bb, want, f"in place at {b_off}")

@@ -238,7 +238,8 @@ SCAN_INLINE void KN(linear_panel_)(const scan_block *b, int64_t l0, int64_t w, c
     char *h = b->ptr[2] + l0 * b->lane[2];
     const int64_t la = amode == 1 ? 0 : contig ? sz : b->lane[0];
     const int64_t lb = contig ? sz : b->lane[1], lh = contig ? sz : b->lane[2];
-    STATE(A, S, 0);
+    const int64_t head = panel_head_lanes(h, w, sz, contig);
+    STATE_ALIGNED(A, S, 0, head);
     for (int64_t l = 0; l < w; l++)
         S[l] = b->ptr[3] != NULL ? LD(b->ptr[3] + (l0 + l) * b->lane[3]) : ZERO;
     if (line && b->carry != NULL) {
@@ -247,7 +248,7 @@ SCAN_INLINE void KN(linear_panel_)(const scan_block *b, int64_t l0, int64_t w, c
         S[0] = f == ZERO ? c : ADD(MUL(f, S[0]), c);
     }
     for (int64_t r = 0; r < b->n; r++) {
-        for (int64_t l = 0; l < w; l++) {
+        FOR_LANES(l, head, w) {
             A av = LD(x + l * la);
             if (lg)
                 av = LS_EXP(av);

@@ -866,12 +866,24 @@ def isa_table(ops: Sequence[str], quick: bool, threads: int) -> List[str]:
     return lines
 
 
+def read_section(path: str, head: str) -> Optional[str]:
+    """The section titled ``head`` in path (up to the next ``## ``), or None."""
+    text = open(path).read() if os.path.exists(path) else ""
+    start = text.find("\n" + head + "\n")
+    if start < 0:
+        return None
+    stop = text.find("\n## ", start + len(head) + 1)
+    return text[start + 1:stop if stop >= 0 else len(text)].rstrip("\n") + "\n"
+
+
 def replace_section(path: str, head: str, body: List[str]) -> None:
     """Replace the section titled ``head`` in path (up to the next ``## ``), or
-    append it."""
+    append it; a line under the title says when and from which commit."""
     text = open(path).read() if os.path.exists(path) else ""
     start = text.find(head)
-    section = head + "\n\n" + "\n".join(body) + "\n"
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    section = (head + "\n\n" + f"Measured {when}, commit {git_commit()}; the full run keeps "
+               "this section as it is.\n\n" + "\n".join(body) + "\n")
     if start < 0:
         text = text.rstrip("\n") + ("\n\n" if text else "") + section
     else:
@@ -1028,8 +1040,13 @@ def main(argv: Optional[List[str]] = None) -> int:
               "memory (`mallopt`), so no result is page-faulted: the kernels' own cost.", ""]
     lines += steady_table(ops, cases)
 
+    # the sections only their own options measure (too slow for this run)
+    kept = [read_section(args.out, h) for h in (DASK_HEAD, ISA_HEAD)]
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")
+        for section in kept:
+            if section is not None:
+                f.write("\n" + section)
     print(f"written to {args.out}")
     if args.readme:
         replace_headline(args.readme, hl)

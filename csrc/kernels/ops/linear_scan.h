@@ -81,6 +81,42 @@
         (u) &= V8I_SPLAT(INT32_MAX);                                 \
     } while (0)
 
+#ifndef SCANAD_LINEAR_GROUP_ONCE
+#define SCANAD_LINEAR_GROUP_ONCE
+/* The products of a group of eight's factors: P1, P2, Q1, Q2 as
+ * affine_group_products gives them, C2 the second vector's complete ones */
+typedef struct {
+    v4d P1, P2, Q1, Q2, C2;
+} linear_group;
+/* the products of a broadcast factor (ca: its splat), the same for every group */
+SCAN_INLINE void linear_group_of_constant(const v4d *ca, linear_group *c)
+{
+    LS_NO_CONTRACT
+    affine_group_products(ca, ca, &c->P1, &c->P2, &c->Q1, &c->Q2);
+    c->C2 = c->Q2 * V4_BROADCAST3(c->P2);
+}
+/* One group from the carry Sv: its products into *p (c's when abcast),
+ * e, e2 turned into the offsets, the states s, s2 and the carry past the
+ * group (from splats made off the chain: one multiply-add on it per eight
+ * elements, the same value as s2[3]).  The forward's groups and the JVP's
+ * share it: the JVP's h is the forward's bit for bit. */
+SCAN_INLINE void linear_group_states(const v4d *a, const v4d *a2, const linear_group *c,
+                                     const int abcast, const v4d *Sv, linear_group *p, v4d *e,
+                                     v4d *e2, v4d *s, v4d *s2, v4d *next)
+{
+    LS_NO_CONTRACT
+    *p = *c;
+    if (!abcast) {
+        affine_group_products(a, a2, &p->P1, &p->P2, &p->Q1, &p->Q2);
+        p->C2 = p->Q2 * V4_BROADCAST3(p->P2);
+    }
+    affine_group_offsets(a, a2, &p->P1, &p->Q1, &p->Q2, e, e2);
+    *s = p->P2 * *Sv + *e;
+    *s2 = p->C2 * *Sv + *e2;
+    *next = V4_BROADCAST3(p->C2) * *Sv + V4_BROADCAST3(*e2);
+}
+#endif
+
 /* Groups of eight of a contiguous line loaded straight from the operands
  * (a's step 0 with abcast), composed as affine_scan_within's (simd.h) and
  * stored, while the group and the carry *S are within the bounds above;
@@ -99,9 +135,9 @@ SCAN_INLINE int64_t KN(linear_groups_)(const char *x, const char *y, char *h, co
     v4d Sv = V4_SPLAT(*S);
     /* a broadcast a: its products are the same for every group (the
      * caller has checked that it is tame) */
-    v4d ca = V4_SPLAT(abcast ? (double)LD(x) : 0.0), cP1, cP2, cQ1, cQ2;
-    affine_group_products(&ca, &ca, &cP1, &cP2, &cQ1, &cQ2);
-    const v4d cC2 = cQ2 * V4_BROADCAST3(cP2);
+    const v4d ca = V4_SPLAT(abcast ? (double)LD(x) : 0.0);
+    linear_group c;
+    linear_group_of_constant(&ca, &c);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8, x += 8 * sa, y += 8 * sz, h += 8 * sz) {
         if (!(fabs(Sv[0]) <= LS_B_HI))
@@ -138,16 +174,9 @@ SCAN_INLINE int64_t KN(linear_groups_)(const char *x, const char *y, char *h, co
                 break;
         }
 #endif
-        v4d P1 = cP1, P2 = cP2, Q1 = cQ1, Q2 = cQ2, C2 = cC2;
-        if (!abcast) {
-            affine_group_products(&a, &a2, &P1, &P2, &Q1, &Q2);
-            C2 = Q2 * V4_BROADCAST3(P2);
-        }
-        affine_group_offsets(&a, &a2, &P1, &Q1, &Q2, &e, &e2);
-        /* the carry past the group from splats made off the chain: one
-         * multiply-add on it per eight elements, the same value as s2[3] */
-        v4d s = P2 * Sv + e, s2 = C2 * Sv + e2;
-        const v4d next = V4_BROADCAST3(C2) * Sv + V4_BROADCAST3(e2);
+        linear_group p;
+        v4d s, s2, next;
+        linear_group_states(&a, &a2, &c, abcast, &Sv, &p, &e, &e2, &s, &s2, &next);
         if (!incl) { /* each output is the state before its element */
             s2 = V4_SHIFT1(s2, V4_BROADCAST3(s));
             s = V4_SHIFT1(s, Sv);
@@ -633,9 +662,9 @@ SCAN_INLINE int64_t KN(linear_jvp_groups_)(const char *x, const char *xd, const 
         return 0;
     v4d Sv = V4_SPLAT(*S);
     double Dd = *D;
-    v4d ca = V4_SPLAT(abcast ? (double)LD(x) : 0.0), cP1, cP2, cQ1, cQ2;
-    affine_group_products(&ca, &ca, &cP1, &cP2, &cQ1, &cQ2);
-    const v4d cC2 = cQ2 * V4_BROADCAST3(cP2);
+    const v4d ca = V4_SPLAT(abcast ? (double)LD(x) : 0.0);
+    linear_group c;
+    linear_group_of_constant(&ca, &c);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8, x += 8 * sa, y += 8 * sz, yd += 8 * sz, h += 8 * sz, hd += 8 * sz) {
         if (!(fabs(Sv[0]) <= LS_B_HI))
@@ -661,14 +690,9 @@ SCAN_INLINE int64_t KN(linear_jvp_groups_)(const char *x, const char *xd, const 
         }
         LINE_LOAD(f, yd, back);
         LINE_LOAD(f2, yd + 4 * sz, back);
-        v4d P1 = cP1, P2 = cP2, Q1 = cQ1, Q2 = cQ2, C2 = cC2;
-        if (!abcast) {
-            affine_group_products(&a, &a2, &P1, &P2, &Q1, &Q2);
-            C2 = Q2 * V4_BROADCAST3(P2);
-        }
-        affine_group_offsets(&a, &a2, &P1, &Q1, &Q2, &e, &e2);
-        v4d s = P2 * Sv + e, s2 = C2 * Sv + e2;
-        const v4d next = V4_BROADCAST3(C2) * Sv + V4_BROADCAST3(e2);
+        linear_group p;
+        v4d s, s2, next;
+        linear_group_states(&a, &a2, &c, abcast, &Sv, &p, &e, &e2, &s, &s2, &next);
         if (xd != NULL) { /* the source a_dot h_{t-1} + b_dot */
             v4d ad = V4_SPLAT(abcast ? (double)LD(xd) : 0.0), ad2 = ad;
             if (!abcast) {
@@ -680,9 +704,9 @@ SCAN_INLINE int64_t KN(linear_jvp_groups_)(const char *x, const char *xd, const 
         }
         v4d d, d2;
         if (fabs(Dd) <= LS_B_HI && !V4_ANY(LS_B_WILD(f) | LS_B_WILD(f2))) {
-            affine_group_offsets(&a, &a2, &P1, &Q1, &Q2, &f, &f2);
-            d = P2 * Dd + f;
-            d2 = C2 * Dd + f2;
+            affine_group_offsets(&a, &a2, &p.P1, &p.Q1, &p.Q2, &f, &f2);
+            d = p.P2 * Dd + f;
+            d2 = p.C2 * Dd + f2;
             Dd = d2[3];
         } else {
             for (int j = 0; j < 4; j++)

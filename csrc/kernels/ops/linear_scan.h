@@ -369,6 +369,97 @@ SCAN_INLINE void KN(linear_narrow_excl_)(char *p, const int64_t st, double first
         ST(p + i * st, src[i - 1]);
 }
 
+#ifndef SCANAD_LINEAR_TILE_ONCE
+#define SCANAD_LINEAR_TILE_ONCE
+/* S_i = a_i S_{i-1} + e_i over a tile from S: each group of eight composed
+ * when it and the carry are within the bounds, else the loop's eight exact
+ * steps, the tail exact; returns the last S.  The decisions and the
+ * arithmetic are linear_groups_' on the same values, so a line gives the
+ * forward's direct path's bits. */
+static double linear_tile_groups(const double *a, const double *e, double *out, int64_t cnt,
+                                 double S)
+{
+    LS_NO_CONTRACT
+    int64_t i = 0;
+    for (; i + 8 <= cnt; i += 8) {
+        v4d x, x2, B, B2;
+        V4_LOAD(x, a + i);
+        V4_LOAD(x2, a + i + 4);
+        V4_LOAD(B, e + i);
+        V4_LOAD(B2, e + i + 4);
+        const v4i wild = LS_A_WILD(x) | LS_A_WILD(x2) | LS_B_WILD(B) | LS_B_WILD(B2);
+        if (fabs(S) <= LS_B_HI && !V4_ANY(wild)) {
+            v4d P1, P2, Q1, Q2;
+            affine_group_products(&x, &x2, &P1, &P2, &Q1, &Q2);
+            affine_group_offsets(&x, &x2, &P1, &Q1, &Q2, &B, &B2);
+            const v4d s = P2 * S + B, s2 = (Q2 * V4_BROADCAST3(P2)) * S + B2;
+            V4_STORE(out + i, s);
+            V4_STORE(out + i + 4, s2);
+            S = s2[3];
+            continue;
+        }
+        for (int64_t j = i; j < i + 8; j++)
+            out[j] = S = a[j] == 0.0 ? e[j] : a[j] * S + e[j];
+    }
+    for (; i < cnt; i++)
+        out[i] = S = a[i] == 0.0 ? e[i] : a[i] * S + e[i];
+    return S;
+}
+
+/* affine_scan_within where the tile is tame, the loop's exact steps after */
+static double linear_tile_scan(const double *a, const double *e, double *out, int64_t cnt,
+                               double S, const int tame)
+{
+    LS_NO_CONTRACT
+    for (int64_t i = tame ? affine_scan_within(a, e, out, cnt, &S, LS_B_HI) : 0; i < cnt; i++)
+        out[i] = S = a[i] == 0.0 ? e[i] : a[i] * S + e[i];
+    return S;
+}
+
+/* whether cnt factors are 0 or within 2^+-32 and cnt offsets within 2^700 */
+static int linear_tile_tame(const double *a, const double *e, int64_t cnt)
+{
+    int tame = 1;
+    for (int64_t i = 0; i < cnt; i++) {
+        const double fa = fabs(a[i]);
+        tame &= (fa <= LS_A_HI) & ((fa >= LS_A_LO) | (fa == 0.0)) & (fabs(e[i]) <= LS_B_HI);
+    }
+    return tame;
+}
+#endif
+
+/* cnt elements st bytes apart widened to double (exp'ed with lg) */
+SCAN_INLINE void KN(linear_widen_at_)(double *dst, const char *p, const int64_t st, int64_t cnt,
+                                      const int lg)
+{
+    const double a0 = st != 0 ? 0.0 : lg ? exp((double)LD(p)) : (double)LD(p);
+    for (int64_t i = 0; i < cnt; i++)
+        dst[i] = st == 0 ? a0 : lg ? exp((double)LD(p + i * st)) : (double)LD(p + i * st);
+}
+SCAN_INLINE void KN(linear_widen_)(double *dst, const char *p, const int64_t st, int64_t cnt,
+                                   const int lg)
+{
+    const int64_t sz = (int64_t)sizeof(T);
+    if (st == sz) KN(linear_widen_at_)(dst, p, sz, cnt, lg);
+    else if (st == -sz) KN(linear_widen_at_)(dst, p, -sz, cnt, lg);
+    else if (st == 0) KN(linear_widen_at_)(dst, p, 0, cnt, lg);
+    else KN(linear_widen_at_)(dst, p, st, cnt, lg);
+}
+SCAN_INLINE void KN(linear_store_)(char *p, const int64_t st, const int incl, double first,
+                                   const double *src, int64_t cnt)
+{
+    const int64_t sz = (int64_t)sizeof(T);
+    if (incl) {
+        if (st == sz) KN(linear_narrow_)(p, sz, src, cnt);
+        else if (st == -sz) KN(linear_narrow_)(p, -sz, src, cnt);
+        else KN(linear_narrow_)(p, st, src, cnt);
+    } else {
+        if (st == sz) KN(linear_narrow_excl_)(p, sz, first, src, cnt);
+        else if (st == -sz) KN(linear_narrow_excl_)(p, -sz, first, src, cnt);
+        else KN(linear_narrow_excl_)(p, st, first, src, cnt);
+    }
+}
+
 /* cnt of the loop's exact steps from S (linear_line_direct_'s wild
  * groups and tails), without contraction; returns the state. */
 static double KN(linear_steps_)(const char *x, const int64_t sa, const char *y, char *h,
@@ -416,21 +507,9 @@ static double KN(linear_line_)(const scan_block *b, const int lg, double S, char
                 zero |= ta[i] == 0.0;
         }
         const double before = S;
-        int64_t i = !tame ? 0 : affine_scan_within(ta, tb, th, cnt, &S, LS_B_HI);
-        for (; i < cnt; i++) {
-            S = ta[i] == 0.0 ? tb[i] : ta[i] * S + tb[i];
-            th[i] = S;
-        }
+        S = linear_tile_scan(ta, tb, th, cnt, S, tame);
         if (h != NULL) {
-            if (b->inclusive) {
-                if (sh == sz) KN(linear_narrow_)(h, sz, th, cnt);
-                else if (sh == -sz) KN(linear_narrow_)(h, -sz, th, cnt);
-                else KN(linear_narrow_)(h, sh, th, cnt);
-            } else {
-                if (sh == sz) KN(linear_narrow_excl_)(h, sz, before, th, cnt);
-                else if (sh == -sz) KN(linear_narrow_excl_)(h, -sz, before, th, cnt);
-                else KN(linear_narrow_excl_)(h, sh, before, th, cnt);
-            }
+            KN(linear_store_)(h, sh, b->inclusive, before, th, cnt);
             h += cnt * sh;
         }
     }
@@ -554,97 +633,6 @@ SCAN_INLINE void KN(linear_jvp_panel_)(const scan_block *b, int64_t l0, int64_t 
 }
 
 #if HAS_NARROW
-#ifndef SCANAD_LINEAR_TILE_ONCE
-#define SCANAD_LINEAR_TILE_ONCE
-/* S_i = a_i S_{i-1} + e_i over a tile from S: each group of eight composed
- * when it and the carry are within the bounds, else the loop's eight exact
- * steps, the tail exact; returns the last S.  The decisions and the
- * arithmetic are linear_groups_' on the same values, so a line gives the
- * forward's direct path's bits. */
-static double linear_tile_groups(const double *a, const double *e, double *out, int64_t cnt,
-                                 double S)
-{
-    LS_NO_CONTRACT
-    int64_t i = 0;
-    for (; i + 8 <= cnt; i += 8) {
-        v4d x, x2, B, B2;
-        V4_LOAD(x, a + i);
-        V4_LOAD(x2, a + i + 4);
-        V4_LOAD(B, e + i);
-        V4_LOAD(B2, e + i + 4);
-        const v4i wild = LS_A_WILD(x) | LS_A_WILD(x2) | LS_B_WILD(B) | LS_B_WILD(B2);
-        if (fabs(S) <= LS_B_HI && !V4_ANY(wild)) {
-            v4d P1, P2, Q1, Q2;
-            affine_group_products(&x, &x2, &P1, &P2, &Q1, &Q2);
-            affine_group_offsets(&x, &x2, &P1, &Q1, &Q2, &B, &B2);
-            const v4d s = P2 * S + B, s2 = (Q2 * V4_BROADCAST3(P2)) * S + B2;
-            V4_STORE(out + i, s);
-            V4_STORE(out + i + 4, s2);
-            S = s2[3];
-            continue;
-        }
-        for (int64_t j = i; j < i + 8; j++)
-            out[j] = S = a[j] == 0.0 ? e[j] : a[j] * S + e[j];
-    }
-    for (; i < cnt; i++)
-        out[i] = S = a[i] == 0.0 ? e[i] : a[i] * S + e[i];
-    return S;
-}
-
-/* affine_scan_within where the tile is tame, the loop's exact steps after */
-static double linear_tile_scan(const double *a, const double *e, double *out, int64_t cnt,
-                               double S, const int tame)
-{
-    LS_NO_CONTRACT
-    for (int64_t i = tame ? affine_scan_within(a, e, out, cnt, &S, LS_B_HI) : 0; i < cnt; i++)
-        out[i] = S = a[i] == 0.0 ? e[i] : a[i] * S + e[i];
-    return S;
-}
-
-/* whether cnt factors are 0 or within 2^+-32 and cnt offsets within 2^700 */
-static int linear_tile_tame(const double *a, const double *e, int64_t cnt)
-{
-    int tame = 1;
-    for (int64_t i = 0; i < cnt; i++) {
-        const double fa = fabs(a[i]);
-        tame &= (fa <= LS_A_HI) & ((fa >= LS_A_LO) | (fa == 0.0)) & (fabs(e[i]) <= LS_B_HI);
-    }
-    return tame;
-}
-#endif
-
-/* cnt elements st bytes apart widened to double (exp'ed with lg) */
-SCAN_INLINE void KN(linear_widen_at_)(double *dst, const char *p, const int64_t st, int64_t cnt,
-                                      const int lg)
-{
-    const double a0 = st != 0 ? 0.0 : lg ? exp((double)LD(p)) : (double)LD(p);
-    for (int64_t i = 0; i < cnt; i++)
-        dst[i] = st == 0 ? a0 : lg ? exp((double)LD(p + i * st)) : (double)LD(p + i * st);
-}
-SCAN_INLINE void KN(linear_widen_)(double *dst, const char *p, const int64_t st, int64_t cnt,
-                                   const int lg)
-{
-    const int64_t sz = (int64_t)sizeof(T);
-    if (st == sz) KN(linear_widen_at_)(dst, p, sz, cnt, lg);
-    else if (st == -sz) KN(linear_widen_at_)(dst, p, -sz, cnt, lg);
-    else if (st == 0) KN(linear_widen_at_)(dst, p, 0, cnt, lg);
-    else KN(linear_widen_at_)(dst, p, st, cnt, lg);
-}
-SCAN_INLINE void KN(linear_store_)(char *p, const int64_t st, const int incl, double first,
-                                   const double *src, int64_t cnt)
-{
-    const int64_t sz = (int64_t)sizeof(T);
-    if (incl) {
-        if (st == sz) KN(linear_narrow_)(p, sz, src, cnt);
-        else if (st == -sz) KN(linear_narrow_)(p, -sz, src, cnt);
-        else KN(linear_narrow_)(p, st, src, cnt);
-    } else {
-        if (st == sz) KN(linear_narrow_excl_)(p, sz, first, src, cnt);
-        else if (st == -sz) KN(linear_narrow_excl_)(p, -sz, first, src, cnt);
-        else KN(linear_narrow_excl_)(p, st, first, src, cnt);
-    }
-}
-
 /* linear_groups_ with the tangent h_dot_t = a_t h_dot_{t-1} + (a_dot_t
  * h_{t-1} + b_dot_t) in the same pass: the group's products of a serve
  * both recurrences.  h takes linear_groups_' decisions and arithmetic (the

@@ -1220,25 +1220,40 @@ def test_line_kernels_against_the_loop(dtype: Any, a_kind: str, n: int) -> None:
         a, b, g, tb = (v.astype(dtype) if v.ndim == 0 else v.astype(dtype)[::step]
                        for v in (a, b, g, tb))
         ta = rng.standard_normal(a.shape).astype(dtype) if with_ta else None
-        h0, th0 = np.asarray(rng.standard_normal()), np.asarray(rng.standard_normal())
+        # states of the operands' dtype: a float64 h0 would make the result float64
+        h0, th0 = (np.asarray(rng.standard_normal(), dtype) for _ in range(2))
         kw = dict(axis=0, reverse=reverse, inclusive=inclusive, log_a=log_a)
         h, h_dot = sa.jvp(OP, (a, b, h0), (ta, tb, th0), **kw)
+        assert h.dtype == h_dot.dtype == np.dtype(dtype)
         np.testing.assert_array_equal(h, OP(a, b, h0=h0, **kw))
         bars = sa.vjp(OP, (a, b, h0), **kw)[1](g)
+        # the loop in float64, and on absolute values (a = exp(log_a), its
+        # tangent a_dot a) the size of the terms each result sums
+        A = np.exp(a.astype(np.float64)) if log_a else a.astype(np.float64)
+        tam = None if ta is None else np.abs(ta * A) if log_a else np.abs(ta)
+        # without a tangent of a, h_dot does not involve h (the reference
+        # would multiply its zero tangent by an infinite h)
+        b_dot_case = b if with_ta else np.zeros_like(b)
         with np.errstate(invalid="ignore", over="ignore"):  # the loop meets inf
             r = ref_derivatives(a, b, h0, g=g, **kw)
-            # without a tangent of a, h_dot does not involve h (the reference
-            # would multiply its zero tangent by an infinite h)
-            r_dot = ref_derivatives(a, b if with_ta else np.zeros_like(b), h0,
-                                    tangents=(ta, tb, th0), **kw)["h_dot"]
+            r_dot = ref_derivatives(a, b_dot_case, h0, tangents=(ta, tb, th0), **kw)["h_dot"]
+            kw_abs = dict(kw, log_a=False)
+            m = ref_derivatives(np.abs(A), np.abs(b), np.abs(h0), g=np.abs(g), **kw_abs)
+            m_dot = ref_derivatives(np.abs(A), np.abs(b_dot_case), np.abs(h0),
+                                    tangents=(tam, np.abs(tb), np.abs(th0)), **kw_abs)["h_dot"]
+            # with log_a, a_bar has the factor a itself (a is full-shape here)
+            m_bars = (m["bars"][0] * (np.abs(A) if log_a else 1.0),) + tuple(m["bars"][1:])
         what = f"wild={wild} reverse={reverse} inclusive={inclusive} a_dot={with_ta}"
-        for name, got, want in [("h_dot", h_dot, r_dot)] + list(
-                zip(("a_bar", "b_bar", "h0_bar"), bars, r["bars"])):
+        for name, got, want, size in [("h_dot", h_dot, r_dot, m_dot)] + list(
+                zip(("a_bar", "b_bar", "h0_bar"), bars, r["bars"], m_bars)):
             fin = np.isfinite(want)
             np.testing.assert_array_equal(np.isfinite(got), fin, f"{name}, {what}")
             want = np.where(fin, np.asarray(want).real, 0.0)
-            # float64 reassociation: a few ulp of each of up to n terms, each
-            # at most the largest result here (factors <= 1; the wild 2^40 is
-            # never composed); float32 results round once more
-            tol = n * 2.0**-50 * np.max(np.abs(want)) + (2.0**-23 if low else 0.0) * np.abs(want)
+            size = np.abs(np.asarray(size))
+            size = np.where(np.isfinite(size), size, 0.0)
+            # float64 reassociation: a few ulp of each of up to n terms, at
+            # most the majorant; float32 results: the stored float32 states
+            # that a_bar multiplies and the final rounding, each at most u32
+            # of the majorant (4 u32 for margin, as in the float32 test above)
+            tol = (n * 2.0**-50 + (4 * 2.0**-24 if low else 0.0)) * size
             _assert_near(np.where(fin, got, 0), want, tol, f"{name}, {what}")

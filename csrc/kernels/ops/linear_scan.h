@@ -88,6 +88,12 @@
 typedef struct {
     v4d P1, P2, Q1, Q2, C2;
 } linear_group;
+/* whether a factor is 0 or within 2^+-32 */
+SCAN_INLINE int linear_factor_tame(double a)
+{
+    const double m = fabs(a);
+    return (m <= LS_A_HI) & ((m >= LS_A_LO) | (a == 0.0));
+}
 /* the products of a broadcast factor (ca: its splat), the same for every group */
 SCAN_INLINE void linear_group_of_constant(const v4d *ca, linear_group *c)
 {
@@ -210,11 +216,7 @@ static double KN(linear_line_direct_)(const scan_block *b, double S, char *h)
     const int64_t n = b->n, sa = b->step[0], sz = b->step[1];
     const int incl = b->inclusive, back = sz < 0, abcast = sa == 0;
     const char *x = b->ptr[0], *y = b->ptr[1];
-    int groups = 1;
-    if (abcast) {
-        const double a0 = LD(x), m = fabs(a0);
-        groups = m <= LS_A_HI && (m >= LS_A_LO || a0 == 0.0);
-    }
+    const int groups = !abcast || linear_factor_tame(LD(x));
     int64_t i = 0;
     for (;;) {
         if (groups) { /* linear_groups_ does nothing with fewer than 8 left */
@@ -389,13 +391,14 @@ static double linear_tile_groups(const double *a, const double *e, double *out, 
         V4_LOAD(B2, e + i + 4);
         const v4i wild = LS_A_WILD(x) | LS_A_WILD(x2) | LS_B_WILD(B) | LS_B_WILD(B2);
         if (fabs(S) <= LS_B_HI && !V4_ANY(wild)) {
-            v4d P1, P2, Q1, Q2;
-            affine_group_products(&x, &x2, &P1, &P2, &Q1, &Q2);
-            affine_group_offsets(&x, &x2, &P1, &Q1, &Q2, &B, &B2);
-            const v4d s = P2 * S + B, s2 = (Q2 * V4_BROADCAST3(P2)) * S + B2;
+            const v4d Sv = V4_SPLAT(S);
+            const linear_group none = {.P1 = {0.0}}; /* unused: every factor is loaded */
+            linear_group p;
+            v4d s, s2, next;
+            linear_group_states(&x, &x2, &none, 0, &Sv, &p, &B, &B2, &s, &s2, &next);
             V4_STORE(out + i, s);
             V4_STORE(out + i + 4, s2);
-            S = s2[3];
+            S = next[0];
             continue;
         }
         for (int64_t j = i; j < i + 8; j++)
@@ -420,10 +423,8 @@ static double linear_tile_scan(const double *a, const double *e, double *out, in
 static int linear_tile_tame(const double *a, const double *e, int64_t cnt)
 {
     int tame = 1;
-    for (int64_t i = 0; i < cnt; i++) {
-        const double fa = fabs(a[i]);
-        tame &= (fa <= LS_A_HI) & ((fa >= LS_A_LO) | (fa == 0.0)) & (fabs(e[i]) <= LS_B_HI);
-    }
+    for (int64_t i = 0; i < cnt; i++)
+        tame &= linear_factor_tame(a[i]) & (fabs(e[i]) <= LS_B_HI);
     return tame;
 }
 #endif
@@ -657,6 +658,7 @@ SCAN_INLINE int64_t KN(linear_jvp_groups_)(const char *x, const char *xd, const 
     for (; i + 8 <= n; i += 8, x += 8 * sa, y += 8 * sz, yd += 8 * sz, h += 8 * sz, hd += 8 * sz) {
         if (!(fabs(Sv[0]) <= LS_B_HI))
             break;
+        const double D_before = Dd;
         LINE_PREFETCH_READ(y, sz);
         LINE_PREFETCH_READ(yd, sz);
         LINE_PREFETCH_WRITE(h, sz);
@@ -704,7 +706,7 @@ SCAN_INLINE int64_t KN(linear_jvp_groups_)(const char *x, const char *xd, const 
         }
         if (!incl) {
             d2 = V4_SHIFT1(d2, V4_BROADCAST3(d));
-            d = V4_SHIFT1(d, V4_SPLAT(*D));
+            d = V4_SHIFT1(d, V4_SPLAT(D_before));
             s2 = V4_SHIFT1(s2, V4_BROADCAST3(s));
             s = V4_SHIFT1(s, Sv);
         }
@@ -713,7 +715,6 @@ SCAN_INLINE int64_t KN(linear_jvp_groups_)(const char *x, const char *xd, const 
         LINE_STORE(hd, d, back);
         LINE_STORE(hd + 4 * sz, d2, back);
         Sv = next;
-        *D = Dd;
     }
     *S = Sv[0];
     *D = Dd;
@@ -731,11 +732,7 @@ static void KN(linear_jvp_line_direct_)(const scan_block *b, double *S, double *
     const int incl = b->inclusive, back = sz < 0, abcast = sa == 0;
     const char *x = b->ptr[0], *xd = b->ptr[2], *y = b->ptr[1], *yd = b->ptr[3];
     char *h = b->ptr[4], *hd = b->ptr[5];
-    int groups = 1;
-    if (abcast) {
-        const double a0 = LD(x), m = fabs(a0);
-        groups = m <= LS_A_HI && (m >= LS_A_LO || a0 == 0.0);
-    }
+    const int groups = !abcast || linear_factor_tame(LD(x));
     int64_t i = 0;
     for (;;) {
         if (groups) {

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_forward import _at_offset
 
 import scanad as sa
 from scanad import _reference as ref
@@ -509,16 +510,6 @@ def test_constant_a_agrees_with_lfilter(axis: int, dtype: Any) -> None:
     # lfilter runs the same loop in its own order of operations: a few ulp per step,
     # and |h| stays below |b| / (1 - |a|) ~ 33 max|b|
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(b).max())
-
-
-def _at_offset(shape: tuple, dtype: Any, offset: int) -> np.ndarray:
-    """A NaN-filled C-ordered array starting `offset` bytes after a 64-byte boundary."""
-    dt = np.dtype(dtype)
-    buf = np.empty(int(np.prod(shape)) * dt.itemsize + 128, np.uint8)
-    start = (-buf.ctypes.data) % 64 + offset
-    out = buf[start:start + int(np.prod(shape)) * dt.itemsize].view(dt).reshape(shape)
-    out[...] = np.nan
-    return out
 
 
 @pytest.mark.quick

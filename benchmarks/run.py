@@ -866,29 +866,35 @@ def isa_table(ops: Sequence[str], quick: bool, threads: int) -> List[str]:
     return lines
 
 
-def read_section(path: str, head: str) -> Optional[str]:
-    """The section titled ``head`` in path (up to the next ``## ``), or None."""
-    text = open(path).read() if os.path.exists(path) else ""
-    start = text.find("\n" + head + "\n")
+def section_span(text: str, head: str) -> Optional[Tuple[int, int]]:
+    """Where the section titled ``head`` starts in text and where the next
+    ``## `` section (or the text) begins; None if there is none."""
+    start = text.find(head)
     if start < 0:
         return None
-    stop = text.find("\n## ", start + len(head) + 1)
-    return text[start + 1:stop if stop >= 0 else len(text)].rstrip("\n") + "\n"
+    stop = text.find("\n## ", start + len(head))
+    return start, stop if stop >= 0 else len(text)
+
+
+def read_section(path: str, head: str) -> Optional[str]:
+    """The section titled ``head`` in path, or None."""
+    text = open(path).read() if os.path.exists(path) else ""
+    span = section_span(text, head)
+    return None if span is None else text[span[0]:span[1]].rstrip("\n") + "\n"
 
 
 def replace_section(path: str, head: str, body: List[str]) -> None:
-    """Replace the section titled ``head`` in path (up to the next ``## ``), or
-    append it; a line under the title says when and from which commit."""
+    """Replace the section titled ``head`` in path, or append it; a line under
+    the title says when and from which commit."""
     text = open(path).read() if os.path.exists(path) else ""
-    start = text.find(head)
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = (head + "\n\n" + f"Measured {when}, commit {git_commit()}; the full run keeps "
                "this section as it is.\n\n" + "\n".join(body) + "\n")
-    if start < 0:
+    span = section_span(text, head)
+    if span is None:
         text = text.rstrip("\n") + ("\n\n" if text else "") + section
     else:
-        stop = text.find("\n## ", start + len(head))
-        text = text[:start] + section + (text[stop:] if stop >= 0 else "")
+        text = text[:span[0]] + section + text[span[1]:]
     with open(path, "w") as f:
         f.write(text)
     print(f"{head[3:]} written into {path}")

@@ -66,7 +66,8 @@ typedef struct scan_carry {
     int64_t i;
 } scan_carry;
 /* linear_scan (kernels/ops/linear_scan.h) carries the affine map of a
- * piece, h -> s h + v: s the product of its a, v its state from h = 0
+ * piece, h -> s 2^i h + v: s 2^i the product of its a (a mantissa and an
+ * exponent: it may be far below double's range), v its state from h = 0
  * (real float32/float64 lines only). */
 
 typedef struct {

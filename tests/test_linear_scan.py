@@ -423,6 +423,55 @@ def test_split_line_matches_one_thread(restore_threads, dtype: Any, reverse: boo
     assert np.all(np.abs(two.astype(np.float64) - one) <= 2 * C_LINE * 2.0**-53 * t * H + extra)
 
 
+@pytest.mark.quick
+@pytest.mark.parametrize("log_a", [False, True])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_split_line_carries_h0_through_an_underflowed_product(restore_threads, reverse: bool,
+                                                              log_a: bool) -> None:
+    # The first piece's product of factors, 0.7^35 2^-1050, is below
+    # double's range, yet h0 = 1.3 2^1000 still gives every later state:
+    # the piece's map keeps its product as a mantissa and an exponent.
+    n = (1 << 19) + 123
+    a = np.ones(n)
+    a[1000:1035] = 0.7 * 2.0**-30
+    b = np.zeros(n)
+    if reverse:
+        a = a[::-1].copy()
+    h0 = 1.3 * 2.0**1000
+    if log_a:  # the reduce's other path: tiles
+        a = np.log(a)
+    sa.set_num_threads(1)
+    one = sa.linear_scan(a, b, h0=h0, reverse=reverse, log_a=log_a)
+    sa.set_num_threads(2)
+    two = sa.linear_scan(a, b, h0=h0, reverse=reverse, log_a=log_a)
+    tail = one[: n // 4] if reverse else one[-n // 4:]
+    assert np.all(tail == tail[0]) and 2.0**-80 < tail[0] < 2.0**-40
+    # 36 factors multiplied in two orders: each product within 36 roundings
+    np.testing.assert_allclose(two, one, rtol=2 * 36 * 2.0**-53, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_split_line_with_everyday_decays(restore_threads, dtype: Any) -> None:
+    # decays in [0.5, 1): a piece's product is far below double's range
+    rng = np.random.default_rng(81)
+    n = (1 << 19) + 77
+    a = rng.uniform(0.5, 1.0, n).astype(dtype)
+    a[n // 8] = 0.0
+    b = rng.standard_normal(n).astype(dtype)
+    sa.set_num_threads(1)
+    one = sa.linear_scan(a, b, h0=3.0)
+    sa.set_num_threads(2)
+    two = sa.linear_scan(a, b, h0=3.0)
+    # the bound of test_split_line_matches_one_thread
+    sa.set_num_threads(1)
+    H = sa.linear_scan(np.abs(a).astype(np.float64), np.abs(b).astype(np.float64), h0=3.0)
+    t = _steps((n,), 0, False, None, None)
+    extra = np.spacing(np.abs(one)).astype(np.float64) if dtype == np.float32 else 0.0
+    assert np.all(np.abs(two.astype(np.float64) - one) <= 2 * C_LINE * 2.0**-53 * t * H + extra)
+    if dtype == np.float64:  # the line was split: its pieces' maps reassociate
+        assert not np.array_equal(two, one)
+
+
 # -------------------------------------------------------- hypothesis: layouts
 @st.composite
 def _problems(draw: Any) -> tuple:

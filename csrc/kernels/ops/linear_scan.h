@@ -21,9 +21,9 @@
  *   widened to double.  Reassociated: see "Accuracy" in docs/semantics.md.
  * - other lines (float16, complex, strided): the panel with w = 1.
  * A long float32/64 line may be split between threads: linear_reduce_
- * gives each piece's affine map (scan_carry: s = product of a, v = state
- * from 0), linear_combine composes them, and a piece starts from
- * carry.s * h0 + carry.v.
+ * gives each piece's affine map (scan_carry: s 2^i = product of a, v =
+ * state from 0), linear_combine composes them, and a piece starts from
+ * linear_carry_in.
  */
 #if KIND == 'f' || KIND == 'c' /* integers promote to float64 in the binding */
 /* No fused multiply-add here (setup.py contracts elsewhere): each lane
@@ -242,12 +242,39 @@ static double KN(linear_line_direct_)(const scan_block *b, double S, char *h)
 
 #ifndef SCANAD_LINEAR_ONCE
 #define SCANAD_LINEAR_ONCE
-/* later piece after acc: h -> next.s (acc.s h + acc.v) + next.v; a zero
- * factor resets, as in the scan */
+/* A piece's map h -> s 2^i h + v keeps its product of factors as a
+ * mantissa s in [0.5, 1) (or 0) and an exponent i: over a long piece the
+ * product leaves double's range while a large h0 still counts through it. */
+SCAN_INLINE double linear_scale(double x, int64_t e)
+{
+    return ldexp(x, e < -2200 ? -2200 : e > 2200 ? 2200 : (int)e);
+}
+/* x's mantissa (frexp's), its exponent added to *e */
+SCAN_INLINE double linear_mantissa(double x, int64_t *e)
+{
+    int k;
+    const double m = frexp(x, &k);
+    *e += k;
+    return m;
+}
+/* the map after acc's one step more: factor a (0 resets), offset b */
+SCAN_INLINE void linear_map_step(scan_carry *acc, double a, double b)
+{
+    acc->v = a == 0.0 ? b : a * acc->v + b;
+    acc->s = linear_mantissa(acc->s * linear_mantissa(a, &acc->i), &acc->i);
+}
+/* later piece after acc: h -> next (acc h); a zero factor resets, as in
+ * the scan */
 static void linear_combine(scan_carry *acc, const scan_carry *next)
 {
-    acc->v = next->s == 0.0 ? next->v : next->s * acc->v + next->v;
-    acc->s = next->s * acc->s;
+    acc->v = next->s == 0.0 ? next->v : linear_scale(next->s * acc->v, next->i) + next->v;
+    acc->i += next->i;
+    acc->s = linear_mantissa(next->s * acc->s, &acc->i);
+}
+/* the state a piece starts from: its carry's map applied to h0 */
+SCAN_INLINE double linear_carry_in(const scan_carry *c, double h0)
+{
+    return c->s == 0.0 ? c->v : linear_scale(c->s * h0, c->i) + c->v;
 }
 #endif
 
@@ -273,11 +300,6 @@ SCAN_INLINE void KN(linear_panel_)(const scan_block *b, int64_t l0, int64_t w, c
     STATE_ALIGNED(A, S, 0, head);
     for (int64_t l = 0; l < w; l++)
         S[l] = b->ptr[3] != NULL ? LD(b->ptr[3] + (l0 + l) * b->lane[3]) : ZERO;
-    if (line && b->carry != NULL) {
-        /* a later piece of a split line: the map of the pieces before */
-        const A c = (A)b->carry->v, f = (A)b->carry->s;
-        S[0] = f == ZERO ? c : ADD(MUL(f, S[0]), c);
-    }
     for (int64_t r = 0; r < b->n; r++) {
         FOR_LANES(l, head, w) {
             A av = LD(x + l * la);
@@ -476,37 +498,91 @@ static double KN(linear_steps_)(const char *x, const int64_t sa, const char *y, 
     return S;
 }
 
+#ifndef SCANAD_LINEAR_PRODUCT_ONCE
+#define SCANAD_LINEAR_PRODUCT_ONCE
+/* x = m 2^k per lane as linear_mantissa gives it, k added to *e; x must be
+ * normal or 0 (a product of at most 16 factors within 2^+-32 from one of
+ * [0.5, 1) is) */
+SCAN_INLINE void linear_mantissa4(v4d *x, v4i *e)
+{
+    const v4i bits = (v4i)*x, field = (bits >> 52) & V4I_SPLAT(0x7ff);
+    const v4i nonzero = field != V4I_SPLAT(0);
+    *e += (field - V4I_SPLAT(1022)) & nonzero;
+    *x = (v4d)((bits & V4I_SPLAT(~(0x7ffLL << 52))) | (V4I_SPLAT(1022LL << 52) & nonzero));
+}
+/* *p where a is not 0, b where it is */
+SCAN_INLINE void linear_reset4(const v4d *a, const v4d *b, v4d *p)
+{
+    const v4i zero = (v4i)(*a == V4_SPLAT(0.0));
+    *p = (v4d)(((v4i)*b & zero) | ((v4i)*p & ~zero));
+}
+/* the eight running products of a map (lanes 0-3 in P, 4-7 in P2) times
+ * the factors of a tile, each lane kept as a mantissa and an exponent */
+static void linear_tile_product(const double *ta, const int64_t cnt, const int tame, v4d *P,
+                                v4d *P2, v4i *e, v4i *e2)
+{
+    int64_t i = 0;
+    if (tame) /* two groups of eight at a time: normal between renormalisations */
+        for (; i + 16 <= cnt; i += 16) {
+            v4d x, x2, y, y2;
+            V4_LOAD(x, ta + i);
+            V4_LOAD(x2, ta + i + 4);
+            V4_LOAD(y, ta + i + 8);
+            V4_LOAD(y2, ta + i + 12);
+            *P = *P * x * y;
+            *P2 = *P2 * x2 * y2;
+            linear_mantissa4(P, e);
+            linear_mantissa4(P2, e2);
+        }
+    for (; i < cnt; i++) {
+        const int k = (int)(i & 3);
+        int64_t ek = 0;
+        v4d *p = i & 4 ? P2 : P;
+        (*p)[k] = linear_mantissa((*p)[k] * linear_mantissa(ta[i], &ek), &ek);
+        if (i & 4)
+            (*e2)[k] += ek;
+        else
+            (*e)[k] += ek;
+    }
+}
+/* the map of eight stretches, lanes 0-3 in (H, P, e), 4-7 in (H2, P2,
+ * e2), composed in order into *map */
+static void linear_lanes_map(const v4d *H, const v4d *H2, const v4d *P, const v4d *P2,
+                             const v4i *e, const v4i *e2, scan_carry *map)
+{
+    *map = (scan_carry){.v = (*H)[0], .s = (*P)[0], .i = (*e)[0]};
+    for (int k = 1; k < 8; k++) {
+        const int j = k & 3;
+        const scan_carry next = k < 4 ? (scan_carry){.v = (*H)[j], .s = (*P)[j], .i = (*e)[j]}
+                                      : (scan_carry){.v = (*H2)[j], .s = (*P2)[j], .i = (*e2)[j]};
+        linear_combine(map, &next);
+    }
+}
+#endif
+
 /* One line from state S through tiles; stores h unless h is NULL (the
- * reduce); returns the final state.  With P (the reduce) also the product
- * of the factors into *P, in eight running products (one chain would cost
- * a multiply's latency per element); *P is 0 and *zero 0 when one of them
- * left the normal range without an exact zero factor to explain it. */
-static double KN(linear_line_)(const scan_block *b, const int lg, double S, char *h, double *P)
+ * reduce); returns the final state.  With map (the reduce) also the
+ * product of the factors into map->s and map->i, in eight running
+ * products (one chain would cost a multiply's latency per element). */
+static double KN(linear_line_)(const scan_block *b, const int lg, double S, char *h,
+                               scan_carry *map)
 {
     double ta[LS_TILE], tb[LS_TILE], th[LS_TILE];
     const int64_t sz = (int64_t)sizeof(T), sh = b->step[2];
     const char *x = b->ptr[0], *y = b->ptr[1];
-    if (P == NULL && h != NULL && !lg && (sh == sz || sh == -sz) && b->step[1] == sh &&
+    if (map == NULL && h != NULL && !lg && (sh == sz || sh == -sz) && b->step[1] == sh &&
         (b->step[0] == sh || b->step[0] == 0))
         return KN(linear_line_direct_)(b, S, h);
-    double pp[8] = {1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0};
-    int zero = 0;
+    v4d P = V4_SPLAT(1.0), P2 = P;
+    v4i e = V4I_SPLAT(0), e2 = e;
     for (int64_t i0 = 0; i0 < b->n; i0 += LS_TILE) {
         const int64_t cnt = b->n - i0 < LS_TILE ? b->n - i0 : LS_TILE;
         const int tame = lg ? KN(linear_load_)(ta, tb, x, b->step[0], y, b->step[1], cnt, 1)
                             : KN(linear_load_)(ta, tb, x, b->step[0], y, b->step[1], cnt, 0);
         x += cnt * b->step[0];
         y += cnt * b->step[1];
-        if (P != NULL) {
-            int64_t i = 0;
-            for (; i + 8 <= cnt; i += 8)
-                for (int j = 0; j < 8; j++)
-                    pp[j] *= ta[i + j];
-            for (; i < cnt; i++)
-                pp[0] *= ta[i];
-            for (i = 0; i < cnt; i++)
-                zero |= ta[i] == 0.0;
-        }
+        if (map != NULL)
+            linear_tile_product(ta, cnt, tame, &P, &P2, &e, &e2);
         const double before = S;
         S = linear_tile_scan(ta, tb, th, cnt, S, tame);
         if (h != NULL) {
@@ -514,29 +590,84 @@ static double KN(linear_line_)(const scan_block *b, const int lg, double S, char
             h += cnt * sh;
         }
     }
-    if (P != NULL) {
-        double prod = 1.0;
-        int tame = 1;
-        for (int j = 0; j < 8; j++) {
-            tame &= fabs(pp[j]) >= 0x1p-1022 || zero;
-            prod *= pp[j];
-        }
-        *P = tame ? prod : NAN;
+    if (map != NULL) { /* the product's lanes as maps with no offset */
+        const v4d none = V4_SPLAT(0.0);
+        linear_lanes_map(&none, &none, &P, &P2, &e, &e2, map);
+        map->v = S;
     }
     return S;
 }
 
-/* The map of one piece; refuses (0) when it is not finite or its factor
- * is subnormal without a zero factor (h0 would lose digits through it):
- * the line then runs on one thread. */
-SCAN_INLINE int KN(linear_reduce_)(const scan_block *b, scan_carry *total, const int lg)
+/* The map of a piece in linear_line_direct_'s layouts (sb one element,
+ * sa sb or 0): its eight stretches walked side by side, one per lane (eight
+ * chains of the loop's steps instead of one), composed in order, then the
+ * tail.  0 (and the tiles take the piece) when a factor is out of 2^+-32
+ * but for 0. */
+SCAN_INLINE int KN(linear_reduce_lanes_)(const scan_block *b, scan_carry *map, const int64_t sb,
+                                         const int abcast)
 {
-    double P;
-    const double E = KN(linear_line_)(b, lg, 0.0, NULL, &P);
-    total->v = E;
-    total->s = P;
-    total->i = 0;
-    return isfinite(E) && isfinite(P) && (P == 0.0 || fabs(P) >= 0x1p-1022);
+    LS_NO_CONTRACT
+    const int64_t n = b->n, sa = abcast ? 0 : sb;
+    /* stretches 9 cache lines apart modulo 4 KiB: a power-of-two length
+     * would put all sixteen streams in the same cache sets */
+    const int64_t esz = (int64_t)sizeof(T), skew = 576;
+    int64_t len = n / 8;
+    if (len >= 4096 / esz)
+        len -= ((len * esz) % 4096 - skew % 4096 + 4096) % 4096 / esz;
+    const int64_t oa = len * sa, ob = len * sb;
+    const char *x = b->ptr[0], *y = b->ptr[1];
+    v4d H = V4_SPLAT(0.0), H2 = H, P = V4_SPLAT(1.0), P2 = P;
+    v4i e = V4I_SPLAT(0), e2 = e, wild = e;
+    for (int64_t i0 = 0; i0 < len; i0 += 16) {
+        const int64_t stop = len - i0 < 16 ? len : i0 + 16;
+        for (int k = 0; k < 8; k++) { /* sixteen streams: more than the hardware follows */
+            LINE_PREFETCH_READ(y + k * ob, sb);
+            LINE_PREFETCH_READ(y + k * ob + 8 * sb, sb);
+            if (!abcast) {
+                LINE_PREFETCH_READ(x + k * oa, sa);
+                LINE_PREFETCH_READ(x + k * oa + 8 * sa, sa);
+            }
+        }
+        for (int64_t i = i0; i < stop; i++, x += sa, y += sb) {
+            const v4d a = {LD(x), LD(x + oa), LD(x + 2 * oa), LD(x + 3 * oa)};
+            const v4d a2 = {LD(x + 4 * oa), LD(x + 5 * oa), LD(x + 6 * oa), LD(x + 7 * oa)};
+            const v4d v = {LD(y), LD(y + ob), LD(y + 2 * ob), LD(y + 3 * ob)};
+            const v4d v2 = {LD(y + 4 * ob), LD(y + 5 * ob), LD(y + 6 * ob), LD(y + 7 * ob)};
+            wild |= LS_A_WILD(a) | LS_A_WILD(a2);
+            H = a * H + v;
+            H2 = a2 * H2 + v2;
+            linear_reset4(&a, &v, &H);
+            linear_reset4(&a2, &v2, &H2);
+            P *= a;
+            P2 *= a2;
+        }
+        if (V4_ANY(wild))
+            return 0;
+        linear_mantissa4(&P, &e);
+        linear_mantissa4(&P2, &e2);
+    }
+    linear_lanes_map(&H, &H2, &P, &P2, &e, &e2, map);
+    x = b->ptr[0] + 8 * oa;
+    y = b->ptr[1] + 8 * ob;
+    for (int64_t i = 8 * len; i < n; i++, x += sa, y += sb)
+        linear_map_step(map, LD(x), LD(y));
+    return 1;
+}
+
+/* The map of one piece; refuses (0) when it is not finite: the line then
+ * runs on one thread. */
+SCAN_INLINE int KN(linear_reduce_)(const scan_block *b, scan_carry *map, const int lg)
+{
+    const int64_t sz = (int64_t)sizeof(T), sa = b->step[0], sb = b->step[1];
+    const int lanes = !lg && (sa == sb || sa == 0) &&
+                      (sb == sz   ? sa ? KN(linear_reduce_lanes_)(b, map, sz, 0)
+                                       : KN(linear_reduce_lanes_)(b, map, sz, 1)
+                       : sb == -sz ? sa ? KN(linear_reduce_lanes_)(b, map, -sz, 0)
+                                        : KN(linear_reduce_lanes_)(b, map, -sz, 1)
+                                   : 0);
+    if (!lanes)
+        KN(linear_line_)(b, lg, 0.0, NULL, map);
+    return isfinite(map->v) && isfinite(map->s);
 }
 static int KN(linear_reduce0_)(const scan_block *b, scan_carry *t) { return KN(linear_reduce_)(b, t, 0); }
 static int KN(linear_reduce1_)(const scan_block *b, scan_carry *t) { return KN(linear_reduce_)(b, t, 1); }
@@ -554,7 +685,7 @@ SCAN_INLINE void KN(linear_fwd_)(const scan_block *b, const int lg)
     {
         double S = b->ptr[3] != NULL ? LD(b->ptr[3]) : 0.0;
         if (b->carry != NULL)
-            S = b->carry->s == 0.0 ? b->carry->v : b->carry->s * S + b->carry->v;
+            S = linear_carry_in(b->carry, S);
         S = KN(linear_line_)(b, lg, S, b->ptr[2], NULL);
         if (b->ptr[4] != NULL && b->last)
             ST(b->ptr[4], S);

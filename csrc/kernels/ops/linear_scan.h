@@ -613,21 +613,13 @@ SCAN_INLINE int KN(linear_reduce_lanes_)(const scan_block *b, scan_carry *map, c
     const int64_t esz = (int64_t)sizeof(T), skew = 576;
     int64_t len = n / 8;
     if (len >= 4096 / esz)
-        len -= ((len * esz) % 4096 - skew % 4096 + 4096) % 4096 / esz;
+        len -= ((len * esz) % 4096 - skew + 4096) % 4096 / esz;
     const int64_t oa = len * sa, ob = len * sb;
     const char *x = b->ptr[0], *y = b->ptr[1];
     v4d H = V4_SPLAT(0.0), H2 = H, P = V4_SPLAT(1.0), P2 = P;
     v4i e = V4I_SPLAT(0), e2 = e, wild = e;
     for (int64_t i0 = 0; i0 < len; i0 += 16) {
         const int64_t stop = len - i0 < 16 ? len : i0 + 16;
-        for (int k = 0; k < 8; k++) { /* sixteen streams: more than the hardware follows */
-            LINE_PREFETCH_READ(y + k * ob, sb);
-            LINE_PREFETCH_READ(y + k * ob + 8 * sb, sb);
-            if (!abcast) {
-                LINE_PREFETCH_READ(x + k * oa, sa);
-                LINE_PREFETCH_READ(x + k * oa + 8 * sa, sa);
-            }
-        }
         for (int64_t i = i0; i < stop; i++, x += sa, y += sb) {
             const v4d a = {LD(x), LD(x + oa), LD(x + 2 * oa), LD(x + 3 * oa)};
             const v4d a2 = {LD(x + 4 * oa), LD(x + 5 * oa), LD(x + 6 * oa), LD(x + 7 * oa)};

@@ -464,14 +464,28 @@ static PyObject *py_get_num_threads(PyObject *self, PyObject *noargs)
 #define MODE_NAME_(E, name, a) [MODE_##E] = name,
 static const char *const mode_names[SCAN_NUM_MODES] = {SCAN_MODES(MODE_NAME_, )};
 
+/* whether scan op has a kernel for dtype dt in mode */
+static int scan_has_kernel(int op, int dt, int mode) { return table->cells[op][dt][mode].kernel != NULL; }
+
+/* whether linear_scan has kernels for dt in mode, with and without log_a;
+ * its second order is composed by the package from the JVP and the VJP */
+static int linear_has_kernel(int op, int dt, int mode)
+{
+    (void)op;
+    const scan_cell *cells = table->linear[dt];
+    if (mode == MODE_VJP_JVP)
+        return linear_has_kernel(op, dt, MODE_JVP) && linear_has_kernel(op, dt, MODE_VJP);
+    return cells[2 * mode].kernel != NULL && cells[2 * mode + 1].kernel != NULL;
+}
+
 /* {mode name: (dtype name, ...)}: the dtypes op has a kernel for, per mode */
-static PyObject *op_dtypes(int op)
+static PyObject *op_dtypes(int (*has_kernel)(int op, int dt, int mode), int op)
 {
     PyObject *modes = PyDict_New();
     for (int mode = 0; modes != NULL && mode < SCAN_NUM_MODES; mode++) {
         PyObject *names = PyList_New(0), *tuple = NULL;
         for (int dt = 0; names != NULL && dt < SCAN_NUM_DTYPES; dt++) {
-            if (table->cells[op][dt][mode].kernel == NULL)
+            if (!has_kernel(op, dt, mode))
                 continue;
             PyObject *name = PyUnicode_FromString(scan_dtype_name(dt));
             if (name == NULL || PyList_Append(names, name) < 0)
@@ -485,6 +499,15 @@ static PyObject *op_dtypes(int op)
         Py_XDECREF(tuple);
     }
     return modes;
+}
+
+/* linear_scan's part of the matrix: {mode: dtypes with kernels}; the
+ * package applies its dtype rule (integers and bool -> float64) */
+static PyObject *py_linear_scan_dtypes(PyObject *self, PyObject *noargs)
+{
+    (void)self;
+    (void)noargs;
+    return op_dtypes(linear_has_kernel, 0);
 }
 
 /* (dtype name, ...): the dtypes x may have, those of the forward kernels and
@@ -527,7 +550,7 @@ static PyObject *py_ops(PyObject *self, PyObject *noargs)
     (void)noargs;
     for (int i = 0; t != NULL && i < SCAN_NUM_OPS; i++) {
         PyObject *row = Py_BuildValue("(issssNN)", i, OPS[i].name, rules[OPS[i].rule], OPS[i].identity,
-                                      shapes[OPS[i].shape], op_dtypes(i), op_accepts(i));
+                                      shapes[OPS[i].shape], op_dtypes(scan_has_kernel, i), op_accepts(i));
         if (row == NULL)
             Py_CLEAR(t);
         else
@@ -554,6 +577,8 @@ static PyMethodDef methods[] = {
     {"linear_scan_vjp", (PyCFunction)(void (*)(void))py_linear_scan_vjp, METH_FASTCALL,
      "linear_scan_vjp(a, y, h0, g, g_final, axis, reverse, inclusive, log_a, dtype, cu_seqlens, chunk_size, sum_a) "
      "-> (a_bar, b_bar, h0_bar) over the rows' and the state's shapes"},
+    {"linear_scan_dtypes", py_linear_scan_dtypes, METH_NOARGS,
+     "linear_scan's kernels: {mode: dtypes}, with and without log_a"},
     {"build_info", py_build_info, METH_NOARGS, "the kernel variant chosen at import and the build"},
     {"set_num_threads", py_set_num_threads, METH_O, "set the number of kernel threads"},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "the number of kernel threads"},

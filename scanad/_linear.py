@@ -1,6 +1,6 @@
 """``linear_scan``: the first-order linear recurrence h_t = a_t h_{t-1} + b_t.
 
-A thin wrapper over ``_scanad.linear_scan`` (csrc/module.c): the result dtype
+A thin wrapper over ``_scanad.linear_scan`` (csrc/bind_linear_scan.c): the result dtype
 is resolved here with ``np.result_type`` (NumPy's rules for Python scalars:
 ``linear_scan(0.5, x32)`` is float32), the C binding does the rest.
 """
@@ -17,6 +17,9 @@ ArrayLike = Any
 
 _SCALARS = (bool, int, float, complex)
 
+#: the dtypes linear_scan has kernels for, per mode, as the C extension reports them
+KERNEL_DTYPES = _C.linear_scan_dtypes()
+
 
 def _result_dtype(a: Any, b: Any, h0: Any, dtype: Any) -> np.dtype:
     """np.result_type of the inputs (integers and bool -> float64), or dtype=."""
@@ -29,18 +32,28 @@ def _result_dtype(a: Any, b: Any, h0: Any, dtype: Any) -> np.dtype:
                         ) from None
     if rt.kind in "biu":
         rt = np.dtype(np.float64)
-    elif rt.kind not in "fc":
-        raise TypeError("linear_scan: a, b and h0 must be numeric (bool, integer, float or "
-                        f"complex); got dtype {rt}")
+    elif rt.name not in KERNEL_DTYPES["forward"]:
+        raise TypeError("linear_scan: a, b and h0 must be numeric (bool, integer, "
+                        f"float16/32/64 or complex64/128); got dtype {rt}")
     if dtype is None:
         return rt
     want = np.dtype(dtype)
-    if want.kind not in "fc" or want.char not in "efdFD":
+    if want.name not in KERNEL_DTYPES["forward"]:
         raise TypeError(f"linear_scan: dtype must be float16/32/64 or complex64/128; got {want}")
     if not np.can_cast(rt, want, "same_kind"):
         raise TypeError(f"linear_scan: cannot compute the {rt} inputs in dtype {want} "
                         "(same_kind casting)")
     return want
+
+
+def accepts_dtype(name: str) -> bool:
+    """Whether a, b and h0 may all have dtype ``name``: the result-dtype rule
+    maps it onto a dtype with a forward kernel."""
+    x = np.empty(0, dtype=name)
+    try:
+        return _result_dtype(x, x, None, None).name in KERNEL_DTYPES["forward"]
+    except TypeError:
+        return False
 
 
 def linear_scan(

@@ -145,9 +145,11 @@ def _chunk_spec(name: str, options: Tuple[str, ...]) -> OpSpec:
                   vjp_rule, shape="linear", vjp_jvp_rule=vjp_jvp_rule)
 
 
-def _linear_scan_spec() -> OpSpec:
+def _linear_scan_spec(candidates: Tuple[str, ...]) -> OpSpec:
+    """linear_scan's entry: its kernels' dtypes from the C extension, and of
+    the candidate dtypes those its result-dtype rule accepts."""
     from . import _linear_ad
-    from ._linear import linear_scan
+    from ._linear import KERNEL_DTYPES, accepts_dtype, linear_scan
 
     def jvp_rule(x: Any, t: Any, kw: Dict[str, Any]) -> Any:
         return _linear_ad.jvp(x, t, kw)
@@ -158,21 +160,23 @@ def _linear_scan_spec() -> OpSpec:
     def vjp_jvp_rule(x: Any, t: Any, g: Any, g_dot: Any, kw: Dict[str, Any]) -> Any:
         return _linear_ad.vjp_jvp(x, g, t, g_dot, kw)
 
-    floats = ("float16", "float32", "float64", "complex64", "complex128")
-    integers = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
-    return OpSpec("linear_scan", linear_scan, "linear", "0", integers + floats, floats,
+    accepts = tuple(name for name in candidates if accepts_dtype(name))
+    return OpSpec("linear_scan", linear_scan, "linear", "0", accepts, KERNEL_DTYPES["vjp"],
                   _linear_ad.OPTIONS, jvp_rule, vjp_rule, shape="curved",
                   vjp_jvp_rule=vjp_jvp_rule, inputs=_linear_ad.NAMES)
 
 
 def _build() -> Dict[str, OpSpec]:
     ops: Dict[str, OpSpec] = {}
-    for index, name, rule, identity, shape, dtypes, accepts in _C.ops():
+    rows = _C.ops()
+    for index, name, rule, identity, shape, dtypes, accepts in rows:
         ops[name] = _scan_spec(index, name, rule, identity, shape, dtypes, accepts)
+    # every dtype the extension knows: those some scan accepts, in its order
+    known = tuple(dict.fromkeys(name for row in rows for name in row[6]))
     common = ("reverse", "scale", "softmax_scale", "cu_seqlens", "head_first", "output_dtype")
     ops["chunk_local_cumsum"] = _chunk_spec("chunk_local_cumsum", ("chunk_size",) + common)
     ops["chunk_global_cumsum"] = _chunk_spec("chunk_global_cumsum", common)
-    ops["linear_scan"] = _linear_scan_spec()
+    ops["linear_scan"] = _linear_scan_spec(known)
     return ops
 
 

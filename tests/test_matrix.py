@@ -55,3 +55,32 @@ def test_the_matrix_says_what_each_function_accepts(row, dtype):
     else:
         with pytest.raises(TypeError):
             sa.vjp(name, x)[1](np.ones(5))
+
+
+# linear_scan is not a row of the scans' matrix (several inputs, log_a): the C
+# extension reports its kernels apart, and the registry derives its dtypes from them
+LINEAR = _C.linear_scan_dtypes()
+
+
+def test_linear_scan_dtypes_come_from_its_kernels():
+    spec = sa.OPS["linear_scan"]
+    assert set(LINEAR) == {"forward", "jvp", "vjp", "vjp_jvp"}
+    assert spec.dtypes_derivative == LINEAR["vjp"] == LINEAR["jvp"] == LINEAR["vjp_jvp"]
+    assert set(LINEAR["vjp"]) <= set(LINEAR["forward"]) <= set(spec.dtypes_forward)
+    assert set(spec.dtypes_forward) <= set(ALL)
+
+
+@pytest.mark.parametrize("dtype", ALL + ("longdouble", "object"))
+def test_the_matrix_says_what_linear_scan_accepts(dtype):
+    x = np.ones(5, dtype=dtype)
+    if np.dtype(dtype).name in sa.OPS["linear_scan"].dtypes_forward:
+        h = sa.linear_scan(x, x)
+        assert h.dtype.name in LINEAR["forward"] and h[-1] == 5
+    else:
+        with pytest.raises(TypeError, match="a, b and h0 must be"):
+            sa.linear_scan(x, x)
+    if np.dtype(dtype).name in LINEAR["forward"]:
+        assert sa.linear_scan(1, x, dtype=dtype).dtype == np.dtype(dtype)
+    else:
+        with pytest.raises(TypeError, match="dtype must be"):
+            sa.linear_scan(1, 1.0, dtype=dtype)

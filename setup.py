@@ -17,6 +17,7 @@ SOURCES = [
     "csrc/module.c",
     "csrc/binding_args.c",
     "csrc/binding_output.c",
+    "csrc/binding_info.c",
     "csrc/bind_linear_scan.c",
     "csrc/driver.c",
     "csrc/threads.c",

@@ -110,9 +110,22 @@ int run_problem(const scan_cell *cell, scan_problem *p);
  * decides the lanes.  -1 with MemoryError if the driver ran out of memory. */
 int run(const scan_cell *cell, PyArrayObject *const *ops, int nops, int lane_operand, int axis,
         int reverse, int inclusive, const segments_t *seg);
+
+/* ---- binding_info.c ---- */
+/* At import: the table SCANAD_ISA names (SCANAD_FORCE_BASELINE, the older
+ * spelling of baseline), or the best the host runs; -1 with ImportError */
+int binding_choose_table(void);
+/* the cell of op on the kernel dtype of typenum in mode; NULL where the op
+ * has no kernel for it */
+const scan_cell *cell_of(int op, int typenum, scan_mode mode);
 /* linear_scan's cells for the kernels' dtype dt, [2 * mode + log_a]; NULL
  * where linear_scan has no kernel for dt */
 const scan_cell *linear_cells(int dt);
+PyObject *py_build_info(PyObject *self, PyObject *noargs);
+PyObject *py_set_num_threads(PyObject *self, PyObject *arg);
+PyObject *py_get_num_threads(PyObject *self, PyObject *noargs);
+PyObject *py_ops(PyObject *self, PyObject *noargs);
+PyObject *py_linear_scan_dtypes(PyObject *self, PyObject *noargs);
 
 /* ---- bind_linear_scan.c ---- */
 PyObject *py_linear_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs);

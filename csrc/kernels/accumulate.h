@@ -75,7 +75,7 @@ SCAN_INLINE void KN(accumulate_line_)(const scan_block *b, const int prod, const
                 v4i tame = V4I_SPLAT(-1);
                 for (int g = 0; g < ACC_BLOCK / 8; g++, x += 8 * sz, y += 8 * sz) {
                     v4d a, c;
-                    LINE_PREFETCH(x, y, sz);
+                    LINE_PREFETCH(x, sz);
                     LINE_LOAD(a, x, back);
                     LINE_LOAD(c, x + 4 * sz, back);
                     ACC_GROUP_SCAN(prod, a, c, id);
@@ -92,7 +92,7 @@ SCAN_INLINE void KN(accumulate_line_)(const scan_block *b, const int prod, const
             if (i + 8 > n)
                 break;
             v4d a, c;
-            LINE_PREFETCH(x, y, sz);
+            LINE_PREFETCH(x, sz);
             LINE_LOAD(a, x, back);
             LINE_LOAD(c, x + 4 * sz, back);
             if (sizeof(T) == 8 && !acc_carry_tame(prod, Sv[0]))

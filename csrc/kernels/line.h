@@ -117,25 +117,18 @@ SCAN_INLINE int acc_carry_tame(const int prod, const double S)
         LINE_STORE((y) + 4 * (sz), rc, back);                           \
     } while (0)
 
-/* Read x and write y LINE_AHEAD elements ahead (sz: bytes per element, its
- * sign the direction; a prefetch never faults, so past the line's end is
- * harmless).  The hardware prefetchers alone leave a long line well short
- * of its in-cache speed. */
+/* Read p LINE_AHEAD elements ahead (sz: bytes per element, its sign the
+ * direction; a prefetch never faults, so past the line's end is harmless).
+ * The hardware prefetchers alone leave a long line well short of its
+ * in-cache speed.  Outputs are not prefetched for writing: that made the
+ * lines slower (docs/performance.md, "Software prefetch"). */
 #define LINE_AHEAD 256
 #if defined(__GNUC__)
-#define LINE_PREFETCH_READ(p, sz) \
+#define LINE_PREFETCH(p, sz) \
     __builtin_prefetch((const void *)((uintptr_t)(p) + LINE_AHEAD * (sz)))
-#define LINE_PREFETCH_WRITE(p, sz) \
-    __builtin_prefetch((const void *)((uintptr_t)(p) + LINE_AHEAD * (sz)), 1)
 #else
-#define LINE_PREFETCH_READ(p, sz) ((void)0)
-#define LINE_PREFETCH_WRITE(p, sz) ((void)0)
+#define LINE_PREFETCH(p, sz) ((void)0)
 #endif
-#define LINE_PREFETCH(x, y, sz)          \
-    do {                                 \
-        LINE_PREFETCH_READ(x, sz);       \
-        LINE_PREFETCH_WRITE(y, sz);      \
-    } while (0)
 
 /* whether the n elements from x and from y (sz bytes apart, either sign)
  * share a byte */

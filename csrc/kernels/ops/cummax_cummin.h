@@ -101,9 +101,9 @@ SCAN_INLINE void KN(extreme_f32_)(const scan_block *b, const int is_max, const i
     while (i < n) {
         if (i + 8 <= n) {
             v8f a;
-            LINE_PREFETCH(x, y, sz);
+            LINE_PREFETCH(x, sz);
             if (jvp)
-                LINE_PREFETCH(t, yd, sz);
+                LINE_PREFETCH(t, sz);
             V8_LOAD(a, x, back);
             /* without a NaN, "takes over" is a plain compare (a NaN carry
              * still wins, as v >= NaN is false); a group with one takes the
@@ -197,11 +197,9 @@ SCAN_INLINE void KN(extreme_line_)(const scan_block *b, const int is_max, const 
         v4d a, c;
         if (i + 8 > n)
             goto one_element;
-        LINE_PREFETCH(x, y, sz);
+        LINE_PREFETCH(x, sz);
         if (mode == LINE_TANGENT)
-            LINE_PREFETCH(t, po, sz);
-        else if (mode == LINE_INDEX)
-            LINE_PREFETCH_WRITE(po, psz);
+            LINE_PREFETCH(t, sz);
         LINE_LOAD(a, x, back);
         LINE_LOAD(c, x + 4 * sz, back);
         /* a group holding a NaN takes the scalar step: without one, "takes

@@ -93,8 +93,8 @@ SCAN_INLINE void KN(prod_jvp_groups_)(prod_jvp_walk *w, const int64_t count, con
             PROD_GROUP_LOAD(a, a2, e, e2, x, t, sz, back);
             if (PROD_GROUP_TAME(a, a2, e, e2)) {
                 v4d A1, A2, B1, B2;
-                LINE_PREFETCH(x, y, sz);
-                LINE_PREFETCH(t, yd, sz);
+                LINE_PREFETCH(x, sz);
+                LINE_PREFETCH(t, sz);
                 affine_group_products(&a, &a2, &A1, &A2, &B1, &B2);
                 const v4d whole2 = B2 * A2[3]; /* second vector from the group start */
                 e *= V4_SHIFT1(A2, one);
@@ -412,8 +412,9 @@ SCAN_INLINE void KN(prod_vjp_groups_)(prod_vjp_walk *w, const int64_t count, con
             PROD_GROUP_LOAD(x, x2, t, t2, a, g, sz, down);
             if (PROD_GROUP_TAME(x, x2, t, t2)) {
                 v4d E, E2, r, r2;
-                LINE_PREFETCH(a, xb, sz);
-                LINE_PREFETCH(g, e, sz);
+                LINE_PREFETCH(a, sz);
+                LINE_PREFETCH(g, sz);
+                LINE_PREFETCH(e, sz);
                 LINE_LOAD(E, e, down);
                 LINE_LOAD(E2, e + 4 * sz, down);
                 KN(prod_vjp_group_)(&x, &x2, &t, &t2, &E, &E2, &S, &r, &r2);
@@ -494,12 +495,12 @@ SCAN_INLINE int64_t KN(prod_vjp_skewed_)(prod_vjp_walk *w, const int64_t count, 
     const char *ga = g + 8 * PV_G_AHEAD * sz, *ea = e + 8 * PV_E_AHEAD * sz;
     for (int64_t j = 0; j < groups; j++) {
         if (j + PV_G_AHEAD < groups) {
-            LINE_PREFETCH_READ(ga, sz);
+            LINE_PREFETCH(ga, sz);
             KN(prod_vjp_stage_group_)(rg + 8 * ((j + PV_G_AHEAD) & (PV_RING - 1)), ga, sz, down);
             ga += 8 * sz;
         }
         if (j + PV_E_AHEAD < groups) {
-            LINE_PREFETCH_READ(ea, sz);
+            LINE_PREFETCH(ea, sz);
             KN(prod_vjp_stage_group_)(re + 8 * ((j + PV_E_AHEAD) & (PV_RING - 1)), ea, sz, down);
             ea += 8 * sz;
         }
@@ -512,7 +513,7 @@ SCAN_INLINE int64_t KN(prod_vjp_skewed_)(prod_vjp_walk *w, const int64_t count, 
         V4_LOAD(t2, tg + 4);
         if (fabs(S) <= PROD_TAME && PROD_GROUP_TAME(x, x2, t, t2)) {
             v4d E, E2, r, r2;
-            LINE_PREFETCH(a, xb, sz);
+            LINE_PREFETCH(a, sz);
             V4_LOAD(E, te);
             V4_LOAD(E2, te + 4);
             KN(prod_vjp_group_)(&x, &x2, &t, &t2, &E, &E2, &S, &r, &r2);

@@ -148,10 +148,9 @@ SCAN_INLINE int64_t KN(linear_groups_)(const char *x, const char *y, char *h, co
     for (; i + 8 <= n; i += 8, x += 8 * sa, y += 8 * sz, h += 8 * sz) {
         if (!(fabs(Sv[0]) <= LS_B_HI))
             break;
-        LINE_PREFETCH_READ(y, sz);
-        LINE_PREFETCH_WRITE(h, sz);
+        LINE_PREFETCH(y, sz);
         if (!abcast)
-            LINE_PREFETCH_READ(x, sz);
+            LINE_PREFETCH(x, sz);
         v4d a = ca, a2 = ca, e, e2;
 #if IS_F32
         v8i ub, wild;
@@ -782,13 +781,11 @@ SCAN_INLINE int64_t KN(linear_jvp_groups_)(const char *x, const char *xd, const 
         if (!(fabs(Sv[0]) <= LS_B_HI))
             break;
         const double D_before = Dd;
-        LINE_PREFETCH_READ(y, sz);
-        LINE_PREFETCH_READ(yd, sz);
-        LINE_PREFETCH_WRITE(h, sz);
-        LINE_PREFETCH_WRITE(hd, sz);
+        LINE_PREFETCH(y, sz);
+        LINE_PREFETCH(yd, sz);
         v4d a = ca, a2 = ca, e, e2, f, f2;
         if (!abcast) {
-            LINE_PREFETCH_READ(x, sz);
+            LINE_PREFETCH(x, sz);
             LINE_LOAD(a, x, back);
             LINE_LOAD(a2, x + 4 * sz, back);
         }

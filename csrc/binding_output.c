@@ -21,7 +21,8 @@ static void byte_extent(PyArrayObject *a, char **lo, char **hi)
 
 /* out may be written directly only when the kernel can write it in place:
  * same dtype, aligned, native, and either disjoint from every input or
- * laid out exactly like it (each element is read before it is written). */
+ * of its shape and laid out exactly like it (each element is read before it
+ * is written). */
 int out_usable_directly(PyArrayObject *out, int typenum, PyArrayObject *const *inputs, int ninputs)
 {
     if (sized_typenum(PyArray_DESCR(out)) != typenum || !PyArray_ISALIGNED(out) ||
@@ -33,7 +34,11 @@ int out_usable_directly(PyArrayObject *out, int typenum, PyArrayObject *const *i
         byte_extent(inputs[i], &il, &ih);
         if (ol >= ih || il >= oh)
             continue;
+        /* the shapes first: a state operand (h0) has fewer dimensions, and
+         * a view of out's first rows is read after out's rows are written */
         if (PyArray_BYTES(out) == PyArray_BYTES(inputs[i]) &&
+            PyArray_NDIM(out) == PyArray_NDIM(inputs[i]) &&
+            PyArray_CompareLists(PyArray_DIMS(out), PyArray_DIMS(inputs[i]), PyArray_NDIM(out)) &&
             memcmp(PyArray_STRIDES(out), PyArray_STRIDES(inputs[i]), sizeof(npy_intp) * PyArray_NDIM(out)) == 0 &&
             PyArray_ITEMSIZE(out) == PyArray_ITEMSIZE(inputs[i]))
             continue;

@@ -518,6 +518,27 @@ def test_out_and_in_place() -> None:
     np.testing.assert_array_equal(line, sa.linear_scan(a, b, 1))
 
 
+
+@pytest.mark.quick
+def test_out_overlapping_h0() -> None:
+    """h0 a view into out= (fewer dimensions, or out's first rows read per
+    segment after earlier segments wrote them) goes through a temporary."""
+    b = np.arange(1.0, 19.0).reshape(6, 3)
+    want = sa.linear_scan(0.5, b, axis=0, h0=b[:2].copy(), cu_seqlens=[0, 3, 6])
+    out = b.copy()
+    sa.linear_scan(0.5, out, axis=0, h0=out[:2], cu_seqlens=[0, 3, 6], out=out)
+    np.testing.assert_array_equal(out, want)
+    a = np.full((4, 3), 0.5)
+    for h0_of, axis in ((lambda o: o[0], 0), (lambda o: o[:, 0], 1)):
+        out = np.arange(1.0, 13.0).reshape(4, 3)
+        want = sa.linear_scan(a, np.ones((4, 3)), axis=axis, h0=h0_of(out).copy())
+        sa.linear_scan(a, np.ones((4, 3)), axis=axis, h0=h0_of(out), out=out)
+        np.testing.assert_array_equal(out, want)
+    line = np.arange(1.0, 19.0)
+    want = sa.linear_scan(0.5, line, h0=np.float64(1.0))
+    sa.linear_scan(0.5, line, h0=line[:1].reshape(()), out=line)
+    np.testing.assert_array_equal(line, want)
+
 @pytest.mark.quick
 @pytest.mark.parametrize("call, exc, words", [
     (lambda: sa.linear_scan(np.ones(3), np.ones(4)), ValueError, "broadcast"),

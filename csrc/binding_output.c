@@ -37,8 +37,7 @@ int out_usable_directly(PyArrayObject *out, int typenum, PyArrayObject *const *i
         /* the shapes first: a state operand (h0) has fewer dimensions, and
          * a view of out's first rows is read after out's rows are written */
         if (PyArray_BYTES(out) == PyArray_BYTES(inputs[i]) &&
-            PyArray_NDIM(out) == PyArray_NDIM(inputs[i]) &&
-            PyArray_CompareLists(PyArray_DIMS(out), PyArray_DIMS(inputs[i]), PyArray_NDIM(out)) &&
+            PyArray_SAMESHAPE(out, inputs[i]) &&
             memcmp(PyArray_STRIDES(out), PyArray_STRIDES(inputs[i]), sizeof(npy_intp) * PyArray_NDIM(out)) == 0 &&
             PyArray_ITEMSIZE(out) == PyArray_ITEMSIZE(inputs[i]))
             continue;
@@ -57,8 +56,7 @@ int check_out(const char *op, const char *what, PyObject *obj, PyArrayObject *li
         return -1;
     }
     o = (PyArrayObject *)obj;
-    if (PyArray_NDIM(o) != PyArray_NDIM(like) ||
-        !PyArray_CompareLists(PyArray_DIMS(o), PyArray_DIMS(like), PyArray_NDIM(like))) {
+    if (!PyArray_SAMESHAPE(o, like)) {
         PyObject *got = PyObject_GetAttrString(obj, "shape");
         PyObject *want = PyObject_GetAttrString((PyObject *)like, "shape");
         if (got != NULL && want != NULL)

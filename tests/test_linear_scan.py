@@ -518,7 +518,6 @@ def test_out_and_in_place() -> None:
     np.testing.assert_array_equal(line, sa.linear_scan(a, b, 1))
 
 
-
 @pytest.mark.quick
 def test_out_overlapping_h0() -> None:
     """h0 a view into out= (fewer dimensions, or out's first rows read per
@@ -538,6 +537,7 @@ def test_out_overlapping_h0() -> None:
     want = sa.linear_scan(0.5, line, h0=np.float64(1.0))
     sa.linear_scan(0.5, line, h0=line[:1].reshape(()), out=line)
     np.testing.assert_array_equal(line, want)
+
 
 @pytest.mark.quick
 @pytest.mark.parametrize("call, exc, words", [

@@ -96,6 +96,8 @@ int deliver_out(PyArrayObject *out, PyArrayObject **result);
 /* out= checked against the result's shape and dtype (same_kind casting) */
 int check_out(const char *op, const char *what, PyObject *obj, PyArrayObject *like, int typenum,
               PyArrayObject **out);
+/* -1 with a ValueError when the two outputs of one call share memory */
+int check_outputs_disjoint(const char *op, PyArrayObject *first, PyArrayObject *second);
 /* a new array shaped and laid out like x; big ones start on a 2 MiB boundary */
 PyArrayObject *new_like(PyArrayObject *x, int typenum);
 /* at import: installs the allocator of big outputs; -1 with an exception */

@@ -46,6 +46,34 @@ int out_usable_directly(PyArrayObject *out, int typenum, PyArrayObject *const *i
     return 1;
 }
 
+/* Two outputs that share memory would each overwrite the other's results,
+ * so they are refused: a byte-range test first, then NumPy's exact one for
+ * the rare interleaved views (e.g. the two fields of one record array). */
+int check_outputs_disjoint(const char *op, PyArrayObject *first, PyArrayObject *second)
+{
+    char *l1, *h1, *l2, *h2;
+    PyObject *numpy, *shared;
+    int overlap;
+    if (first == NULL || second == NULL || PyArray_SIZE(first) == 0 || PyArray_SIZE(second) == 0)
+        return 0;
+    byte_extent(first, &l1, &h1);
+    byte_extent(second, &l2, &h2);
+    if (l1 >= h2 || l2 >= h1)
+        return 0;
+    if ((numpy = PyImport_ImportModule("numpy")) == NULL)
+        return -1;
+    shared = PyObject_CallMethod(numpy, "shares_memory", "OO", (PyObject *)first, (PyObject *)second);
+    Py_DECREF(numpy);
+    if (shared == NULL)
+        return -1;
+    overlap = PyObject_IsTrue(shared);
+    Py_DECREF(shared);
+    if (overlap > 0)
+        PyErr_Format(PyExc_ValueError, "%s: out[0] (the values) and out[1] (the indices) must not "
+                     "share memory", op);
+    return overlap ? -1 : 0;
+}
+
 int check_out(const char *op, const char *what, PyObject *obj, PyArrayObject *like, int typenum,
                      PyArrayObject **out)
 {

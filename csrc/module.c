@@ -101,6 +101,8 @@ static PyObject *py_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs
                 PyErr_Format(PyExc_TypeError, "%s: out[1] (the indices) must be an int64 array", name);
                 goto done;
             }
+            if (check_outputs_disjoint(name, out_y, out_i) < 0)
+                goto done;
         } else if (check_out(name, "out", o, xk, typenum, &out_y) < 0) {
             goto done;
         }

@@ -204,6 +204,28 @@ def test_out_dtype_and_promotion() -> None:
     assert np.array_equal(sa.cumsum(torch.arange(4)), [0, 1, 3, 6])
 
 
+@pytest.mark.quick
+@pytest.mark.parametrize("name", ["cummax", "cummin"])
+def test_index_outputs_must_not_share_memory(name: str) -> None:
+    fn = getattr(sa, name)
+    x = np.array([1.0, 3, 3, 2, 3])
+    buf = np.zeros(10, np.int64)
+    record = np.zeros(5, [("value", np.float64), ("index", np.int64)])
+    for vals, idx in ((buf[:5].view(np.float64), buf[:5]),  # the same memory
+                      (buf[2:7].view(np.float64), buf[:5]),  # overlapping views
+                      (buf.view(np.float64)[::2], buf[::2])):  # the same strided elements
+        before = buf.copy()
+        with pytest.raises(ValueError, match="must not share memory"):
+            fn(x, return_indices=True, out=(vals, idx))
+        np.testing.assert_array_equal(buf, before)
+    # interleaved but disjoint: two fields of one record array
+    got = fn(x, return_indices=True, out=(record["value"], record["index"]))
+    want = fn(x, return_indices=True)
+    np.testing.assert_array_equal(record["value"], want[0])
+    np.testing.assert_array_equal(record["index"], want[1])
+    assert got[0].base is record and got[1].base is record
+
+
 def _at_offset(shape: tuple, dtype: str, offset: int) -> np.ndarray:
     """An uninitialised (NaN where it can be) C-ordered array starting
     `offset` bytes after a 64-byte boundary."""

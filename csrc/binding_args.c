@@ -68,8 +68,14 @@ int result_typenum(int op, PyArray_Descr *xd, PyObject *dtype_obj)
         if (dtype_obj != NULL && dtype_obj != Py_None) {
             PyArray_Descr *want = NULL;
             int wt;
-            if (!PyArray_DescrConverter(dtype_obj, &want))
+            if (!PyArray_DescrConverter(dtype_obj, &want)) {
+                if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+                    PyErr_Clear();
+                    PyErr_Format(PyExc_TypeError, "%s: dtype must be a numeric dtype or None; cannot "
+                                 "interpret %.100R as a dtype", name, dtype_obj);
+                }
                 return -1;
+            }
             wt = sized_typenum(want);
             if (wt < 0)
                 raise_bad_dtype(name, "dtype", want, "a numeric dtype (bool, integer, float16/32/64 or complex64/128)");
@@ -130,10 +136,20 @@ int normalize_axis(const char *op, PyObject *axis_obj, PyArrayObject **x, int *a
         return -1;
     }
     {
-        Py_ssize_t a = PyNumber_AsSsize_t(axis_obj, NULL);
+        /* an array passes PyIndex_Check but only a 0-d one converts */
+        PyObject *index = PyNumber_Index(axis_obj);
+        Py_ssize_t a;
         const int nd = PyArray_NDIM(*x);
-        if (a == -1 && PyErr_Occurred())
+        if (index == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+                PyErr_Clear();
+                PyErr_Format(PyExc_TypeError, "%s: axis must be an integer or None; got %.100s", op,
+                             Py_TYPE(axis_obj)->tp_name);
+            }
             return -1;
+        }
+        a = PyNumber_AsSsize_t(index, NULL);
+        Py_DECREF(index);
         if (a < -nd || a >= nd) {
             PyErr_Format(scanad_axis_error ? scanad_axis_error : PyExc_ValueError,
                          "%s: axis %zd is out of bounds for array of dimension %d", op, a, nd);
@@ -168,8 +184,14 @@ int parse_segments(const char *op, PyObject *cu_obj, PyObject *chunk_obj, int64_
         }
         {
             PyObject *idx = PyNumber_Index(chunk_obj);
-            if (idx == NULL)
+            if (idx == NULL) {
+                if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+                    PyErr_Clear();
+                    PyErr_Format(PyExc_TypeError, "%s: chunk_size must be a positive integer or None; got %.100s",
+                                 op, Py_TYPE(chunk_obj)->tp_name);
+                }
                 return -1;
+            }
             c = PyLong_AsLongLong(idx);
             Py_DECREF(idx);
         }
@@ -193,6 +215,13 @@ int parse_segments(const char *op, PyObject *cu_obj, PyObject *chunk_obj, int64_
         if (PyArray_NDIM(cu) != 1) {
             PyErr_Format(PyExc_ValueError, "%s: cu_seqlens must be a 1-D array of integers; got %d dimensions",
                          op, PyArray_NDIM(cu));
+            Py_DECREF(cu);
+            return -1;
+        }
+        /* [] converts to float64: it is the empty boundary list, not a dtype error */
+        if (PyArray_SIZE(cu) == 0) {
+            PyErr_Format(PyExc_ValueError, "%s: cu_seqlens must hold at least one boundary (0); "
+                         "got an empty array", op);
             Py_DECREF(cu);
             return -1;
         }
@@ -227,9 +256,7 @@ int parse_segments(const char *op, PyObject *cu_obj, PyObject *chunk_obj, int64_
             const int64_t *v = (const int64_t *)PyArray_DATA(cu64);
             const char *problem = NULL;
             npy_intp bad = 0;
-            if (len < 1)
-                problem = "must hold at least one boundary (0)";
-            else if (v[0] != 0)
+            if (v[0] != 0)
                 problem = "must start at 0";
             else if (v[len - 1] != n)
                 problem = "must end at the length of the scan axis";
@@ -242,9 +269,7 @@ int parse_segments(const char *op, PyObject *cu_obj, PyObject *chunk_obj, int64_
                     }
             }
             if (problem != NULL) {
-                if (len < 1)
-                    PyErr_Format(PyExc_ValueError, "%s: cu_seqlens %s; got an empty array", op, problem);
-                else if (bad > 0)
+                if (bad > 0)
                     PyErr_Format(PyExc_ValueError, "%s: cu_seqlens %s; got %lld after %lld at position %zd",
                                  op, problem, (long long)v[bad], (long long)v[bad - 1], (Py_ssize_t)bad);
                 else

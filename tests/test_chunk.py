@@ -422,9 +422,11 @@ def test_bad_cu_seqlens_kinds():
     g = np.ones((1, 40, 3))
     with pytest.raises(TypeError, match="cu_seqlens"):
         sa.chunk_local_cumsum(g, 8, cu_seqlens=np.array([0.0, 40.0]))
-    for cu in ([[0, 40]], [1, 40], [0, 30, 20, 40], [0, 39], [0, 2**62, 40], [0, -5, 40]):
-        with pytest.raises(ValueError, match="cu_seqlens"):
+    for cu in ([[0, 40]], [1, 40], [0, 30, 20, 40], [0, 39], [0, 2**62, 40], [0, -5, 40], []):
+        with pytest.raises(ValueError, match="^chunk_local_cumsum: cu_seqlens"):
             sa.chunk_local_cumsum(g, 8, cu_seqlens=cu)
+        with pytest.raises(ValueError, match="^chunk_global_cumsum: cu_seqlens"):
+            sa.chunk_global_cumsum(g, cu_seqlens=cu)
 
 
 @pytest.mark.parametrize("kind", ["local", "global"])

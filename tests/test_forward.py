@@ -303,6 +303,12 @@ def test_float64_cumsum_error_is_within_the_recursive_bound(reverse: bool) -> No
     (lambda: sa.cumsum(np.array([1, None], object)), TypeError, "x must be a numeric array"),
     (lambda: sa.cumsum(np.ones(3), axis=1), ValueError, "axis 1 is out of bounds"),
     (lambda: sa.cumsum(np.ones(3), axis=1.5), TypeError, "axis must be an integer"),
+    (lambda: sa.cumsum(np.ones(3), axis=np.array([0])), TypeError, "axis must be an integer"),
+    (lambda: sa.cumsum(np.ones(3), dtype=3), TypeError, "dtype must be a numeric dtype or None"),
+    (lambda: sa.cumsum(np.ones(3), dtype="float99"), TypeError, "dtype must be a numeric"),
+    (lambda: sa.cumsum(np.ones(4), cu_seqlens=[]), ValueError, "cu_seqlens must hold at least"),
+    (lambda: sa.cumsum(np.ones(4), chunk_size=np.array([2])), TypeError,
+     "chunk_size must be a positive integer or None; got numpy.ndarray"),
     (lambda: sa.cumsum(np.ones(3), out=np.empty(4)), ValueError, "out must have"),
     (lambda: sa.cumsum(np.ones(3), out=[0, 0, 0]), TypeError, "out must be a numpy.ndarray"),
     (lambda: sa.cummax(np.ones(3) + 1j), TypeError, "real"),
@@ -319,6 +325,13 @@ def test_float64_cumsum_error_is_within_the_recursive_bound(reverse: bool) -> No
 def test_bad_input_names_the_argument(call, exc, match) -> None:
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_zero_d_integer_arrays_are_integers() -> None:
+    x = np.arange(12.0).reshape(3, 4)
+    np.testing.assert_array_equal(sa.cumsum(x, axis=np.array(1)), np.cumsum(x, axis=1))
+    np.testing.assert_array_equal(sa.cumsum(x, axis=1, chunk_size=np.array(2)),
+                                  sa.cumsum(x, axis=1, chunk_size=2))
 
 
 def test_read_only_out() -> None:

@@ -567,7 +567,8 @@ def test_bad_cu_seqlens_error_kinds(name):
     x = np.ones(40)
     with pytest.raises(TypeError, match="cu_seqlens"):
         fn(x, cu_seqlens=np.array([0.0, 40.0]))
-    for cu in ([[0, 40]], [1, 40], [0, 30, 20, 40], [0, 39], [0, 2**62, 40], [0, -5, 40]):
+    for cu in ([[0, 40]], [1, 40], [0, 30, 20, 40], [0, 39], [0, 2**62, 40], [0, -5, 40], [],
+               np.array([], np.int64)):
         with pytest.raises(ValueError, match="cu_seqlens"):
             fn(x, cu_seqlens=cu)
     # the segments apply along the scan axis: a (40, 6) array scanned on axis 1

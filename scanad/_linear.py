@@ -23,6 +23,9 @@ KERNEL_DTYPES = _C.linear_scan_dtypes()
 
 def _result_dtype(a: Any, b: Any, h0: Any, dtype: Any) -> np.dtype:
     """np.result_type of the inputs (integers and bool -> float64), or dtype=."""
+    for name, v in (("a", a), ("b", b)):
+        if v is None:
+            raise TypeError(f"linear_scan: {name} must be a numeric array or scalar; got None")
     parts = [v if isinstance(v, (*_SCALARS, np.ndarray, np.generic)) else np.asarray(v)
              for v in (a, b, h0) if v is not None]
     try:

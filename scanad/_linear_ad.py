@@ -103,6 +103,18 @@ def _unpack(primals: Any, what: str) -> Tuple[Any, Any, Any]:
     return primals[0], primals[1], primals[2]
 
 
+def _broadcast_shapes(first: Tuple[int, ...], second: Tuple[int, ...]) -> Tuple[int, ...]:
+    """np.broadcast_shapes without its 32-dimension limit (arrays have up to 64)."""
+    nd = max(len(first), len(second))
+    padded = [(1,) * (nd - len(s)) + tuple(s) for s in (first, second)]
+    rows = []
+    for m, n in zip(*padded):
+        if m != n and m != 1 and n != 1:
+            raise ValueError(f"shapes {first} and {second} do not broadcast")
+        rows.append(n if m == 1 else m)
+    return tuple(rows)
+
+
 def prepare(primals: Any, kwargs: Dict[str, Any], what: str) -> _Call:
     """Check the options and lay the primals out for the kernels."""
     unknown = sorted(set(kwargs) - set(OPTIONS))
@@ -118,7 +130,7 @@ def prepare(primals: Any, kwargs: Dict[str, Any], what: str) -> _Call:
     A, B = (np.asarray(v).astype(rt, copy=False) for v in arrays[:2])
     H0 = None if arrays[2] is None else arrays[2].astype(rt, copy=False)
     try:
-        rows = np.broadcast_shapes(A.shape, B.shape)
+        rows = _broadcast_shapes(A.shape, B.shape)
     except ValueError:
         raise ValueError(f"linear_scan: a with shape {A.shape} does not broadcast against b "
                          f"with shape {B.shape}") from None

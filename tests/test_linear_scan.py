@@ -557,6 +557,10 @@ def test_out_overlapping_h0() -> None:
     (lambda: sa.linear_scan(1, np.ones((3, 2)), 0, cu_seqlens=[0, 1, 3], h0=np.ones(2)),
      ValueError, "h0"),
     (lambda: sa.linear_scan(1j, np.ones(3), dtype=np.float64), TypeError, "dtype"),
+    (lambda: sa.linear_scan(None, np.ones(3)), TypeError, "a must be a numeric array"),
+    (lambda: sa.linear_scan(np.ones(3), None), TypeError, "b must be a numeric array"),
+    (lambda: sa.grad(sa.linear_scan, (None, np.ones(3), None)), TypeError, "a must be a numeric"),
+    (lambda: sa.vjp(sa.linear_scan, (np.ones(3), None, None)), TypeError, "b must be a numeric"),
 ])
 def test_bad_input(call: Any, exc: type, words: str) -> None:
     with pytest.raises(exc, match=words):

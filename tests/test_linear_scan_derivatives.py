@@ -1182,6 +1182,23 @@ def test_cotangent_of_the_final_state_alone() -> None:
         np.testing.assert_array_equal(u, v)
 
 
+def test_more_dimensions_than_numpys_broadcast_shapes() -> None:
+    # the forward takes up to 64 dimensions, and so must its derivatives
+    rng = np.random.default_rng(32)
+    a, b, t = (rng.uniform(0.5, 1.0, 5), rng.standard_normal(5), rng.standard_normal(5))
+    deep = (1,) * 39 + (5,)
+    _, pullback = sa.vjp(OP, (a, b, None), axis=0)
+    _, deep_pullback = sa.vjp(OP, (a.reshape(deep), b.reshape(deep), None), axis=-1)
+    (a_bar, b_bar, h0_bar), deep_bars = pullback(t), deep_pullback(t.reshape(deep))
+    assert h0_bar is None and deep_bars[2] is None
+    np.testing.assert_array_equal(deep_bars[0].ravel(), a_bar)
+    np.testing.assert_array_equal(deep_bars[1].ravel(), b_bar)
+    _, h_dot = sa.jvp(OP, (a.reshape(deep), b.reshape(deep), None), (t.reshape(deep), None, None),
+                      axis=-1)
+    np.testing.assert_array_equal(h_dot.ravel(), sa.jvp(OP, (a, b, None), (t, None, None),
+                                                        axis=0)[1])
+
+
 # --------------------------------------------------------------------------------------
 # the single-line kernels: groups straight from the operands, tiles, wild values
 # --------------------------------------------------------------------------------------

@@ -382,3 +382,24 @@ def test_integer_primal_still_raises(dtype: str) -> None:
 def test_complex_cotangent_grad_example() -> None:
     x_bar = sa.grad(sa.cumsum, np.array([1.0, 2.0, 3.0]), cotangent=np.array([1j, 0, 1]))
     np.testing.assert_array_equal(x_bar, np.array([1 + 1j, 1, 1]))
+
+
+# ------------------------------------------------------------------ 4. the identity start
+@pytest.mark.parametrize("layout", ["line", "strided", "panel"])
+def test_sums_and_products_start_from_the_identity(layout: str) -> None:
+    # documented (semantics.md, "dtypes and accumulation"): 0 + x[0] and 1 * x[0], so
+    # -0.0 sums to +0.0 and complex inf+0j picks up a NaN imaginary part, on every path
+    def scan(fn, x: np.ndarray) -> np.ndarray:
+        if layout == "strided":
+            return fn(np.repeat(x, 2)[::2])
+        if layout == "panel":
+            return fn(np.stack([x, x], 1), axis=0)[:, 0]
+        return fn(x)
+
+    for dtype in REAL + ["complex64", "complex128"]:
+        zeros = np.full(300, -0.0, dtype)
+        assert not np.signbit(scan(sa.cumsum, zeros).real).any(), dtype
+        assert np.signbit(scan(sa.cumprod, zeros).real[:1]).all(), dtype  # 1 * -0.0 = -0.0
+    for dtype in ("complex64", "complex128"):
+        got = scan(sa.cumprod, np.array([complex(INF, 0), 1, 1], dtype))
+        assert got[0].real == INF and np.isnan(got[0].imag) and np.isnan(got[1:]).all()

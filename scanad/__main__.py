@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
@@ -51,6 +51,48 @@ def _self_check(rng: np.random.Generator) -> List[str]:
                                 got, want, rtol=tol, atol=tol, equal_nan=True)
                             if not ok:
                                 failures.append(f"{name} {dtype} {shape} {kw}")
+    failures += _check_linear_scan(rng, shapes)
+    failures += _check_chunks(rng)
+    return failures
+
+
+def _close(got: object, want: object, dtype: str) -> bool:
+    got, want = np.asarray(got), np.asarray(want)
+    tol = 1e-5 if dtype in ("float32", "complex64") else 1e-12
+    return got.dtype == want.dtype and np.allclose(got, want, rtol=tol, atol=tol)
+
+
+def _check_linear_scan(rng: np.random.Generator, shapes: List[Tuple[int, ...]]) -> List[str]:
+    """linear_scan with a full decay, an initial state, every axis and flag."""
+    failures = []
+    spec = sa.OPS["linear_scan"]
+    for dtype in ("float32", "float64", "complex128"):
+        for shape in shapes:
+            a = rng.uniform(0.5, 1.0, shape).astype(dtype)
+            b = (rng.standard_normal(shape) * 2).astype(dtype)
+            for axis in range(-len(shape), len(shape)):
+                h0 = rng.standard_normal(np.delete(shape, axis)).astype(dtype)
+                for reverse in (False, True):
+                    for inclusive in (True, False):
+                        kw = dict(axis=axis, h0=h0, reverse=reverse, inclusive=inclusive)
+                        if not _close(spec.fn(a, b, **kw), spec.reference(a, b, **kw), dtype):
+                            failures.append(f"linear_scan {dtype} {shape} axis={axis} "
+                                            f"reverse={reverse} inclusive={inclusive}")
+    return failures
+
+
+def _check_chunks(rng: np.random.Generator) -> List[str]:
+    """The chunked cumsums of linear attention, with and without cu_seqlens."""
+    failures = []
+    g = rng.standard_normal((1, 12, 3))
+    for name, args in (("chunk_local_cumsum", (4,)), ("chunk_global_cumsum", ())):
+        spec = sa.OPS[name]
+        for reverse in (False, True):
+            for cu_seqlens in (None, [0, 5, 12]):
+                kw = dict(reverse=reverse, cu_seqlens=cu_seqlens)
+                if not _close(spec.fn(g, *args, **kw), spec.reference(g, *args, **kw),
+                              "float64"):
+                    failures.append(f"{name} {kw}")
     return failures
 
 

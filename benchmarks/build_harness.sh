@@ -26,5 +26,10 @@ for isa in "" baseline; do
         done
         SCANAD_ISA=$isa "$OUT/harness" "$op" 64 0 64 48 0 2
     done
+    for dtype in 32 64; do  # linear_scan, forward: a line, a panel, a scalar a
+        SCANAD_ISA=$isa "$OUT/harness" 5 "$dtype" 0 1 1000 0 2 >/dev/null
+        SCANAD_ISA=$isa "$OUT/harness" 5 "$dtype" 0 64 48 0 2 >/dev/null
+        SCANAD_ISA=$isa HARNESS_SCALAR_A=1 "$OUT/harness" 5 "$dtype" 0 64 48 1 2 >/dev/null
+    done
 done
 echo "kernel harness: built and ran"

@@ -14,7 +14,9 @@
  * benchmarks/build_harness.sh builds it so, with -Werror, and runs every op
  * and mode once on a tiny line (CI's smoke test).
  *
- * OP: 0 cumsum, 1 cumprod, 2 cummax, 3 cummin, 4 logcumsumexp; DTYPE: 32 or 64
+ * OP: 0 cumsum, 1 cumprod, 2 cummax, 3 cummin, 4 logcumsumexp, 5 linear_scan
+ * (forward only; operands a = 0.999 everywhere, b the elements, h; no h0;
+ * HARNESS_SCALAR_A=1 gives a stride 0, as linear_scan(0.999, b) runs); DTYPE: 32 or 64
  * (float32, float64); MODE: 0 forward, 1 JVP, 2 VJP, 3 VJP_JVP (without g_dot:
  * hvp); ROWS 1 makes a 1-D line
  * of COLS elements; OUTER > 1 puts that many (ROWS, COLS) arrays side by side
@@ -121,13 +123,17 @@ int main(int argc, char **argv)
         return 2;
     }
     const scan_dtype dt = f64 ? DT_F64 : DT_F32;
-    if ((bits != 32 && bits != 64) || op < 0 || op >= SCAN_NUM_OPS || mode < 0 ||
+    const int linear = op == SCAN_NUM_OPS; /* linear_scan's cells are a table of their own */
+    if ((bits != 32 && bits != 64) || op < 0 || op > SCAN_NUM_OPS || mode < 0 ||
         mode >= SCAN_NUM_MODES || rows < 1 ||
         cols < 1 || axis < 0 || axis > (rows > 1) || reps < 1 || outer < 1 || (outer > 1 && rows < 2) ||
-        table->cells[op][dt][mode].kernel == NULL) {
+        (linear ? mode != MODE_FORWARD || table->linear[dt] == NULL
+                : table->cells[op][dt][mode].kernel == NULL)) {
         fprintf(stderr, "no such kernel or shape\n");
         return 2;
     }
+    const scan_cell *const cell = linear ? &table->linear[dt][2 * MODE_FORWARD]
+                                         : &table->cells[op][dt][mode];
     const int64_t n = outer * rows * cols, size = f64 ? 8 : 4;
     /* operands in the order of scan.h for each mode; the VJP's y is the forward's output */
     char *x = filled(n + SLACK, f64, 0.0), *a = filled(n + SLACK, f64, 1.0),
@@ -183,27 +189,41 @@ int main(int argc, char **argv)
         p.noperands = 6, p.lane_operand = 4;
         p.data[3] = NULL, p.data[4] = c, p.data[5] = d;
     }
-    p.walk_back = table->cells[op][dt][mode].walks_back;
+    int64_t zero_strides[3] = {0, 0, 0};
+    if (linear) { /* operands a (the decays), b (the elements), h; no h0, no h_final */
+        memcpy(a, x, (size_t)(n * size));
+        for (int64_t i = 0; i < n; i++) {
+            if (f64)
+                ((double *)(void *)x)[i] = 0.999;
+            else
+                ((float *)(void *)x)[i] = 0.999f;
+        }
+        p.noperands = 5, p.lane_operand = 2;
+        p.data[0] = x, p.data[1] = a, p.data[2] = b, p.data[3] = p.data[4] = NULL;
+        if (getenv("HARNESS_SCALAR_A") != NULL)
+            p.strides[0] = zero_strides;
+    }
+    p.walk_back = cell->walks_back;
     double *t = malloc(sizeof(double) * (size_t)reps);
     if (t == NULL)
         return 1;
     const int fresh = getenv("HARNESS_FRESH") != NULL;
-    const int first_output = mode == MODE_FORWARD ? 1 : mode == MODE_JVP ? 2
+    const int first_output = linear ? 2 : mode == MODE_FORWARD ? 1 : mode == MODE_JVP ? 2
                              : mode == MODE_VJP ? 3 : 4;
     for (int r = 0; r < reps; r++) {
         const double start = seconds();
         char *fresh_block[SCAN_MAX_OPERANDS] = {NULL};
-        for (int k = first_output; fresh && k < p.noperands; k++) {
+        for (int k = first_output; fresh && k < p.noperands && (!linear || k == 2); k++) {
             /* as big as the filled blocks: an offset may be up to SLACK elements */
             if ((fresh_block[k] = huge_block((size_t)((n + SLACK) * size))) == NULL)
                 return 1;
             p.data[k] = fresh_block[k] + (k < 4 ? offset[k] : 0);
         }
-        if (scan_execute(table->cells[op][dt][mode].kernel, &p, 1) != 0)
+        if (scan_execute(cell->kernel, &p, 1) != 0)
             return 1;
         t[r] = seconds() - start;
         for (int k = first_output; fresh && k < p.noperands; k++)
-            free(fresh_block[k]);
+            free(fresh_block[k]); /* NULL where nothing was mapped */
     }
     qsort(t, (size_t)reps, sizeof(double), by_value);
     char dims[96] = "";

@@ -117,6 +117,21 @@ PyArrayObject *as_kernel_array(PyArrayObject *x, int typenum)
                                             NULL);
 }
 
+/* obj as a Python int (a new reference), or NULL with a TypeError naming the
+ * argument for a bool, a non-integer or an array of more than one element
+ * (which passes PyIndex_Check but does not convert). */
+static PyObject *integer_argument(const char *op, const char *what, const char *expected,
+                                  PyObject *obj)
+{
+    PyObject *index = PyBool_Check(obj) ? NULL : PyNumber_Index(obj);
+    if (index == NULL && (PyBool_Check(obj) || PyErr_ExceptionMatches(PyExc_TypeError))) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s: %s must be %s; got %.100s", op, what, expected,
+                     Py_TYPE(obj)->tp_name);
+    }
+    return index;
+}
+
 /* axis None: flatten in C order; a 0-d array scans as shape (1,) as in NumPy. */
 int normalize_axis(const char *op, PyObject *axis_obj, PyArrayObject **x, int *axis)
 {
@@ -130,24 +145,12 @@ int normalize_axis(const char *op, PyObject *axis_obj, PyArrayObject **x, int *a
             return 0;
         }
     }
-    if (PyBool_Check(axis_obj) || !PyIndex_Check(axis_obj)) {
-        PyErr_Format(PyExc_TypeError, "%s: axis must be an integer or None; got %.100s", op,
-                     Py_TYPE(axis_obj)->tp_name);
-        return -1;
-    }
     {
-        /* an array passes PyIndex_Check but only a 0-d one converts */
-        PyObject *index = PyNumber_Index(axis_obj);
+        PyObject *index = integer_argument(op, "axis", "an integer or None", axis_obj);
         Py_ssize_t a;
         const int nd = PyArray_NDIM(*x);
-        if (index == NULL) {
-            if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-                PyErr_Clear();
-                PyErr_Format(PyExc_TypeError, "%s: axis must be an integer or None; got %.100s", op,
-                             Py_TYPE(axis_obj)->tp_name);
-            }
+        if (index == NULL)
             return -1;
-        }
         a = PyNumber_AsSsize_t(index, NULL);
         Py_DECREF(index);
         if (a < -nd || a >= nd) {
@@ -177,21 +180,10 @@ int parse_segments(const char *op, PyObject *cu_obj, PyObject *chunk_obj, int64_
     out->chunk_size = 0;
     if (chunk_obj != Py_None) {
         long long c;
-        if (PyBool_Check(chunk_obj) || !PyIndex_Check(chunk_obj)) {
-            PyErr_Format(PyExc_TypeError, "%s: chunk_size must be a positive integer or None; got %.100s",
-                         op, Py_TYPE(chunk_obj)->tp_name);
-            return -1;
-        }
         {
-            PyObject *idx = PyNumber_Index(chunk_obj);
-            if (idx == NULL) {
-                if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-                    PyErr_Clear();
-                    PyErr_Format(PyExc_TypeError, "%s: chunk_size must be a positive integer or None; got %.100s",
-                                 op, Py_TYPE(chunk_obj)->tp_name);
-                }
+            PyObject *idx = integer_argument(op, "chunk_size", "a positive integer or None", chunk_obj);
+            if (idx == NULL)
                 return -1;
-            }
             c = PyLong_AsLongLong(idx);
             Py_DECREF(idx);
         }

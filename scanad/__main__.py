@@ -44,22 +44,20 @@ def _self_check(rng: np.random.Generator) -> List[str]:
                     for reverse in (False, True):
                         for inclusive in (True, False):
                             kw = dict(axis=axis, reverse=reverse, inclusive=inclusive)
-                            got = np.asarray(spec.fn(x, **kw))
-                            want = np.asarray(spec.reference(x, **kw))
-                            tol = 1e-5 if dtype == "float32" else 1e-12
-                            ok = got.dtype == want.dtype and np.allclose(
-                                got, want, rtol=tol, atol=tol, equal_nan=True)
-                            if not ok:
+                            if not _close(spec.fn(x, **kw), spec.reference(x, **kw), dtype,
+                                          equal_nan=True):
                                 failures.append(f"{name} {dtype} {shape} {kw}")
     failures += _check_linear_scan(rng, shapes)
     failures += _check_chunks(rng)
     return failures
 
 
-def _close(got: object, want: object, dtype: str) -> bool:
+def _close(got: object, want: object, dtype: str, equal_nan: bool = False) -> bool:
+    """Same dtype and within float32's or float64's tolerance of the reference."""
     got, want = np.asarray(got), np.asarray(want)
     tol = 1e-5 if dtype in ("float32", "complex64") else 1e-12
-    return got.dtype == want.dtype and np.allclose(got, want, rtol=tol, atol=tol)
+    return got.dtype == want.dtype and np.allclose(got, want, rtol=tol, atol=tol,
+                                                   equal_nan=equal_nan)
 
 
 def _check_linear_scan(rng: np.random.Generator, shapes: List[Tuple[int, ...]]) -> List[str]:

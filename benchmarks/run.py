@@ -307,19 +307,26 @@ def second_order_table(ops: Sequence[str], quick: bool) -> List[str]:
     lines = list(head)
     print("\n".join(head), flush=True)
     rng = np.random.default_rng(4)
+    # torch's cumprod double backward is quadratic once its input holds a zero
+    zero_case = ((1 << (10 if quick else 16),), 0)
     for dtype in (np.float32, np.float64):
-        for shape, axis in cases:
+        for (shape, axis), with_zero in [(c, False) for c in cases] + [(zero_case, True)]:
             # factors near 1: cumprod stays finite on the longest line
             x = np.exp(1e-3 * rng.standard_normal(shape)).astype(dtype)
             t = np.ones_like(x)
-            for name in ops:
+            if with_zero:
+                x[shape[0] // 2] = 0
+            for name in ["cumprod"] if with_zero else ops:
+                if name not in ops:
+                    continue
                 fn = sa.OPS[name].fn
                 y, pullback = sa.vjp(fn, x, axis=axis)
                 g = np.ones_like(y)
                 t_vjp = median_time(lambda: pullback(g))
                 t_hvp = median_time(lambda: sa.hvp(fn, x, t, g, axis=axis))
                 t_torch = once_or_median(torch_hvp_call(name, x, axis))
-                row = (f"| {name} | {np.dtype(dtype).name} | {shape}, {axis} | "
+                label = f"{name}, one 0" if with_zero else name
+                row = (f"| {label} | {np.dtype(dtype).name} | {shape}, {axis} | "
                        f"{t_vjp * 1e3:.2f} | {t_hvp * 1e3:.2f} | {t_hvp / t_vjp:.2f} | "
                        + ("n/a | n/a |" if t_torch is None else
                           f"{t_torch * 1e3:.2f} | {t_torch / t_hvp:.1f} |"))
@@ -1029,7 +1036,8 @@ def main(argv: Optional[List[str]] = None) -> int:
               "`VJP` times the pullback alone, `hvp` the whole `sa.hvp` call (x, t and g "
               "all given, ones; factors exp(1e-3 N(0,1)) so cumprod stays finite); torch "
               "the forward and two `autograd.grad` calls, once where that takes over "
-              f"{SLOW_CALL:g} s.", ""]
+              f"{SLOW_CALL:g} s. `one 0`: the same factors with the middle one set to 0, "
+              "which sends torch's cumprod double backward down its quadratic path.", ""]
     lines += second_order_table(ops, args.quick)
 
     lines += ["", "## One thread against two (scanad)", "",

@@ -58,7 +58,9 @@ int run(const scan_cell *cell, PyArrayObject *const *ops, int nops, int lane_ope
     return run_problem(cell, &p);
 }
 
-/* scan(op, x, axis, reverse, inclusive, dtype, out, cu_seqlens, chunk_size, return_indices) */
+/* scan(op, x, axis, reverse, inclusive, dtype, out, cu_seqlens, chunk_size, return_indices
+ *      [, name]): name, if given and not None, is what error messages call the op (a
+ *      Python wrapper around this op that has a name of its own) */
 static PyObject *py_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     int op, axis, reverse, inclusive, want_indices, typenum;
@@ -67,13 +69,21 @@ static PyObject *py_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     PyObject *result = NULL;
     segments_t seg = {NULL, 0, 0};
     (void)self;
-    if (nargs != 10) {
-        PyErr_SetString(PyExc_TypeError, "scan() takes 10 positional arguments");
+    if (nargs != 10 && nargs != 11) {
+        PyErr_SetString(PyExc_TypeError, "scan() takes 10 or 11 positional arguments");
         return NULL;
     }
     if ((op = parse_op(args[0])) < 0)
         return NULL;
     name = OPS[op].name;
+    if (nargs == 11 && args[10] != Py_None) {
+        /* valid while args[10] lives, which is the whole call */
+        if (!PyUnicode_Check(args[10]) || (name = PyUnicode_AsUTF8(args[10])) == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "scan(): name must be a str or None");
+            return NULL;
+        }
+    }
     if (parse_flag(args[3], &reverse) < 0 || parse_flag(args[4], &inclusive) < 0 ||
         parse_flag(args[9], &want_indices) < 0)
         return NULL;
@@ -358,7 +368,8 @@ done:
 
 static PyMethodDef methods[] = {
     {"scan", (PyCFunction)(void (*)(void))py_scan, METH_FASTCALL,
-     "scan(op, x, axis, reverse, inclusive, dtype, out, cu_seqlens, chunk_size, return_indices)"},
+     "scan(op, x, axis, reverse, inclusive, dtype, out, cu_seqlens, chunk_size, return_indices"
+     "[, name])"},
     {"jvp", (PyCFunction)(void (*)(void))py_jvp, METH_FASTCALL,
      "jvp(op, x, t, axis, reverse, inclusive, cu_seqlens, chunk_size) -> (y, y_dot)"},
     {"vjp", (PyCFunction)(void (*)(void))py_vjp, METH_FASTCALL,

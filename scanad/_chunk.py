@@ -65,14 +65,8 @@ def _accumulate(name: str, g: np.ndarray, axis: int, reverse: bool, scale: Optio
     # to output_dtype only after the scale, as fla does.
     acc = np.promote_types(np.promote_types(g.dtype, out_dtype), np.float32)
     direct = out if out is not None and acc == out_dtype else None
-    try:
-        y = _C.scan(SUM, g, axis, reverse, True, acc, direct, cu_seqlens, chunk_size, False)
-    except (TypeError, ValueError) as e:
-        # the binding names the op it runs; the user called this wrapper
-        message = str(e)
-        if not message.startswith("cumsum: "):
-            raise
-        raise type(e)(f"{name}: {message[len('cumsum: '):]}") from None
+    # errors name this wrapper, which the user called, not the cumsum it runs
+    y = _C.scan(SUM, g, axis, reverse, True, acc, direct, cu_seqlens, chunk_size, False, name)
     if scale is not None:
         np.multiply(y, scale, out=y, casting="unsafe")
     if out is None:

@@ -420,13 +420,27 @@ def test_bad_cu_seqlens(cu, why, kind, head_first):
 
 def test_bad_cu_seqlens_kinds():
     g = np.ones((1, 40, 3))
-    with pytest.raises(TypeError, match="cu_seqlens"):
+    with pytest.raises(TypeError, match="^chunk_local_cumsum: cu_seqlens"):
         sa.chunk_local_cumsum(g, 8, cu_seqlens=np.array([0.0, 40.0]))
     for cu in ([[0, 40]], [1, 40], [0, 30, 20, 40], [0, 39], [0, 2**62, 40], [0, -5, 40], []):
         with pytest.raises(ValueError, match="^chunk_local_cumsum: cu_seqlens"):
             sa.chunk_local_cumsum(g, 8, cu_seqlens=cu)
         with pytest.raises(ValueError, match="^chunk_global_cumsum: cu_seqlens"):
             sa.chunk_global_cumsum(g, cu_seqlens=cu)
+
+
+def test_binding_reports_the_name_it_is_given():
+    from scanad import _scanad
+    from scanad._ops import SUM as sum_op
+
+    x = np.ones(4)
+    for name, prefix in ((None, "cumsum"), ("chunk_local_cumsum", "chunk_local_cumsum")):
+        with pytest.raises(ValueError, match=f"^{prefix}: axis 3 is out of bounds"):
+            _scanad.scan(sum_op, x, 3, False, True, None, None, None, None, False, name)
+    with pytest.raises(TypeError, match="name must be a str or None"):
+        _scanad.scan(sum_op, x, 0, False, True, None, None, None, None, False, 5)
+    with pytest.raises(TypeError, match="10 or 11 positional arguments"):
+        _scanad.scan(sum_op, x, 0, False, True, None, None, None, None)
 
 
 @pytest.mark.parametrize("kind", ["local", "global"])

@@ -1,8 +1,8 @@
 """scanad benchmark runner: writes benchmarks/results.md (and results.png).
 
     python benchmarks/run.py [--quick] [--headline] [--linear] [--adapters] [--dask]
-                             [--isas] [--threads N] [--ops cumsum,cummax] [--out PATH] [--plot PATH]
-                             [--readme README.md]
+                             [--isas] [--second] [--threads N] [--ops cumsum,cummax]
+                             [--out PATH] [--plot PATH] [--readme README.md]
 
 Every table in results.md comes from one run of this script; nothing in it is
 edited by hand.  Each scan is timed against ``np.copyto`` of the same array,
@@ -28,6 +28,9 @@ Timings are reported, never asserted.
              the tables alternated, a cell the median of its three),
              side by side, printed and written into the results file as its
              "Kernel tables side by side" section; the full run leaves it out.
+--second     only the second-order table, printed and written into the results
+             file in place of its section (the full run measures it too; its two
+             torch calls on a line with a zero take most of the full run's time).
 --quick      tiny shapes, a smoke test of every table in seconds; writes to the
              temporary directory unless --out/--plot are given.
 """
@@ -293,6 +296,14 @@ def once_or_median(fn: Optional[Callable[[], object]]) -> Optional[float]:
     fn()
     once = time.perf_counter() - start
     return once if once > SLOW_CALL else median_time(fn)
+
+
+SECOND_HEAD = "## Second order: hvp against the VJP and torch's double backward"
+SECOND_NOTE = ("`VJP` times the pullback alone, `hvp` the whole `sa.hvp` call (x, t and g all "
+               "given, ones; factors exp(1e-3 N(0,1)) so cumprod stays finite); torch the "
+               "forward and two `autograd.grad` calls, once where that takes over "
+               f"{SLOW_CALL:g} s. `one 0`: the same factors with the middle one set to 0, "
+               "which sends torch's cumprod double backward down its quadratic path.")
 
 
 def second_order_table(ops: Sequence[str], quick: bool) -> List[str]:
@@ -890,13 +901,16 @@ def read_section(path: str, head: str) -> Optional[str]:
     return None if span is None else text[span[0]:span[1]].rstrip("\n") + "\n"
 
 
-def replace_section(path: str, head: str, body: List[str]) -> None:
+def replace_section(path: str, head: str, body: List[str], full_run_keeps: bool = True
+                    ) -> None:
     """Replace the section titled ``head`` in path, or append it; a line under
-    the title says when and from which commit."""
+    the title says when, from which commit and whether the full run keeps it."""
     text = open(path).read() if os.path.exists(path) else ""
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    section = (head + "\n\n" + f"Measured {when}, commit {git_commit()}; the full run keeps "
-               "this section as it is.\n\n" + "\n".join(body) + "\n")
+    fate = ("the full run keeps this section as it is" if full_run_keeps
+            else "the full run measures this section again")
+    section = (head + "\n\n" + f"Measured {when}, commit {git_commit()}; {fate}.\n\n"
+               + "\n".join(body) + "\n")
     span = section_span(text, head)
     if span is None:
         text = text.rstrip("\n") + ("\n\n" if text else "") + section
@@ -920,6 +934,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="only the scanad.dask table, printed and written into --out")
     p.add_argument("--isas", action="store_true",
                    help="only the kernel tables side by side, printed and written into --out")
+    p.add_argument("--second", action="store_true",
+                   help="only the second-order table, printed and written into --out")
     p.add_argument("--isa-rows", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--ops", default=",".join(SCANS))
@@ -980,6 +996,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         replace_section(args.out, DASK_HEAD, table)
         return 0
 
+    if args.second:
+        print()
+        table = second_order_table(ops, args.quick)
+        replace_section(args.out, SECOND_HEAD, [SECOND_NOTE, ""] + table, full_run_keeps=False)
+        return 0
+
     if args.linear or args.adapters:
         if args.linear:
             print()
@@ -1032,12 +1054,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                  + (" [--quick]" if args.quick else ""))
         print(plot_sweep(args.plot, ops, exps, curves, title), flush=True)
 
-    lines += ["", "## Second order: hvp against the VJP and torch's double backward", "",
-              "`VJP` times the pullback alone, `hvp` the whole `sa.hvp` call (x, t and g "
-              "all given, ones; factors exp(1e-3 N(0,1)) so cumprod stays finite); torch "
-              "the forward and two `autograd.grad` calls, once where that takes over "
-              f"{SLOW_CALL:g} s. `one 0`: the same factors with the middle one set to 0, "
-              "which sends torch's cumprod double backward down its quadratic path.", ""]
+    lines += ["", SECOND_HEAD, "", SECOND_NOTE, ""]
     lines += second_order_table(ops, args.quick)
 
     lines += ["", "## One thread against two (scanad)", "",

@@ -327,9 +327,7 @@ def second_order_table(ops: Sequence[str], quick: bool) -> List[str]:
             t = np.ones_like(x)
             if with_zero:
                 x[shape[0] // 2] = 0
-            for name in ["cumprod"] if with_zero else ops:
-                if name not in ops:
-                    continue
+            for name in [n for n in ops if n == "cumprod" or not with_zero]:
                 fn = sa.OPS[name].fn
                 y, pullback = sa.vjp(fn, x, axis=axis)
                 g = np.ones_like(y)

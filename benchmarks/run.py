@@ -23,8 +23,9 @@ Timings are reported, never asserted.
              worker processes against dask.array's own scans), printed and written
              into the results file as its "On Dask" section (replaced or appended);
              too slow for the full run, which leaves that section out.
---isas       only the main table's scanad cells on the two best kernel tables this
-             host runs (e.g. avx2 and avx512; SCANAD_ISA in three child processes each,
+--isas       scanad's cells (the main table's, hvp and linear_scan's) on the two best
+             kernel tables this host runs (e.g. avx2 and avx512; SCANAD_ISA in three
+             child processes each,
              the tables alternated, a cell the median of its three),
              side by side, printed and written into the results file as its
              "Kernel tables side by side" section; the full run leaves it out.
@@ -48,7 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -833,52 +834,102 @@ ISA_HEAD = "## Kernel tables side by side"
 ISA_ROUNDS = 3
 
 
-def isa_rows(ops: Sequence[str], cases: Sequence[Tuple[Tuple[int, ...], int]]) -> None:
-    """The main table's scanad columns on the table SCANAD_ISA chose, one JSON
-    line per cell after a line "rows:" (read by isa_table)."""
+def isa_cells(ops: Sequence[str], cases: Sequence[Tuple[Tuple[int, ...], int]]
+              ) -> List[Dict[str, Any]]:
+    """scanad's cells of the benchmark on the table SCANAD_ISA chose: the main
+    table's out=, VJP and JVP, hvp where the op has a second-order kernel
+    (inputs near 1, as in the second-order table), and linear_scan's forward
+    out=, VJP and JVP; one dict per row, times in seconds."""
     rows = measure_rows(ops, [np.float32, np.float64], cases, frameworks=False)
+    cells: List[Dict[str, Any]] = [
+        {"op": r.name, "dtype": r.dtype, "where": f"{tuple(r.shape)}, {r.axis}",
+         "out=": r.out, "VJP": r.vjp, "JVP": r.jvp} for r in rows]
+    rng = np.random.default_rng(4)
+    by_key = {(c["op"], c["dtype"], c["where"]): c for c in cells}
+    for dtype in (np.float32, np.float64):
+        for shape, axis in cases:
+            x = np.exp(1e-3 * rng.standard_normal(shape)).astype(dtype)
+            t = np.ones_like(x)
+            for name in [n for n in ops if sa.OPS[n].shape == "curved"]:
+                fn = sa.OPS[name].fn
+                cell = by_key[(name, np.dtype(dtype).name, f"{shape}, {axis}")]
+                cell["hvp"] = median_time(lambda: sa.hvp(fn, x, t, axis=axis))
+            b = rng.standard_normal(shape).astype(dtype)
+            dst, ones = np.empty_like(b), np.ones_like(b)
+            for kind in ("scalar", "same shape"):
+                a = (np.asarray(0.999, dtype) if kind == "scalar"
+                     else rng.uniform(0.9, 1.0, shape).astype(dtype))
+                _, pullback = sa.vjp(sa.linear_scan, (a, b, None), axis=axis)
+                cells.append({
+                    "op": f"linear_scan, a {kind}", "dtype": np.dtype(dtype).name,
+                    "where": f"{shape}, {axis}",
+                    "out=": median_time(lambda: sa.linear_scan(a, b, axis, out=dst)),
+                    "VJP": median_time(lambda: pullback(ones)),
+                    "JVP": median_time(lambda: sa.jvp(sa.linear_scan, (a, b, None),
+                                                      (None, ones, None), axis=axis))})
+    return cells
+
+
+def isa_rows(ops: Sequence[str], cases: Sequence[Tuple[Tuple[int, ...], int]]) -> None:
+    """isa_cells, one JSON line per row after a line "rows:" (read by isa_table)."""
+    cells = isa_cells(ops, cases)
     print("rows:")
-    for r in rows:
-        print(json.dumps(asdict(r)), flush=True)
+    for c in cells:
+        print(json.dumps(c), flush=True)
+
+
+ISA_MODES = ("out=", "VJP", "JVP", "hvp")
+ISA_SLOWER = 1.05  # new / old above this: the newer table's cell is listed as slower
 
 
 def isa_table(ops: Sequence[str], quick: bool, threads: int) -> List[str]:
-    """Every supported kernel table but the baseline on the main table's
-    cells, each in a child process (SCANAD_ISA is read at import); the best
-    table's times against the next best's."""
+    """Every supported kernel table but the baseline on scanad's cells
+    (isa_cells), each in a child process (SCANAD_ISA is read at import); the
+    best table's times against the next best's."""
     isas = [i for i in sa.build_info()["isas_supported"] if i != "baseline"]
     if len(isas) < 2:
         return [f"This host runs only {', '.join(isas) or 'the baseline'}: nothing to compare."]
     old, new = isas[-2], isas[-1]
     # the machine's speed drifts over minutes: each table runs in ISA_ROUNDS
     # child processes, the two alternated, and a cell is the median of its rounds
-    runs: Dict[str, List[List[Row]]] = {old: [], new: []}
+    runs: Dict[str, List[List[Dict[str, Any]]]] = {old: [], new: []}
     for r in range(ISA_ROUNDS):
         for isa in ((old, new) if r % 2 == 0 else (new, old)):
             cmd = [sys.executable, os.path.abspath(__file__), "--isa-rows", "--ops",
                    ",".join(ops), "--threads", str(threads)] + (["--quick"] if quick else [])
             out = subprocess.run(cmd, env=dict(os.environ, SCANAD_ISA=isa), check=True,
                                  capture_output=True, text=True).stdout
-            runs[isa].append([Row(**json.loads(line))
+            runs[isa].append([json.loads(line)
                               for line in out.split("rows:\n", 1)[1].splitlines()])
-    times = {isa: [replace(row, **{mode: float(np.median([getattr(rows[i], mode)
-                                                         for rows in rounds]))
-                                   for mode in ("out", "vjp", "jvp")})
-                   for i, row in enumerate(rounds[0])]
+    times = {isa: [{mode: float(np.median([rows[i][mode] for rows in rounds]))
+                    for mode in ISA_MODES if mode in rounds[0][i]}
+                   for i in range(len(rounds[0]))]
              for isa, rounds in runs.items()}
-    lines = [f"The main table's scanad cells on the `{old}` and the `{new}` kernel table "
+    lines = [f"scanad's cells of the benchmark on the `{old}` and the `{new}` kernel table "
              f"(`SCANAD_ISA`, {ISA_ROUNDS} child processes each, the two tables "
-             f"alternated; a cell is the median of its {ISA_ROUNDS}); ms, and "
-             f"`{new}` / `{old}`: below 1 the `{new}` table is faster.", "",
-             f"| op | dtype | shape, axis | out= {old} | out= {new} | VJP {old} | VJP {new} "
-             f"| JVP {old} | JVP {new} |", "|" + "---|" * 9]
-    for a, b in zip(times[old], times[new]):
-        cells = [a.name, a.dtype, f"{tuple(a.shape)}, {a.axis}"]
-        for mode in ("out", "vjp", "jvp"):
-            t_old, t_new = getattr(a, mode), getattr(b, mode)
-            cells += [f"{t_old * 1e3:.2f}", fmt(t_new, t_old)]
+             f"alternated; a cell is the median of its {ISA_ROUNDS}): the main table's "
+             "`out=`, VJP and JVP, `hvp` where the op has a second-order kernel (inputs "
+             "near 1, cotangent and tangent all ones) and linear_scan's forward `out=`, VJP "
+             f"and JVP. ms, and `{new}` / `{old}`: below 1 the `{new}` table is faster.", "",
+             "| op | dtype | shape, axis | " + " | ".join(
+                 f"{m} {isa}" for m in ISA_MODES for isa in (old, new)) + " |",
+             "|" + "---|" * (3 + 2 * len(ISA_MODES))]
+    slower = []
+    for c, t_old, t_new in zip(runs[old][0], times[old], times[new]):
+        cells = [c["op"], c["dtype"], c["where"]]
+        for mode in ISA_MODES:
+            if mode not in t_old:
+                cells += ["", ""]
+                continue
+            cells += [f"{t_old[mode] * 1e3:.2f}", fmt(t_new[mode], t_old[mode])]
+            if t_new[mode] > ISA_SLOWER * t_old[mode]:
+                slower.append(f"{c['op']} {c['dtype']} {c['where']} {mode}: "
+                              f"{t_new[mode] / t_old[mode]:.2f}x")
         lines.append("| " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
+    lines += ["", f"Cells where `{new}` took more than {ISA_SLOWER}x `{old}`'s time: "
+              + ("; ".join(slower) if slower else "none") + "."]
+    print(lines[-1], flush=True)
     return lines
 
 

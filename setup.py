@@ -18,6 +18,7 @@ SOURCES = [
     "csrc/binding_args.c",
     "csrc/binding_output.c",
     "csrc/binding_info.c",
+    "csrc/bind_scan.c",
     "csrc/bind_linear_scan.c",
     "csrc/driver.c",
     "csrc/threads.c",

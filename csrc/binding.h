@@ -1,5 +1,5 @@
 /* binding.h: what the binding's files share.  Only the binding files
- * (module.c, binding_*.c) include Python.h; the kernel library (scan.h and
+ * (module.c, bind_*.c, binding_*.c) include Python.h; the kernel library (scan.h and
  * everything it reaches) knows nothing of Python. */
 #ifndef SCANAD_BINDING_H
 #define SCANAD_BINDING_H
@@ -128,6 +128,12 @@ PyObject *py_set_num_threads(PyObject *self, PyObject *arg);
 PyObject *py_get_num_threads(PyObject *self, PyObject *noargs);
 PyObject *py_ops(PyObject *self, PyObject *noargs);
 PyObject *py_linear_scan_dtypes(PyObject *self, PyObject *noargs);
+
+/* ---- bind_scan.c ---- */
+PyObject *py_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *py_jvp(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *py_vjp(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *py_vjp_jvp(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
 /* ---- bind_linear_scan.c ---- */
 PyObject *py_linear_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs);

@@ -179,14 +179,12 @@ int parse_segments(const char *op, PyObject *cu_obj, PyObject *chunk_obj, int64_
     out->nseg = 0;
     out->chunk_size = 0;
     if (chunk_obj != Py_None) {
+        PyObject *idx = integer_argument(op, "chunk_size", "a positive integer or None", chunk_obj);
         long long c;
-        {
-            PyObject *idx = integer_argument(op, "chunk_size", "a positive integer or None", chunk_obj);
-            if (idx == NULL)
-                return -1;
-            c = PyLong_AsLongLong(idx);
-            Py_DECREF(idx);
-        }
+        if (idx == NULL)
+            return -1;
+        c = PyLong_AsLongLong(idx);
+        Py_DECREF(idx);
         if (c == -1 && PyErr_Occurred()) {
             PyErr_Clear();
             PyErr_Format(PyExc_ValueError, "%s: chunk_size must be a positive integer that fits in 64 bits", op);

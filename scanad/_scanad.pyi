@@ -1,4 +1,4 @@
-"""Type stubs of the C extension ``scanad._scanad`` (csrc/module.c)."""
+"""Type stubs of the C extension ``scanad._scanad`` (csrc/module.c: the method table)."""
 
 from typing import Any, Dict, Optional, Tuple, overload
 

@@ -76,9 +76,9 @@ SCAN_INLINE void KN(accumulate_line_)(const scan_block *b, const int prod, const
                 for (int g = 0; g < ACC_BLOCK / 8; g++, x += 8 * sz, y += 8 * sz) {
                     v4d a, c;
                     LINE_PREFETCH(x, sz);
-                    LINE_LOAD(a, x, back);
-                    LINE_LOAD(c, x + 4 * sz, back);
-                    ACC_GROUP_SCAN(prod, a, c, id);
+                    LINE_LOAD_MEM(a, x, back);
+                    LINE_LOAD_MEM(c, x + 4 * sz, back);
+                    ACC_GROUP_SCAN(prod, back, a, c, id);
                     tame &= ACC_PARTIAL_TAME(c);
                     ACC_GROUP_STORE(prod, incl, back, y, sz, a, c, Sv);
                 }
@@ -93,13 +93,13 @@ SCAN_INLINE void KN(accumulate_line_)(const scan_block *b, const int prod, const
                 break;
             v4d a, c;
             LINE_PREFETCH(x, sz);
-            LINE_LOAD(a, x, back);
-            LINE_LOAD(c, x + 4 * sz, back);
+            LINE_LOAD_MEM(a, x, back);
+            LINE_LOAD_MEM(c, x + 4 * sz, back);
             if (sizeof(T) == 8 && !acc_carry_tame(prod, Sv[0]))
                 break;
             if (ACC_ELEMENTS_WILD(prod, a, c))
                 break;
-            ACC_GROUP_SCAN(prod, a, c, id);
+            ACC_GROUP_SCAN(prod, back, a, c, id);
             if (ACC_PARTIALS_WILD(prod, c))
                 break;
             ACC_GROUP_STORE(prod, incl, back, y, sz, a, c, Sv);

@@ -8,7 +8,8 @@
  * is 2-5x a copy.  Here eight elements are scanned in two shift-and-combine
  * steps per vector, off the chain, and the chain from one group of eight to
  * the next is a single combine with the carry.  A line walked backwards
- * (reverse=True) loads the same vectors and reverses their lanes.
+ * (reverse=True) loads the same vectors and reverses their lanes, or (sums
+ * and products) keeps them in memory order and mirrors its shifts.
  *
  * The panel kernels stay the fallback for short, strided and multi-lane
  * blocks.
@@ -93,28 +94,43 @@ SCAN_INLINE int acc_carry_tame(const int prod, const double S)
 #define ACC_BLOCK 64
 #define ACC_PAUSE 2048
 
-/* the eight elements a, c of a group scanned in place: partial results
- * from the group's first element on */
-#define ACC_GROUP_SCAN(prod, a, c, id)                   \
-    do {                                                 \
-        a = LINE_COMBINE(prod, a, V4_SHIFT1(a, id));     \
-        c = LINE_COMBINE(prod, c, V4_SHIFT1(c, id));     \
-        a = LINE_COMBINE(prod, a, V4_SHIFT2(a, id));     \
-        c = LINE_COMBINE(prod, c, V4_SHIFT2(c, id));     \
-        c = LINE_COMBINE(prod, c, V4_BROADCAST3(a));     \
+/* Lanes in memory order: a line walked backwards (back = 1) runs in scan
+ * order from the top lane down, so its shifts and its last element mirror
+ * those of a line walked up, and no load or store reverses its lanes (two
+ * lane-crossing permutes per vector, which AMD's Zen 3 issues at half rate). */
+#define LINE_SHIFT1(v, fill, back) ((back) ? V4_SHIFT1_DOWN(v, fill) : V4_SHIFT1(v, fill))
+#define LINE_SHIFT2(v, fill, back) ((back) ? V4_SHIFT2_DOWN(v, fill) : V4_SHIFT2(v, fill))
+#define LINE_LAST(v, back) ((back) ? V4_BROADCAST0(v) : V4_BROADCAST3(v))
+#define LINE_LOAD_MEM(dst, p, back) NARROW_LOAD(dst, (back) ? (p) - 3 * (int64_t)sizeof(T) : (p))
+#define LINE_STORE_MEM(p, v, back)                                             \
+    do {                                                                       \
+        v4d s_ = (v);                                                          \
+        NARROW_STORE((back) ? (p) - 3 * (int64_t)sizeof(T) : (p), s_);         \
+    } while (0)
+
+/* the eight elements a, c of a group (lanes in memory order, loaded with
+ * LINE_LOAD_MEM) scanned in place: partial results from the group's first
+ * element on */
+#define ACC_GROUP_SCAN(prod, back, a, c, id)                     \
+    do {                                                         \
+        a = LINE_COMBINE(prod, a, LINE_SHIFT1(a, id, back));     \
+        c = LINE_COMBINE(prod, c, LINE_SHIFT1(c, id, back));     \
+        a = LINE_COMBINE(prod, a, LINE_SHIFT2(a, id, back));     \
+        c = LINE_COMBINE(prod, c, LINE_SHIFT2(c, id, back));     \
+        c = LINE_COMBINE(prod, c, LINE_LAST(a, back));           \
     } while (0)
 /* a scanned group's outputs from carry Sv to y, and Sv past the group */
 #define ACC_GROUP_STORE(prod, incl, back, y, sz, a, c, Sv)              \
     do {                                                                \
         v4d ra = LINE_COMBINE(prod, a, Sv), rc = LINE_COMBINE(prod, c, Sv); \
-        const v4d next = LINE_COMBINE(prod, Sv, V4_BROADCAST3(c));     \
+        const v4d next = LINE_COMBINE(prod, Sv, LINE_LAST(c, back));   \
         if (!(incl)) { /* each output is the state before its element */ \
-            rc = V4_SHIFT1(rc, V4_BROADCAST3(ra));                      \
-            ra = V4_SHIFT1(ra, Sv);                                     \
+            rc = LINE_SHIFT1(rc, LINE_LAST(ra, back), back);            \
+            ra = LINE_SHIFT1(ra, Sv, back);                             \
         }                                                               \
         Sv = next;                                                      \
-        LINE_STORE(y, ra, back);                                        \
-        LINE_STORE((y) + 4 * (sz), rc, back);                           \
+        LINE_STORE_MEM(y, ra, back);                                    \
+        LINE_STORE_MEM((y) + 4 * (sz), rc, back);                       \
     } while (0)
 
 /* Read p LINE_AHEAD elements ahead (sz: bytes per element, its sign the

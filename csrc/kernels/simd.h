@@ -24,11 +24,17 @@ typedef int64_t v4i __attribute__((vector_size(32)));
 #define V4_SHIFT2(v, fill) __builtin_shufflevector(v, fill, 4, 5, 0, 1)
 #define V4_REVERSE(v) __builtin_shufflevector(v, v, 3, 2, 1, 0)
 #define V4_BROADCAST3(v) __builtin_shufflevector(v, v, 3, 3, 3, 3)
+#define V4_SHIFT1_DOWN(v, fill) __builtin_shufflevector(v, fill, 1, 2, 3, 4)
+#define V4_SHIFT2_DOWN(v, fill) __builtin_shufflevector(v, fill, 2, 3, 4, 5)
+#define V4_BROADCAST0(v) __builtin_shufflevector(v, v, 0, 0, 0, 0)
 #else
 #define V4_SHIFT1(v, fill) __builtin_shuffle(v, fill, (v4i){4, 0, 1, 2})
 #define V4_SHIFT2(v, fill) __builtin_shuffle(v, fill, (v4i){4, 5, 0, 1})
 #define V4_REVERSE(v) __builtin_shuffle(v, (v4i){3, 2, 1, 0})
 #define V4_BROADCAST3(v) __builtin_shuffle(v, (v4i){3, 3, 3, 3})
+#define V4_SHIFT1_DOWN(v, fill) __builtin_shuffle(v, fill, (v4i){1, 2, 3, 4})
+#define V4_SHIFT2_DOWN(v, fill) __builtin_shuffle(v, fill, (v4i){2, 3, 4, 5})
+#define V4_BROADCAST0(v) __builtin_shuffle(v, (v4i){0, 0, 0, 0})
 #endif
 /* every lane = s (adding s to a zero vector would turn -0.0 into +0.0) */
 #define V4_SPLAT(s) ((v4d){(s), (s), (s), (s)})

@@ -107,6 +107,11 @@ SCAN_INLINE int acc_carry_tame(const int prod, const double S)
         v4d s_ = (v);                                                          \
         NARROW_STORE((back) ? (p) - 3 * (int64_t)sizeof(T) : (p), s_);         \
     } while (0)
+#define LINE_STORE_I_MEM(p, v, back)                    \
+    do {                                                \
+        v4i s_ = (v);                                   \
+        V4_STORE((back) ? (p) - 3 * 8 : (p), s_);       \
+    } while (0)
 
 /* the eight elements a, c of a group (lanes in memory order, loaded with
  * LINE_LOAD_MEM) scanned in place: partial results from the group's first
@@ -168,17 +173,6 @@ SCAN_INLINE int line_ranges_overlap(const char *x, const char *y, int64_t n, int
     do {                                                                       \
         v4d s_ = (back) ? V4_REVERSE(v) : (v);                                 \
         NARROW_STORE((back) ? (p) - 3 * (int64_t)sizeof(T) : (p), s_);         \
-    } while (0)
-#define LINE_LOAD_I(dst, p, back)                       \
-    do {                                                \
-        V4_LOAD(dst, (back) ? (p) - 3 * 8 : (p));       \
-        if (back)                                       \
-            (dst) = V4_REVERSE(dst);                    \
-    } while (0)
-#define LINE_STORE_I(p, v, back)                        \
-    do {                                                \
-        v4i s_ = (back) ? V4_REVERSE(v) : (v);          \
-        V4_STORE((back) ? (p) - 3 * 8 : (p), s_);       \
     } while (0)
 #endif
 

@@ -52,14 +52,23 @@ static void line_combine_min(scan_carry *acc, const scan_carry *next)
     ((k) == 1   ? __builtin_shufflevector(v, fill, 8, 0, 1, 2, 3, 4, 5, 6)                     \
      : (k) == 2 ? __builtin_shufflevector(v, fill, 8, 9, 0, 1, 2, 3, 4, 5)                     \
                 : __builtin_shufflevector(v, fill, 8, 9, 10, 11, 0, 1, 2, 3))
-#define V8_REVERSE(v) __builtin_shufflevector(v, v, 7, 6, 5, 4, 3, 2, 1, 0)
+#define V8_SHIFT_DOWN(v, fill, k)                                                              \
+    ((k) == 1   ? __builtin_shufflevector(v, fill, 1, 2, 3, 4, 5, 6, 7, 8)                     \
+     : (k) == 2 ? __builtin_shufflevector(v, fill, 2, 3, 4, 5, 6, 7, 8, 9)                     \
+                : __builtin_shufflevector(v, fill, 4, 5, 6, 7, 8, 9, 10, 11))
 #else
 #define V8_SHIFT(v, fill, k)                                                                   \
     ((k) == 1   ? __builtin_shuffle(v, fill, (v8i){8, 0, 1, 2, 3, 4, 5, 6})                    \
      : (k) == 2 ? __builtin_shuffle(v, fill, (v8i){8, 9, 0, 1, 2, 3, 4, 5})                    \
                 : __builtin_shuffle(v, fill, (v8i){8, 9, 10, 11, 0, 1, 2, 3}))
-#define V8_REVERSE(v) __builtin_shuffle(v, (v8i){7, 6, 5, 4, 3, 2, 1, 0})
+#define V8_SHIFT_DOWN(v, fill, k)                                                              \
+    ((k) == 1   ? __builtin_shuffle(v, fill, (v8i){1, 2, 3, 4, 5, 6, 7, 8})                    \
+     : (k) == 2 ? __builtin_shuffle(v, fill, (v8i){2, 3, 4, 5, 6, 7, 8, 9})                    \
+                : __builtin_shuffle(v, fill, (v8i){4, 5, 6, 7, 8, 9, 10, 11}))
 #endif
+/* lanes in memory order, as in accumulate_line_: a line walked backwards
+ * mirrors its shifts (line.h, LINE_SHIFT1) */
+#define V8_SHIFT_LINE(v, fill, k, back) ((back) ? V8_SHIFT_DOWN(v, fill, k) : V8_SHIFT(v, fill, k))
 /* (v, p) = combine((l, lp), (v, p)): v where it takes over l, else l */
 #define V8_ABSORB(is_max, v, p, l, lp)                                                    \
     do {                                                                                  \
@@ -67,15 +76,10 @@ static void line_combine_min(scan_carry *acc, const scan_carry *next)
         (v) = (v8f)(((v8i)(v) & take_) | ((v8i)(l) & ~take_));                            \
         (p) = ((p) & take_) | ((lp) & ~take_);                                            \
     } while (0)
-#define V8_LOAD(dst, p, back)                                                             \
-    do {                                                                                  \
-        memcpy(&(dst), (back) ? (p) - 7 * 4 : (p), sizeof(dst));                          \
-        if (back)                                                                         \
-            (dst) = V8_REVERSE(dst);                                                      \
-    } while (0)
+#define V8_LOAD(dst, p, back) memcpy(&(dst), (back) ? (p) - 7 * 4 : (p), sizeof(dst))
 #define V8_STORE(p, v, back)                                                              \
     do {                                                                                  \
-        const v8f s_ = (back) ? V8_REVERSE(v) : (v);                                      \
+        const v8f s_ = (v);                                                               \
         memcpy((back) ? (p) - 7 * 4 : (p), &s_, sizeof(s_));                              \
     } while (0)
 
@@ -116,16 +120,21 @@ SCAN_INLINE void KN(extreme_f32_)(const scan_block *b, const int is_max, const i
                     p = (v8i)tv;
                 }
                 /* the shifted-in lanes hold the identity, which never wins */
-                V8_ABSORB(is_max, a, p, V8_SHIFT(a, startv, 1), V8_SHIFT(p, p, 1));
-                V8_ABSORB(is_max, a, p, V8_SHIFT(a, startv, 2), V8_SHIFT(p, p, 2));
-                V8_ABSORB(is_max, a, p, V8_SHIFT(a, startv, 4), V8_SHIFT(p, p, 4));
-                v8f next = {a[7], a[7], a[7], a[7], a[7], a[7], a[7], a[7]};
-                v8i next_p = {p[7], p[7], p[7], p[7], p[7], p[7], p[7], p[7]};
+                V8_ABSORB(is_max, a, p, V8_SHIFT_LINE(a, startv, 1, back),
+                          V8_SHIFT_LINE(p, p, 1, back));
+                V8_ABSORB(is_max, a, p, V8_SHIFT_LINE(a, startv, 2, back),
+                          V8_SHIFT_LINE(p, p, 2, back));
+                V8_ABSORB(is_max, a, p, V8_SHIFT_LINE(a, startv, 4, back),
+                          V8_SHIFT_LINE(p, p, 4, back));
+                const float last = a[back ? 0 : 7];
+                const int32_t last_p = p[back ? 0 : 7];
+                v8f next = {last, last, last, last, last, last, last, last};
+                v8i next_p = {last_p, last_p, last_p, last_p, last_p, last_p, last_p, last_p};
                 V8_ABSORB(is_max, next, next_p, s, sp);
                 V8_ABSORB(is_max, a, p, s, sp);
                 if (!incl) {
-                    a = V8_SHIFT(a, s, 1);
-                    p = V8_SHIFT(p, sp, 1);
+                    a = V8_SHIFT_LINE(a, s, 1, back);
+                    p = V8_SHIFT_LINE(p, sp, 1, back);
                 }
                 s = next;
                 sp = next_p;
@@ -163,7 +172,8 @@ SCAN_INLINE void KN(extreme_f32_)(const scan_block *b, const int is_max, const i
 #undef V8_LOAD
 #undef V8_STORE
 #undef V8_SHIFT
-#undef V8_REVERSE
+#undef V8_SHIFT_DOWN
+#undef V8_SHIFT_LINE
 #undef V8_ABSORB
 #endif
 
@@ -190,7 +200,10 @@ SCAN_INLINE void KN(extreme_line_)(const scan_block *b, const int is_max, const 
         sv = V4_SPLAT(b->carry->v);
         sp = V4I_SPLAT(b->carry->i);
     }
-    const v4i lanes = (v4i){0, 1, 2, 3} * b->index_step;
+    /* lanes in memory order (line.h, LINE_SHIFT1): backwards, lane l holds
+     * the group's element 3 - l in scan order */
+    const v4i lanes = (back ? (v4i){3, 2, 1, 0} : (v4i){0, 1, 2, 3}) * b->index_step;
+    const int last = back ? 0 : 3;
     const int64_t pos_step = 4 * b->index_step;
     int64_t i = 0;
     while (i < n) {
@@ -200,8 +213,8 @@ SCAN_INLINE void KN(extreme_line_)(const scan_block *b, const int is_max, const 
         LINE_PREFETCH(x, sz);
         if (mode == LINE_TANGENT)
             LINE_PREFETCH(t, sz);
-        LINE_LOAD(a, x, back);
-        LINE_LOAD(c, x + 4 * sz, back);
+        LINE_LOAD_MEM(a, x, back);
+        LINE_LOAD_MEM(c, x + 4 * sz, back);
         /* a group holding a NaN takes the scalar step: without one, "takes
          * over" is a plain compare (a NaN carry still wins, as r >= NaN is
          * false) */
@@ -211,42 +224,42 @@ SCAN_INLINE void KN(extreme_line_)(const scan_block *b, const int is_max, const 
         v4i pa = lanes + (b->index_first + i * b->index_step), pc = pa + pos_step;
         if (mode == LINE_TANGENT) {
             v4d ta, tc;
-            LINE_LOAD(ta, t, back);
-            LINE_LOAD(tc, t + 4 * sz, back);
+            LINE_LOAD_MEM(ta, t, back);
+            LINE_LOAD_MEM(tc, t + 4 * sz, back);
             pa = (v4i)ta;
             pc = (v4i)tc;
             t += 8 * sz;
         }
         /* the shifted-in lanes hold the identity (start), which never wins,
          * so their payload does not matter */
-        LINE_ABSORB(is_max, a, pa, V4_SHIFT1(a, startv), V4_SHIFT1(pa, pa));
-        LINE_ABSORB(is_max, c, pc, V4_SHIFT1(c, startv), V4_SHIFT1(pc, pc));
-        LINE_ABSORB(is_max, a, pa, V4_SHIFT2(a, startv), V4_SHIFT2(pa, pa));
-        LINE_ABSORB(is_max, c, pc, V4_SHIFT2(c, startv), V4_SHIFT2(pc, pc));
-        LINE_ABSORB(is_max, c, pc, V4_SPLAT(a[3]), V4I_SPLAT(pa[3]));
+        LINE_ABSORB(is_max, a, pa, LINE_SHIFT1(a, startv, back), LINE_SHIFT1(pa, pa, back));
+        LINE_ABSORB(is_max, c, pc, LINE_SHIFT1(c, startv, back), LINE_SHIFT1(pc, pc, back));
+        LINE_ABSORB(is_max, a, pa, LINE_SHIFT2(a, startv, back), LINE_SHIFT2(pa, pa, back));
+        LINE_ABSORB(is_max, c, pc, LINE_SHIFT2(c, startv, back), LINE_SHIFT2(pc, pc, back));
+        LINE_ABSORB(is_max, c, pc, V4_SPLAT(a[last]), V4I_SPLAT(pa[last]));
         /* the carry stays a splat vector: the next one is the carry combined
          * with this group's total, so the chain is one compare and select */
-        v4d next_v = V4_SPLAT(c[3]);
-        v4i next_p = V4I_SPLAT(pc[3]);
+        v4d next_v = V4_SPLAT(c[last]);
+        v4i next_p = V4I_SPLAT(pc[last]);
         LINE_ABSORB(is_max, next_v, next_p, sv, sp);
         LINE_ABSORB(is_max, a, pa, sv, sp);
         LINE_ABSORB(is_max, c, pc, sv, sp);
         if (!incl) {
-            c = V4_SHIFT1(c, V4_SPLAT(a[3]));
-            pc = V4_SHIFT1(pc, V4I_SPLAT(pa[3]));
-            a = V4_SHIFT1(a, sv);
-            pa = V4_SHIFT1(pa, sp);
+            c = LINE_SHIFT1(c, V4_SPLAT(a[last]), back);
+            pc = LINE_SHIFT1(pc, V4I_SPLAT(pa[last]), back);
+            a = LINE_SHIFT1(a, sv, back);
+            pa = LINE_SHIFT1(pa, sp, back);
         }
         sv = next_v;
         sp = next_p;
-        LINE_STORE(y, a, back);
-        LINE_STORE(y + 4 * sz, c, back);
+        LINE_STORE_MEM(y, a, back);
+        LINE_STORE_MEM(y + 4 * sz, c, back);
         if (mode == LINE_INDEX) {
-            LINE_STORE_I(po, pa, back);
-            LINE_STORE_I(po + 4 * psz, pc, back);
+            LINE_STORE_I_MEM(po, pa, back);
+            LINE_STORE_I_MEM(po + 4 * psz, pc, back);
         } else if (mode == LINE_TANGENT) {
-            LINE_STORE(po, (v4d)pa, back);
-            LINE_STORE(po + 4 * psz, (v4d)pc, back);
+            LINE_STORE_MEM(po, (v4d)pa, back);
+            LINE_STORE_MEM(po + 4 * psz, (v4d)pc, back);
         }
         if (po)
             po += 8 * psz;
@@ -300,11 +313,11 @@ SCAN_INLINE int KN(extreme_reduce_)(const scan_block *b, scan_carry *total, cons
     const double start = is_max ? -INFINITY : INFINITY;
     const char *x = b->ptr[0];
     v4d best = V4_SPLAT(start);
-    v4i where = V4I_SPLAT(-1), pos = {0, 1, 2, 3};
+    v4i where = V4I_SPLAT(-1), pos = back ? (v4i){3, 2, 1, 0} : (v4i){0, 1, 2, 3};
     int64_t i = 0;
     for (; i + 4 <= n; i += 4, x += 4 * sz, pos += 4) {
         v4d v;
-        LINE_LOAD(v, x, back);
+        LINE_LOAD_MEM(v, x, back);
         /* per lane, positions only grow: the scan's own rule */
         const v4i take = (v4i)(is_max ? v >= best : v <= best) | (v4i)(v != v);
         best = (v4d)LINE_SELECT(take, (v4i)v, (v4i)best);

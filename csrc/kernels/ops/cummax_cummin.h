@@ -46,21 +46,24 @@ static void line_combine_min(scan_carry *acc, const scan_carry *next)
 
 #if IS_F32
 /* float32 values, and the JVP: the compare is exact in float, so eight lanes
- * per vector and three shift steps, with no widening on either side. */
+ * per vector and three shift steps, with no widening on either side.
+ * V8_SHIFT's fill is a splat or a payload that never wins, so any of its
+ * lanes will do: taken from its top, the shift compiles to vperm2f128 +
+ * vpalignr on AVX2 instead of a vpermd with a loaded index and a blend. */
 #if defined(__clang__)
 #define V8_SHIFT(v, fill, k)                                                                   \
-    ((k) == 1   ? __builtin_shufflevector(v, fill, 8, 0, 1, 2, 3, 4, 5, 6)                     \
-     : (k) == 2 ? __builtin_shufflevector(v, fill, 8, 9, 0, 1, 2, 3, 4, 5)                     \
-                : __builtin_shufflevector(v, fill, 8, 9, 10, 11, 0, 1, 2, 3))
+    ((k) == 1   ? __builtin_shufflevector(fill, v, 7, 8, 9, 10, 11, 12, 13, 14)                \
+     : (k) == 2 ? __builtin_shufflevector(fill, v, 6, 7, 8, 9, 10, 11, 12, 13)                 \
+                : __builtin_shufflevector(fill, v, 4, 5, 6, 7, 8, 9, 10, 11))
 #define V8_SHIFT_DOWN(v, fill, k)                                                              \
     ((k) == 1   ? __builtin_shufflevector(v, fill, 1, 2, 3, 4, 5, 6, 7, 8)                     \
      : (k) == 2 ? __builtin_shufflevector(v, fill, 2, 3, 4, 5, 6, 7, 8, 9)                     \
                 : __builtin_shufflevector(v, fill, 4, 5, 6, 7, 8, 9, 10, 11))
 #else
 #define V8_SHIFT(v, fill, k)                                                                   \
-    ((k) == 1   ? __builtin_shuffle(v, fill, (v8i){8, 0, 1, 2, 3, 4, 5, 6})                    \
-     : (k) == 2 ? __builtin_shuffle(v, fill, (v8i){8, 9, 0, 1, 2, 3, 4, 5})                    \
-                : __builtin_shuffle(v, fill, (v8i){8, 9, 10, 11, 0, 1, 2, 3}))
+    ((k) == 1   ? __builtin_shuffle(fill, v, (v8i){7, 8, 9, 10, 11, 12, 13, 14})               \
+     : (k) == 2 ? __builtin_shuffle(fill, v, (v8i){6, 7, 8, 9, 10, 11, 12, 13})                \
+                : __builtin_shuffle(fill, v, (v8i){4, 5, 6, 7, 8, 9, 10, 11}))
 #define V8_SHIFT_DOWN(v, fill, k)                                                              \
     ((k) == 1   ? __builtin_shuffle(v, fill, (v8i){1, 2, 3, 4, 5, 6, 7, 8})                    \
      : (k) == 2 ? __builtin_shuffle(v, fill, (v8i){2, 3, 4, 5, 6, 7, 8, 9})                    \

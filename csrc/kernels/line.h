@@ -162,18 +162,14 @@ SCAN_INLINE int line_ranges_overlap(const char *x, const char *y, int64_t n, int
 }
 
 /* the four elements i..i+3 of a line that starts at p (element i) and runs
- * up (back = 0) or down (back = 1) in memory */
+ * up (back = 0) or down (back = 1) in memory, lanes in scan order */
 #define LINE_LOAD(dst, p, back)                                        \
     do {                                                               \
-        NARROW_LOAD(dst, (back) ? (p) - 3 * (int64_t)sizeof(T) : (p)); \
+        LINE_LOAD_MEM(dst, p, back);                                   \
         if (back)                                                      \
             (dst) = V4_REVERSE(dst);                                   \
     } while (0)
-#define LINE_STORE(p, v, back)                                                 \
-    do {                                                                       \
-        v4d s_ = (back) ? V4_REVERSE(v) : (v);                                 \
-        NARROW_STORE((back) ? (p) - 3 * (int64_t)sizeof(T) : (p), s_);         \
-    } while (0)
+#define LINE_STORE(p, v, back) LINE_STORE_MEM(p, (back) ? V4_REVERSE(v) : (v), back)
 #endif
 
 #if HAS_NARROW

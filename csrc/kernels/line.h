@@ -94,13 +94,8 @@ SCAN_INLINE int acc_carry_tame(const int prod, const double S)
 #define ACC_BLOCK 64
 #define ACC_PAUSE 2048
 
-/* Lanes in memory order: a line walked backwards (back = 1) runs in scan
- * order from the top lane down, so its shifts and its last element mirror
- * those of a line walked up, and no load or store reverses its lanes (two
- * lane-crossing permutes per vector, which AMD's Zen 3 issues at half rate). */
-#define LINE_SHIFT1(v, fill, back) ((back) ? V4_SHIFT1_DOWN(v, fill) : V4_SHIFT1(v, fill))
-#define LINE_SHIFT2(v, fill, back) ((back) ? V4_SHIFT2_DOWN(v, fill) : V4_SHIFT2(v, fill))
-#define LINE_LAST(v, back) ((back) ? V4_BROADCAST0(v) : V4_BROADCAST3(v))
+/* Lanes in memory order (LINE_SHIFT1, LINE_SHIFT2 and LINE_LAST in simd.h):
+ * a line walked backwards keeps them through its loads and stores. */
 #define LINE_LOAD_MEM(dst, p, back) NARROW_LOAD(dst, (back) ? (p) - 3 * (int64_t)sizeof(T) : (p))
 #define LINE_STORE_MEM(p, v, back)                                             \
     do {                                                                       \

@@ -36,6 +36,13 @@ typedef int64_t v4i __attribute__((vector_size(32)));
 #define V4_SHIFT2_DOWN(v, fill) __builtin_shuffle(v, fill, (v4i){2, 3, 4, 5})
 #define V4_BROADCAST0(v) __builtin_shuffle(v, (v4i){0, 0, 0, 0})
 #endif
+/* Lanes in memory order: a line walked backwards (back = 1) runs in scan
+ * order from the top lane down, so its shifts and its last element mirror
+ * those of a line walked up, and no load or store reverses its lanes (two
+ * lane-crossing permutes per vector, which AMD's Zen 3 issues at half rate). */
+#define LINE_SHIFT1(v, fill, back) ((back) ? V4_SHIFT1_DOWN(v, fill) : V4_SHIFT1(v, fill))
+#define LINE_SHIFT2(v, fill, back) ((back) ? V4_SHIFT2_DOWN(v, fill) : V4_SHIFT2(v, fill))
+#define LINE_LAST(v, back) ((back) ? V4_BROADCAST0(v) : V4_BROADCAST3(v))
 /* every lane = s (adding s to a zero vector would turn -0.0 into +0.0) */
 #define V4_SPLAT(s) ((v4d){(s), (s), (s), (s)})
 #define V4I_SPLAT(s) ((v4i){(s), (s), (s), (s)})
@@ -106,25 +113,27 @@ SIMD_INLINE void v4_transpose(v4d r[4])
  * group start, so that S_k = A2 S + e (k < 4) and B2 A2[3] S + e2 (k >= 4).
  * Two functions because a caller may scale e by the products in between
  * (the cumprod JVP); pointers, since vector arguments have an ABI that
- * differs between the baseline and AVX variants. */
+ * differs between the baseline and AVX variants.  back: the group walks
+ * down in memory with its lanes in memory order (LINE_SHIFT1), so element
+ * 0 is lane 3 of a and element 7 lane 0 of a2. */
 SIMD_INLINE void affine_group_products(const v4d *a, const v4d *a2, v4d *A1, v4d *A2, v4d *B1,
-                                       v4d *B2)
+                                       v4d *B2, const int back)
 {
     const v4d one = {1.0, 1.0, 1.0, 1.0};
-    *A1 = *a * V4_SHIFT1(*a, one);
-    *B1 = *a2 * V4_SHIFT1(*a2, one);
-    *A2 = *A1 * V4_SHIFT2(*A1, one);
-    *B2 = *B1 * V4_SHIFT2(*B1, one);
+    *A1 = *a * LINE_SHIFT1(*a, one, back);
+    *B1 = *a2 * LINE_SHIFT1(*a2, one, back);
+    *A2 = *A1 * LINE_SHIFT2(*A1, one, back);
+    *B2 = *B1 * LINE_SHIFT2(*B1, one, back);
 }
 SIMD_INLINE void affine_group_offsets(const v4d *a, const v4d *a2, const v4d *A1, const v4d *B1,
-                                      const v4d *B2, v4d *e, v4d *e2)
+                                      const v4d *B2, v4d *e, v4d *e2, const int back)
 {
     const v4d zero = {0.0, 0.0, 0.0, 0.0};
-    *e = *a * V4_SHIFT1(*e, zero) + *e;
-    *e2 = *a2 * V4_SHIFT1(*e2, zero) + *e2;
-    *e = *A1 * V4_SHIFT2(*e, zero) + *e;
-    *e2 = *B1 * V4_SHIFT2(*e2, zero) + *e2;
-    *e2 = *B2 * (*e)[3] + *e2;
+    *e = *a * LINE_SHIFT1(*e, zero, back) + *e;
+    *e2 = *a2 * LINE_SHIFT1(*e2, zero, back) + *e2;
+    *e = *A1 * LINE_SHIFT2(*e, zero, back) + *e;
+    *e2 = *B1 * LINE_SHIFT2(*e2, zero, back) + *e2;
+    *e2 = *B2 * (*e)[back ? 0 : 3] + *e2;
 }
 
 /* affine_scan for factors that may be large: groups of eight run while the
@@ -146,8 +155,8 @@ static inline int64_t affine_scan_within(const double *a, const double *e, doubl
         V4_LOAD(B, e + i);
         V4_LOAD(x2, a + i + 4);
         V4_LOAD(B2, e + i + 4);
-        affine_group_products(&x, &x2, &P1, &P2, &Q1, &Q2);
-        affine_group_offsets(&x, &x2, &P1, &Q1, &Q2, &B, &B2);
+        affine_group_products(&x, &x2, &P1, &P2, &Q1, &Q2, 0);
+        affine_group_offsets(&x, &x2, &P1, &Q1, &Q2, &B, &B2, 0);
         const v4d s = P2 * s0 + B, s2 = (Q2 * P2[3]) * s0 + B2;
         V4_STORE(out + i, s);
         V4_STORE(out + i + 4, s2);

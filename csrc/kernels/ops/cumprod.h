@@ -95,11 +95,11 @@ SCAN_INLINE void KN(prod_jvp_groups_)(prod_jvp_walk *w, const int64_t count, con
                 v4d A1, A2, B1, B2;
                 LINE_PREFETCH(x, sz);
                 LINE_PREFETCH(t, sz);
-                affine_group_products(&a, &a2, &A1, &A2, &B1, &B2);
+                affine_group_products(&a, &a2, &A1, &A2, &B1, &B2, 0);
                 const v4d whole2 = B2 * A2[3]; /* second vector from the group start */
                 e *= V4_SHIFT1(A2, one);
                 e2 *= V4_SHIFT1(whole2, V4_SPLAT(A2[3]));
-                affine_group_offsets(&a, &a2, &A1, &B1, &B2, &e, &e2);
+                affine_group_offsets(&a, &a2, &A1, &B1, &B2, &e, &e2, 0);
                 v4d Pa = A2 * P, Pb = whole2 * P;
                 v4d Da = A2 * D + P * e, Db = whole2 * D + P * e2;
                 const v4d nP = V4_SPLAT(Pb[3]), nD = V4_SPLAT(Db[3]);
@@ -382,8 +382,8 @@ SCAN_INLINE void KN(prod_vjp_group_)(v4d *x, v4d *x2, v4d *t, v4d *t2, const v4d
                                     const v4d *E2, double *S, v4d *r, v4d *r2)
 {
     v4d P1, P2, Q1, Q2;
-    affine_group_products(x, x2, &P1, &P2, &Q1, &Q2);
-    affine_group_offsets(x, x2, &P1, &Q1, &Q2, t, t2);
+    affine_group_products(x, x2, &P1, &P2, &Q1, &Q2, 0);
+    affine_group_offsets(x, x2, &P1, &Q1, &Q2, t, t2, 0);
     const v4d s = P2 * *S + *t, s2 = (Q2 * P2[3]) * *S + *t2;
     *r = *E * s;
     *r2 = *E2 * s2;

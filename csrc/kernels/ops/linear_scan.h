@@ -98,7 +98,7 @@ SCAN_INLINE int linear_factor_tame(double a)
 SCAN_INLINE void linear_group_of_constant(const v4d *ca, linear_group *c)
 {
     LS_NO_CONTRACT
-    affine_group_products(ca, ca, &c->P1, &c->P2, &c->Q1, &c->Q2);
+    affine_group_products(ca, ca, &c->P1, &c->P2, &c->Q1, &c->Q2, 0);
     c->C2 = c->Q2 * V4_BROADCAST3(c->P2);
 }
 /* One group from the carry Sv: its products into *p (c's when abcast),
@@ -113,10 +113,10 @@ SCAN_INLINE void linear_group_states(const v4d *a, const v4d *a2, const linear_g
     LS_NO_CONTRACT
     *p = *c;
     if (!abcast) {
-        affine_group_products(a, a2, &p->P1, &p->P2, &p->Q1, &p->Q2);
+        affine_group_products(a, a2, &p->P1, &p->P2, &p->Q1, &p->Q2, 0);
         p->C2 = p->Q2 * V4_BROADCAST3(p->P2);
     }
-    affine_group_offsets(a, a2, &p->P1, &p->Q1, &p->Q2, e, e2);
+    affine_group_offsets(a, a2, &p->P1, &p->Q1, &p->Q2, e, e2, 0);
     *s = p->P2 * *Sv + *e;
     *s2 = p->C2 * *Sv + *e2;
     *next = V4_BROADCAST3(p->C2) * *Sv + V4_BROADCAST3(*e2);
@@ -814,7 +814,7 @@ SCAN_INLINE int64_t KN(linear_jvp_groups_)(const char *x, const char *xd, const 
         }
         v4d d, d2;
         if (fabs(Dd) <= LS_B_HI && !V4_ANY(LS_B_WILD(f) | LS_B_WILD(f2))) {
-            affine_group_offsets(&a, &a2, &p.P1, &p.Q1, &p.Q2, &f, &f2);
+            affine_group_offsets(&a, &a2, &p.P1, &p.Q1, &p.Q2, &f, &f2, 0);
             d = p.P2 * Dd + f;
             d2 = p.C2 * Dd + f2;
             Dd = d2[3];

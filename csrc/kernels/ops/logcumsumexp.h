@@ -1079,9 +1079,9 @@ static inline void lse_affine_scan2(const double *a, const double *e, const doub
         V4_LOAD(B2, e + i + 4);
         V4_LOAD(C, f + i);
         V4_LOAD(C2, f + i + 4);
-        affine_group_products(&x, &x2, &P1, &P2, &Q1, &Q2);
-        affine_group_offsets(&x, &x2, &P1, &Q1, &Q2, &B, &B2);
-        affine_group_offsets(&x, &x2, &P1, &Q1, &Q2, &C, &C2);
+        affine_group_products(&x, &x2, &P1, &P2, &Q1, &Q2, 0);
+        affine_group_offsets(&x, &x2, &P1, &Q1, &Q2, &B, &B2, 0);
+        affine_group_offsets(&x, &x2, &P1, &Q1, &Q2, &C, &C2, 0);
         const v4d whole2 = Q2 * P2[3];
         const v4d s = P2 * q + B, s2 = whole2 * q + B2;
         const v4d u = P2 * p + C, u2 = whole2 * p + C2;

@@ -84,7 +84,8 @@
 #ifndef SCANAD_LINEAR_GROUP_ONCE
 #define SCANAD_LINEAR_GROUP_ONCE
 /* The products of a group of eight's factors: P1, P2, Q1, Q2 as
- * affine_group_products gives them, C2 the second vector's complete ones */
+ * affine_group_products gives them, C2 the second vector's complete ones.
+ * back: lanes in memory order on a line walked down (simd.h). */
 typedef struct {
     v4d P1, P2, Q1, Q2, C2;
 } linear_group;
@@ -95,31 +96,31 @@ SCAN_INLINE int linear_factor_tame(double a)
     return (m <= LS_A_HI) & ((m >= LS_A_LO) | (a == 0.0));
 }
 /* the products of a broadcast factor (ca: its splat), the same for every group */
-SCAN_INLINE void linear_group_of_constant(const v4d *ca, linear_group *c)
+SCAN_INLINE void linear_group_of_constant(const v4d *ca, linear_group *c, const int back)
 {
     LS_NO_CONTRACT
-    affine_group_products(ca, ca, &c->P1, &c->P2, &c->Q1, &c->Q2, 0);
-    c->C2 = c->Q2 * V4_BROADCAST3(c->P2);
+    affine_group_products(ca, ca, &c->P1, &c->P2, &c->Q1, &c->Q2, back);
+    c->C2 = c->Q2 * LINE_LAST(c->P2, back);
 }
 /* One group from the carry Sv: its products into *p (c's when abcast),
  * e, e2 turned into the offsets, the states s, s2 and the carry past the
  * group (from splats made off the chain: one multiply-add on it per eight
- * elements, the same value as s2[3]).  The forward's groups and the JVP's
+ * elements, the same value as s2's last element).  The forward's groups and the JVP's
  * share it: the JVP's h is the forward's bit for bit. */
 SCAN_INLINE void linear_group_states(const v4d *a, const v4d *a2, const linear_group *c,
                                      const int abcast, const v4d *Sv, linear_group *p, v4d *e,
-                                     v4d *e2, v4d *s, v4d *s2, v4d *next)
+                                     v4d *e2, v4d *s, v4d *s2, v4d *next, const int back)
 {
     LS_NO_CONTRACT
     *p = *c;
     if (!abcast) {
-        affine_group_products(a, a2, &p->P1, &p->P2, &p->Q1, &p->Q2, 0);
-        p->C2 = p->Q2 * V4_BROADCAST3(p->P2);
+        affine_group_products(a, a2, &p->P1, &p->P2, &p->Q1, &p->Q2, back);
+        p->C2 = p->Q2 * LINE_LAST(p->P2, back);
     }
-    affine_group_offsets(a, a2, &p->P1, &p->Q1, &p->Q2, e, e2, 0);
+    affine_group_offsets(a, a2, &p->P1, &p->Q1, &p->Q2, e, e2, back);
     *s = p->P2 * *Sv + *e;
     *s2 = p->C2 * *Sv + *e2;
-    *next = V4_BROADCAST3(p->C2) * *Sv + V4_BROADCAST3(*e2);
+    *next = LINE_LAST(p->C2, back) * *Sv + LINE_LAST(*e2, back);
 }
 #endif
 
@@ -143,7 +144,7 @@ SCAN_INLINE int64_t KN(linear_groups_)(const char *x, const char *y, char *h, co
      * caller has checked that it is tame) */
     const v4d ca = V4_SPLAT(abcast ? (double)LD(x) : 0.0);
     linear_group c;
-    linear_group_of_constant(&ca, &c);
+    linear_group_of_constant(&ca, &c, back);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8, x += 8 * sa, y += 8 * sz, h += 8 * sz) {
         if (!(fabs(Sv[0]) <= LS_B_HI))
@@ -165,11 +166,11 @@ SCAN_INLINE int64_t KN(linear_groups_)(const char *x, const char *y, char *h, co
             break;
 #endif
         if (!abcast) {
-            LINE_LOAD(a, x, back);
-            LINE_LOAD(a2, x + 4 * sz, back);
+            LINE_LOAD_MEM(a, x, back);
+            LINE_LOAD_MEM(a2, x + 4 * sz, back);
         }
-        LINE_LOAD(e, y, back);
-        LINE_LOAD(e2, y + 4 * sz, back);
+        LINE_LOAD_MEM(e, y, back);
+        LINE_LOAD_MEM(e2, y + 4 * sz, back);
 #if !IS_F32
         {
             v4i w = LS_B_WILD(e) | LS_B_WILD(e2);
@@ -181,13 +182,13 @@ SCAN_INLINE int64_t KN(linear_groups_)(const char *x, const char *y, char *h, co
 #endif
         linear_group p;
         v4d s, s2, next;
-        linear_group_states(&a, &a2, &c, abcast, &Sv, &p, &e, &e2, &s, &s2, &next);
+        linear_group_states(&a, &a2, &c, abcast, &Sv, &p, &e, &e2, &s, &s2, &next, back);
         if (!incl) { /* each output is the state before its element */
-            s2 = V4_SHIFT1(s2, V4_BROADCAST3(s));
-            s = V4_SHIFT1(s, Sv);
+            s2 = LINE_SHIFT1(s2, LINE_LAST(s, back), back);
+            s = LINE_SHIFT1(s, Sv, back);
         }
-        LINE_STORE(h, s, back);
-        LINE_STORE(h + 4 * sz, s2, back);
+        LINE_STORE_MEM(h, s, back);
+        LINE_STORE_MEM(h + 4 * sz, s2, back);
         Sv = next;
     }
     *S = Sv[0];
@@ -416,7 +417,7 @@ static double linear_tile_groups(const double *a, const double *e, double *out, 
             const linear_group none = {.P1 = {0.0}}; /* unused: every factor is loaded */
             linear_group p;
             v4d s, s2, next;
-            linear_group_states(&x, &x2, &none, 0, &Sv, &p, &B, &B2, &s, &s2, &next);
+            linear_group_states(&x, &x2, &none, 0, &Sv, &p, &B, &B2, &s, &s2, &next, 0);
             V4_STORE(out + i, s);
             V4_STORE(out + i + 4, s2);
             S = next[0];
@@ -775,7 +776,7 @@ SCAN_INLINE int64_t KN(linear_jvp_groups_)(const char *x, const char *xd, const 
     double Dd = *D;
     const v4d ca = V4_SPLAT(abcast ? (double)LD(x) : 0.0);
     linear_group c;
-    linear_group_of_constant(&ca, &c);
+    linear_group_of_constant(&ca, &c, back);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8, x += 8 * sa, y += 8 * sz, yd += 8 * sz, h += 8 * sz, hd += 8 * sz) {
         if (!(fabs(Sv[0]) <= LS_B_HI))
@@ -786,11 +787,11 @@ SCAN_INLINE int64_t KN(linear_jvp_groups_)(const char *x, const char *xd, const 
         v4d a = ca, a2 = ca, e, e2, f, f2;
         if (!abcast) {
             LINE_PREFETCH(x, sz);
-            LINE_LOAD(a, x, back);
-            LINE_LOAD(a2, x + 4 * sz, back);
+            LINE_LOAD_MEM(a, x, back);
+            LINE_LOAD_MEM(a2, x + 4 * sz, back);
         }
-        LINE_LOAD(e, y, back);
-        LINE_LOAD(e2, y + 4 * sz, back);
+        LINE_LOAD_MEM(e, y, back);
+        LINE_LOAD_MEM(e2, y + 4 * sz, back);
         {
             v4i w = LS_B_WILD(e) | LS_B_WILD(e2);
             if (!abcast)
@@ -798,42 +799,46 @@ SCAN_INLINE int64_t KN(linear_jvp_groups_)(const char *x, const char *xd, const 
             if (V4_ANY(w))
                 break;
         }
-        LINE_LOAD(f, yd, back);
-        LINE_LOAD(f2, yd + 4 * sz, back);
+        LINE_LOAD_MEM(f, yd, back);
+        LINE_LOAD_MEM(f2, yd + 4 * sz, back);
         linear_group p;
         v4d s, s2, next;
-        linear_group_states(&a, &a2, &c, abcast, &Sv, &p, &e, &e2, &s, &s2, &next);
+        linear_group_states(&a, &a2, &c, abcast, &Sv, &p, &e, &e2, &s, &s2, &next, back);
         if (xd != NULL) { /* the source a_dot h_{t-1} + b_dot */
             v4d ad = V4_SPLAT(abcast ? (double)LD(xd) : 0.0), ad2 = ad;
             if (!abcast) {
-                LINE_LOAD(ad, xd + i * sa, back);
-                LINE_LOAD(ad2, xd + i * sa + 4 * sa, back);
+                LINE_LOAD_MEM(ad, xd + i * sa, back);
+                LINE_LOAD_MEM(ad2, xd + i * sa + 4 * sa, back);
             }
-            f = ad * V4_SHIFT1(s, Sv) + f;
-            f2 = ad2 * V4_SHIFT1(s2, V4_BROADCAST3(s)) + f2;
+            f = ad * LINE_SHIFT1(s, Sv, back) + f;
+            f2 = ad2 * LINE_SHIFT1(s2, LINE_LAST(s, back), back) + f2;
         }
         v4d d, d2;
         if (fabs(Dd) <= LS_B_HI && !V4_ANY(LS_B_WILD(f) | LS_B_WILD(f2))) {
-            affine_group_offsets(&a, &a2, &p.P1, &p.Q1, &p.Q2, &f, &f2, 0);
+            affine_group_offsets(&a, &a2, &p.P1, &p.Q1, &p.Q2, &f, &f2, back);
             d = p.P2 * Dd + f;
             d2 = p.C2 * Dd + f2;
-            Dd = d2[3];
-        } else {
-            for (int j = 0; j < 4; j++)
+            Dd = d2[back ? 0 : 3];
+        } else { /* lane j holds the group's element j, or 3 - j walking down */
+            for (int k = 0; k < 4; k++) {
+                const int j = back ? 3 - k : k;
                 d[j] = Dd = a[j] == 0.0 ? f[j] : a[j] * Dd + f[j];
-            for (int j = 0; j < 4; j++)
+            }
+            for (int k = 0; k < 4; k++) {
+                const int j = back ? 3 - k : k;
                 d2[j] = Dd = a2[j] == 0.0 ? f2[j] : a2[j] * Dd + f2[j];
+            }
         }
         if (!incl) {
-            d2 = V4_SHIFT1(d2, V4_BROADCAST3(d));
-            d = V4_SHIFT1(d, V4_SPLAT(D_before));
-            s2 = V4_SHIFT1(s2, V4_BROADCAST3(s));
-            s = V4_SHIFT1(s, Sv);
+            d2 = LINE_SHIFT1(d2, LINE_LAST(d, back), back);
+            d = LINE_SHIFT1(d, V4_SPLAT(D_before), back);
+            s2 = LINE_SHIFT1(s2, LINE_LAST(s, back), back);
+            s = LINE_SHIFT1(s, Sv, back);
         }
-        LINE_STORE(h, s, back);
-        LINE_STORE(h + 4 * sz, s2, back);
-        LINE_STORE(hd, d, back);
-        LINE_STORE(hd + 4 * sz, d2, back);
+        LINE_STORE_MEM(h, s, back);
+        LINE_STORE_MEM(h + 4 * sz, s2, back);
+        LINE_STORE_MEM(hd, d, back);
+        LINE_STORE_MEM(hd + 4 * sz, d2, back);
         Sv = next;
     }
     *S = Sv[0];

@@ -41,13 +41,14 @@ static int KN(prod_reduce_)(const scan_block *b, scan_carry *total)
  * fifth of the group's instructions) */
 #define V4_BEYOND(v, bound) (~(v4i)(V4_ABS(v) <= V4_SPLAT(bound)))
 /* the group's eight factors and weights from pa and pe (sz bytes per element
- * in the walk's direction, down: whether that goes down in memory) */
+ * in the walk's direction, down: whether that goes down in memory), lanes in
+ * memory order (simd.h, LINE_SHIFT1) */
 #define PROD_GROUP_LOAD(a, a2, e, e2, pa, pe, sz, down) \
     do {                                                \
-        LINE_LOAD(a, pa, down);                         \
-        LINE_LOAD(a2, (pa) + 4 * (sz), down);           \
-        LINE_LOAD(e, pe, down);                         \
-        LINE_LOAD(e2, (pe) + 4 * (sz), down);           \
+        LINE_LOAD_MEM(a, pa, down);                     \
+        LINE_LOAD_MEM(a2, (pa) + 4 * (sz), down);       \
+        LINE_LOAD_MEM(e, pe, down);                     \
+        LINE_LOAD_MEM(e2, (pe) + 4 * (sz), down);       \
     } while (0)
 #define PROD_GROUP_TAME(a, a2, e, e2)                                                          \
     (!V4_ANY(V4_BEYOND(a, PROD_X_TAME) | V4_BEYOND(a2, PROD_X_TAME) | V4_BEYOND(e, PROD_TAME) | \
@@ -70,6 +71,7 @@ SCAN_INLINE void KN(prod_jvp_groups_)(prod_jvp_walk *w, const int64_t count, con
                                      const int back)
 {
     const int64_t sz = back ? -(int64_t)sizeof(T) : (int64_t)sizeof(T);
+    const int last = back ? 0 : 3; /* the lane of a vector's last element */
     const v4d one = V4_SPLAT(1.0);
     const char *x = w->x, *t = w->t;
     char *y = w->y, *yd = w->yd;
@@ -95,24 +97,24 @@ SCAN_INLINE void KN(prod_jvp_groups_)(prod_jvp_walk *w, const int64_t count, con
                 v4d A1, A2, B1, B2;
                 LINE_PREFETCH(x, sz);
                 LINE_PREFETCH(t, sz);
-                affine_group_products(&a, &a2, &A1, &A2, &B1, &B2, 0);
-                const v4d whole2 = B2 * A2[3]; /* second vector from the group start */
-                e *= V4_SHIFT1(A2, one);
-                e2 *= V4_SHIFT1(whole2, V4_SPLAT(A2[3]));
-                affine_group_offsets(&a, &a2, &A1, &B1, &B2, &e, &e2, 0);
+                affine_group_products(&a, &a2, &A1, &A2, &B1, &B2, back);
+                const v4d whole2 = B2 * A2[last]; /* second vector from the group start */
+                e *= LINE_SHIFT1(A2, one, back);
+                e2 *= LINE_SHIFT1(whole2, V4_SPLAT(A2[last]), back);
+                affine_group_offsets(&a, &a2, &A1, &B1, &B2, &e, &e2, back);
                 v4d Pa = A2 * P, Pb = whole2 * P;
                 v4d Da = A2 * D + P * e, Db = whole2 * D + P * e2;
-                const v4d nP = V4_SPLAT(Pb[3]), nD = V4_SPLAT(Db[3]);
+                const v4d nP = V4_SPLAT(Pb[last]), nD = V4_SPLAT(Db[last]);
                 if (!incl) {
-                    Pb = V4_SHIFT1(Pb, V4_SPLAT(Pa[3]));
-                    Db = V4_SHIFT1(Db, V4_SPLAT(Da[3]));
-                    Pa = V4_SHIFT1(Pa, P);
-                    Da = V4_SHIFT1(Da, D);
+                    Pb = LINE_SHIFT1(Pb, V4_SPLAT(Pa[last]), back);
+                    Db = LINE_SHIFT1(Db, V4_SPLAT(Da[last]), back);
+                    Pa = LINE_SHIFT1(Pa, P, back);
+                    Da = LINE_SHIFT1(Da, D, back);
                 }
-                LINE_STORE(y, Pa, back);
-                LINE_STORE(y + 4 * sz, Pb, back);
-                LINE_STORE(yd, Da, back);
-                LINE_STORE(yd + 4 * sz, Db, back);
+                LINE_STORE_MEM(y, Pa, back);
+                LINE_STORE_MEM(y + 4 * sz, Pb, back);
+                LINE_STORE_MEM(yd, Da, back);
+                LINE_STORE_MEM(yd + 4 * sz, Db, back);
                 P_was = P[0];
                 D_was = D[0];
                 after_group = 1;
@@ -376,18 +378,20 @@ typedef struct {
 #endif
 
 /* one vector group of the walk: from the factors x, x2 and weights t, t2
- * (walk order; both pairs are overwritten) and the carry *S, r and r2 get
- * x_bar = E S_i for the group's eight S_i, and *S the last S_i */
+ * (lanes in memory order, the walk down in memory when down; both pairs
+ * are overwritten) and the carry *S, r and r2 get x_bar = E S_i for the
+ * group's eight S_i, and *S the last S_i */
 SCAN_INLINE void KN(prod_vjp_group_)(v4d *x, v4d *x2, v4d *t, v4d *t2, const v4d *E,
-                                    const v4d *E2, double *S, v4d *r, v4d *r2)
+                                    const v4d *E2, double *S, v4d *r, v4d *r2, const int down)
 {
+    const int last = down ? 0 : 3;
     v4d P1, P2, Q1, Q2;
-    affine_group_products(x, x2, &P1, &P2, &Q1, &Q2, 0);
-    affine_group_offsets(x, x2, &P1, &Q1, &Q2, t, t2, 0);
-    const v4d s = P2 * *S + *t, s2 = (Q2 * P2[3]) * *S + *t2;
+    affine_group_products(x, x2, &P1, &P2, &Q1, &Q2, down);
+    affine_group_offsets(x, x2, &P1, &Q1, &Q2, t, t2, down);
+    const v4d s = P2 * *S + *t, s2 = (Q2 * P2[last]) * *S + *t2;
     *r = *E * s;
     *r2 = *E2 * s2;
-    *S = s2[3];
+    *S = s2[last];
 }
 
 /* count elements from w's element down, S_i = g + x_{i+1} S_{i+1} and
@@ -400,7 +404,7 @@ SCAN_INLINE void KN(prod_vjp_group_)(v4d *x, v4d *x2, v4d *t, v4d *t2, const v4d
 SCAN_INLINE void KN(prod_vjp_groups_)(prod_vjp_walk *w, const int64_t count, const int back)
 {
     /* bytes per element in the walk's direction, and which way that is in
-     * memory for LINE_LOAD / LINE_STORE */
+     * memory for LINE_LOAD_MEM / LINE_STORE_MEM */
     const int64_t sz = back ? (int64_t)sizeof(T) : -(int64_t)sizeof(T);
     const int down = !back;
     const char *a = w->a, *g = w->g, *e = w->e;
@@ -415,11 +419,11 @@ SCAN_INLINE void KN(prod_vjp_groups_)(prod_vjp_walk *w, const int64_t count, con
                 LINE_PREFETCH(a, sz);
                 LINE_PREFETCH(g, sz);
                 LINE_PREFETCH(e, sz);
-                LINE_LOAD(E, e, down);
-                LINE_LOAD(E2, e + 4 * sz, down);
-                KN(prod_vjp_group_)(&x, &x2, &t, &t2, &E, &E2, &S, &r, &r2);
-                LINE_STORE(xb, r, down);
-                LINE_STORE(xb + 4 * sz, r2, down);
+                LINE_LOAD_MEM(E, e, down);
+                LINE_LOAD_MEM(E2, e + 4 * sz, down);
+                KN(prod_vjp_group_)(&x, &x2, &t, &t2, &E, &E2, &S, &r, &r2, down);
+                LINE_STORE_MEM(xb, r, down);
+                LINE_STORE_MEM(xb + 4 * sz, r2, down);
                 i += 8, a += 8 * sz, g += 8 * sz, e += 8 * sz, xb += 8 * sz;
                 continue;
             }
@@ -451,13 +455,14 @@ SCAN_INLINE void KN(prod_vjp_groups_)(prod_vjp_walk *w, const int64_t count, con
 #define PV_G_AHEAD 4
 #define PV_E_AHEAD 8
 #define PV_X_BEHIND 4
-/* the group of eight values at p (walk order) into a ring slot, as doubles */
+/* the group of eight values at p into a ring slot, as doubles: the two
+ * vectors prod_vjp_group_ takes, lanes in memory order */
 SCAN_INLINE void KN(prod_vjp_stage_group_)(double *slot, const char *p, const int64_t sz,
                                           const int down)
 {
     v4d v, v2;
-    LINE_LOAD(v, p, down);
-    LINE_LOAD(v2, p + 4 * sz, down);
+    LINE_LOAD_MEM(v, p, down);
+    LINE_LOAD_MEM(v2, p + 4 * sz, down);
     V4_STORE(slot, v);
     V4_STORE(slot + 4, v2);
 }
@@ -469,8 +474,8 @@ SCAN_INLINE void KN(prod_vjp_write_group_)(char *p, const double *rx, const int6
     v4d r, r2;
     V4_LOAD(r, slot);
     V4_LOAD(r2, slot + 4);
-    LINE_STORE(p, r, down);
-    LINE_STORE(p + 4 * sz, r2, down);
+    LINE_STORE_MEM(p, r, down);
+    LINE_STORE_MEM(p + 4 * sz, r2, down);
 }
 SCAN_INLINE int64_t KN(prod_vjp_skewed_)(prod_vjp_walk *w, const int64_t count, const int back,
                                         char *scratch)
@@ -481,7 +486,8 @@ SCAN_INLINE int64_t KN(prod_vjp_skewed_)(prod_vjp_walk *w, const int64_t count, 
     _Static_assert(3 * PV_RING * 8 * sizeof(double) <= SCAN_SCRATCH_BYTES, "rings fit the scratch");
     if (scratch == NULL || groups <= PV_E_AHEAD)
         return 0;
-    /* ring slot k holds a group's eight values in walk order, as doubles */
+    /* ring slot k holds a group's eight values as doubles, the two vectors
+     * prod_vjp_stage_group_ loads */
     double *const rg = (double *)(void *)scratch, *const re = rg + PV_RING * 8,
                  *const rx = re + PV_RING * 8;
     const char *a = w->a, *const g = w->g, *const e = w->e;
@@ -507,8 +513,8 @@ SCAN_INLINE int64_t KN(prod_vjp_skewed_)(prod_vjp_walk *w, const int64_t count, 
         const double *tg = rg + 8 * (j & (PV_RING - 1)), *te = re + 8 * (j & (PV_RING - 1));
         double *tx = rx + 8 * (j & (PV_RING - 1));
         v4d x, x2, t, t2;
-        LINE_LOAD(x, a, down);
-        LINE_LOAD(x2, a + 4 * sz, down);
+        LINE_LOAD_MEM(x, a, down);
+        LINE_LOAD_MEM(x2, a + 4 * sz, down);
         V4_LOAD(t, tg);
         V4_LOAD(t2, tg + 4);
         if (fabs(S) <= PROD_TAME && PROD_GROUP_TAME(x, x2, t, t2)) {
@@ -516,13 +522,14 @@ SCAN_INLINE int64_t KN(prod_vjp_skewed_)(prod_vjp_walk *w, const int64_t count, 
             LINE_PREFETCH(a, sz);
             V4_LOAD(E, te);
             V4_LOAD(E2, te + 4);
-            KN(prod_vjp_group_)(&x, &x2, &t, &t2, &E, &E2, &S, &r, &r2);
+            KN(prod_vjp_group_)(&x, &x2, &t, &t2, &E, &E2, &S, &r, &r2, down);
             V4_STORE(tx, r);
             V4_STORE(tx + 4, r2);
         } else {
             for (int k = 0; k < 8; k++) {
-                S = tg[k] + (double)LD(a + k * sz) * S;
-                tx[k] = te[k] * S;
+                const int j = down ? (k & 4) + 3 - (k & 3) : k; /* element k's slot */
+                S = tg[j] + (double)LD(a + k * sz) * S;
+                tx[j] = te[j] * S;
             }
         }
         if (j >= PV_X_BEHIND)

@@ -156,15 +156,6 @@ SCAN_INLINE int line_ranges_overlap(const char *x, const char *y, int64_t n, int
     return xl < yl + span && yl < xl + span;
 }
 
-/* the four elements i..i+3 of a line that starts at p (element i) and runs
- * up (back = 0) or down (back = 1) in memory, lanes in scan order */
-#define LINE_LOAD(dst, p, back)                                        \
-    do {                                                               \
-        LINE_LOAD_MEM(dst, p, back);                                   \
-        if (back)                                                      \
-            (dst) = V4_REVERSE(dst);                                   \
-    } while (0)
-#define LINE_STORE(p, v, back) LINE_STORE_MEM(p, (back) ? V4_REVERSE(v) : (v), back)
 #endif
 
 #if HAS_NARROW

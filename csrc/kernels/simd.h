@@ -22,7 +22,6 @@ typedef int64_t v4i __attribute__((vector_size(32)));
 #if defined(__clang__)
 #define V4_SHIFT1(v, fill) __builtin_shufflevector(v, fill, 4, 0, 1, 2)
 #define V4_SHIFT2(v, fill) __builtin_shufflevector(v, fill, 4, 5, 0, 1)
-#define V4_REVERSE(v) __builtin_shufflevector(v, v, 3, 2, 1, 0)
 #define V4_BROADCAST3(v) __builtin_shufflevector(v, v, 3, 3, 3, 3)
 #define V4_SHIFT1_DOWN(v, fill) __builtin_shufflevector(v, fill, 1, 2, 3, 4)
 #define V4_SHIFT2_DOWN(v, fill) __builtin_shufflevector(v, fill, 2, 3, 4, 5)
@@ -30,7 +29,6 @@ typedef int64_t v4i __attribute__((vector_size(32)));
 #else
 #define V4_SHIFT1(v, fill) __builtin_shuffle(v, fill, (v4i){4, 0, 1, 2})
 #define V4_SHIFT2(v, fill) __builtin_shuffle(v, fill, (v4i){4, 5, 0, 1})
-#define V4_REVERSE(v) __builtin_shuffle(v, (v4i){3, 2, 1, 0})
 #define V4_BROADCAST3(v) __builtin_shuffle(v, (v4i){3, 3, 3, 3})
 #define V4_SHIFT1_DOWN(v, fill) __builtin_shuffle(v, fill, (v4i){1, 2, 3, 4})
 #define V4_SHIFT2_DOWN(v, fill) __builtin_shuffle(v, fill, (v4i){2, 3, 4, 5})

@@ -41,6 +41,8 @@ typedef int64_t v4i __attribute__((vector_size(32)));
 #define LINE_SHIFT1(v, fill, back) ((back) ? V4_SHIFT1_DOWN(v, fill) : V4_SHIFT1(v, fill))
 #define LINE_SHIFT2(v, fill, back) ((back) ? V4_SHIFT2_DOWN(v, fill) : V4_SHIFT2(v, fill))
 #define LINE_LAST(v, back) ((back) ? V4_BROADCAST0(v) : V4_BROADCAST3(v))
+/* the lane that holds a vector's element k (0-3) in scan order; k = 3: its last */
+#define LINE_LANE(k, back) ((back) ? 3 - (k) : (k))
 /* every lane = s (adding s to a zero vector would turn -0.0 into +0.0) */
 #define V4_SPLAT(s) ((v4d){(s), (s), (s), (s)})
 #define V4I_SPLAT(s) ((v4i){(s), (s), (s), (s)})
@@ -131,7 +133,7 @@ SIMD_INLINE void affine_group_offsets(const v4d *a, const v4d *a2, const v4d *A1
     *e2 = *a2 * LINE_SHIFT1(*e2, zero, back) + *e2;
     *e = *A1 * LINE_SHIFT2(*e, zero, back) + *e;
     *e2 = *B1 * LINE_SHIFT2(*e2, zero, back) + *e2;
-    *e2 = *B2 * (*e)[back ? 0 : 3] + *e2;
+    *e2 = *B2 * (*e)[LINE_LANE(3, back)] + *e2;
 }
 
 /* affine_scan for factors that may be large: groups of eight run while the

@@ -70,7 +70,7 @@ static void line_combine_min(scan_carry *acc, const scan_carry *next)
                 : __builtin_shuffle(v, fill, (v8i){4, 5, 6, 7, 8, 9, 10, 11}))
 #endif
 /* lanes in memory order, as in accumulate_line_: a line walked backwards
- * mirrors its shifts (line.h, LINE_SHIFT1) */
+ * mirrors its shifts (simd.h, LINE_SHIFT1) */
 #define V8_SHIFT_LINE(v, fill, k, back) ((back) ? V8_SHIFT_DOWN(v, fill, k) : V8_SHIFT(v, fill, k))
 /* (v, p) = combine((l, lp), (v, p)): v where it takes over l, else l */
 #define V8_ABSORB(is_max, v, p, l, lp)                                                    \
@@ -203,10 +203,10 @@ SCAN_INLINE void KN(extreme_line_)(const scan_block *b, const int is_max, const 
         sv = V4_SPLAT(b->carry->v);
         sp = V4I_SPLAT(b->carry->i);
     }
-    /* lanes in memory order (line.h, LINE_SHIFT1): backwards, lane l holds
+    /* lanes in memory order (simd.h, LINE_SHIFT1): backwards, lane l holds
      * the group's element 3 - l in scan order */
     const v4i lanes = (back ? (v4i){3, 2, 1, 0} : (v4i){0, 1, 2, 3}) * b->index_step;
-    const int last = back ? 0 : 3;
+    const int last = LINE_LANE(3, back);
     const int64_t pos_step = 4 * b->index_step;
     int64_t i = 0;
     while (i < n) {

@@ -71,7 +71,7 @@ SCAN_INLINE void KN(prod_jvp_groups_)(prod_jvp_walk *w, const int64_t count, con
                                      const int back)
 {
     const int64_t sz = back ? -(int64_t)sizeof(T) : (int64_t)sizeof(T);
-    const int last = back ? 0 : 3; /* the lane of a vector's last element */
+    const int last = LINE_LANE(3, back);
     const v4d one = V4_SPLAT(1.0);
     const char *x = w->x, *t = w->t;
     char *y = w->y, *yd = w->yd;
@@ -242,7 +242,7 @@ SCAN_INLINE int KN(prod_jvp_tile_)(prod_jvp_walk *w, const int64_t left, const i
             KN(load_columns_)(xr, w->x + at, PJ_LEN * sz);
             KN(load_columns_)(tr, w->t + at, PJ_LEN * sz);
             for (int s = 0; s < 4; s++) {
-                const int c = back ? 3 - s : s;
+                const int c = LINE_LANE(s, back);
                 const v4d nP = lp[h] * xr[c], nD = ld[h] * xr[c] + lp[h] * tr[c];
                 bufP[j + s][h] = incl ? nP : lp[h];
                 bufD[j + s][h] = incl ? nD : ld[h];
@@ -269,7 +269,7 @@ SCAN_INLINE int KN(prod_jvp_tile_)(prod_jvp_walk *w, const int64_t left, const i
         for (int h = 0; h < 2; h++) {
             v4d yr[4], dr[4];
             for (int s = 0; s < 4; s++) {
-                const int c = back ? 3 - s : s;
+                const int c = LINE_LANE(s, back);
                 yr[c] = bufP[j + s][h] * Pc[h];
                 dr[c] = bufD[j + s][h] * Pc[h] + bufP[j + s][h] * Dc[h];
             }
@@ -332,7 +332,7 @@ SCAN_INLINE int KN(prod_vjp_tile_)(const scan_block *b, const int64_t hi, double
             KN(load_columns_)(ar, b->ptr[0] + (at + dx), -PJ_LEN * sz);
             KN(load_columns_)(er, b->ptr[2] + (at + dg), -PJ_LEN * sz);
             for (int s = 0; s < 4; s++) {
-                const int c = rev ? 3 - s : s;
+                const int c = LINE_LANE(s, rev);
                 ls[h] = er[c] + ar[c] * ls[h];
                 la[h] = la[h] * ar[c];
                 bufS[j + s][h] = ls[h];
@@ -354,7 +354,7 @@ SCAN_INLINE int KN(prod_vjp_tile_)(const scan_block *b, const int64_t hi, double
         for (int h = 0; h < 2; h++) {
             v4d sr[4];
             for (int s = 0; s < 4; s++)
-                sr[rev ? 3 - s : s] = bufS[j + s][h] + bufA[j + s][h] * Sc[h];
+                sr[LINE_LANE(s, rev)] = bufS[j + s][h] + bufA[j + s][h] * Sc[h];
             const int64_t at = (hi - (4 * h * PJ_LEN + j) - row_back) * sz;
             KN(store_columns_)(sr, b->ptr[3] + at, -PJ_LEN * sz, b->ptr[1] + (at + dy));
         }
@@ -384,7 +384,7 @@ typedef struct {
 SCAN_INLINE void KN(prod_vjp_group_)(v4d *x, v4d *x2, v4d *t, v4d *t2, const v4d *E,
                                     const v4d *E2, double *S, v4d *r, v4d *r2, const int down)
 {
-    const int last = down ? 0 : 3;
+    const int last = LINE_LANE(3, down);
     v4d P1, P2, Q1, Q2;
     affine_group_products(x, x2, &P1, &P2, &Q1, &Q2, down);
     affine_group_offsets(x, x2, &P1, &Q1, &Q2, t, t2, down);
@@ -527,7 +527,7 @@ SCAN_INLINE int64_t KN(prod_vjp_skewed_)(prod_vjp_walk *w, const int64_t count, 
             V4_STORE(tx + 4, r2);
         } else {
             for (int k = 0; k < 8; k++) {
-                const int j = down ? (k & 4) + 3 - (k & 3) : k; /* element k's slot */
+                const int j = (k & 4) + LINE_LANE(k & 3, down); /* element k's slot */
                 S = tg[j] + (double)LD(a + k * sz) * S;
                 tx[j] = te[j] * S;
             }

@@ -818,14 +818,14 @@ SCAN_INLINE int64_t KN(linear_jvp_groups_)(const char *x, const char *xd, const 
             affine_group_offsets(&a, &a2, &p.P1, &p.Q1, &p.Q2, &f, &f2, back);
             d = p.P2 * Dd + f;
             d2 = p.C2 * Dd + f2;
-            Dd = d2[back ? 0 : 3];
-        } else { /* lane j holds the group's element j, or 3 - j walking down */
+            Dd = d2[LINE_LANE(3, back)];
+        } else {
             for (int k = 0; k < 4; k++) {
-                const int j = back ? 3 - k : k;
+                const int j = LINE_LANE(k, back);
                 d[j] = Dd = a[j] == 0.0 ? f[j] : a[j] * Dd + f[j];
             }
             for (int k = 0; k < 4; k++) {
-                const int j = back ? 3 - k : k;
+                const int j = LINE_LANE(k, back);
                 d2[j] = Dd = a2[j] == 0.0 ? f2[j] : a2[j] * Dd + f2[j];
             }
         }

@@ -89,6 +89,17 @@ def median_time(fn: Callable[[], object], repeat: int = REPEAT) -> float:
     return _median_time(fn, repeat, SLOW_CALL, REPEAT_SLOW)
 
 
+def copy_destination(src: np.ndarray) -> np.ndarray:
+    """An empty C-contiguous array like src that starts half a page from src
+    modulo 4 KiB.  glibc's memcpy (``rep movsb``) is many times slower on AMD
+    Zen 3 when the destination starts a few bytes past the source modulo
+    4 KiB, which two arrays allocated one after the other often do; np.copyto
+    is the reference every ratio divides by (docs/performance.md)."""
+    buf = np.empty(src.nbytes + 4096, np.uint8)
+    skew = (src.ctypes.data + 2048 - buf.ctypes.data) % 4096
+    return buf[skew:skew + src.nbytes].view(src.dtype).reshape(src.shape)
+
+
 def alternated_medians(fns: Sequence[Callable[[], object]], rounds: int = 3 * REPEAT
                        ) -> List[float]:
     """Median wall time of each fn in seconds, timed one call each per round
@@ -209,7 +220,7 @@ def measure_rows(ops: Sequence[str], dtypes: Sequence[type],
     for dtype in dtypes:
         for shape, axis in cases:
             x = rng.standard_normal(shape).astype(dtype)
-            dst = np.empty_like(x)
+            dst = copy_destination(x)
             # every ratio in the row divides by this one, so it gets more runs
             t_copy = median_time(lambda: np.copyto(dst, x), 3 * REPEAT)
             for name in ops:
@@ -357,7 +368,7 @@ def chunk_table(quick: bool) -> List[str]:
     C = 64
     for shape in shapes:
         g = rng.standard_normal(shape).astype(np.float32)
-        dst = np.empty_like(g)
+        dst = copy_destination(g)
         t_copy = median_time(lambda: np.copyto(dst, g))
         t_alloc = median_time(lambda: g.copy())
         B, T = shape[:2]
@@ -426,7 +437,7 @@ def size_sweep(ops: Sequence[str], quick: bool) -> Tuple[List[str], List[int],
             ns: List[Optional[float]] = []
             for e in exps:
                 x = rng.standard_normal(1 << e).astype(np.float32)
-                dst = np.empty_like(x)
+                dst = copy_destination(x)
                 if impl == "copy":
                     f = lambda: np.copyto(dst, x)  # noqa: E731
                 elif impl == "scanad":
@@ -724,7 +735,7 @@ def linear_table(quick: bool) -> List[str]:
     for dtype in (np.float32, np.float64):
         for shape, axis in cases:
             b = rng.standard_normal(shape).astype(dtype)
-            dst = np.empty_like(b)
+            dst = copy_destination(b)
             t_copy = median_time(lambda: np.copyto(dst, b), 3 * REPEAT)
             for kind in ("scalar", "same shape"):
                 a = (np.asarray(0.999, dtype) if kind == "scalar"
@@ -855,7 +866,7 @@ def isa_cells(ops: Sequence[str], cases: Sequence[Tuple[Tuple[int, ...], int]]
                 cell = by_key[(name, np.dtype(dtype).name, f"{shape}, {axis}")]
                 cell["hvp"] = median_time(lambda: sa.hvp(fn, x, t, axis=axis))
             b = rng.standard_normal(shape).astype(dtype)
-            dst, ones = np.empty_like(b), np.ones_like(b)
+            dst, ones = copy_destination(b), np.ones_like(b)
             for kind in ("scalar", "same shape"):
                 a = (np.asarray(0.999, dtype) if kind == "scalar"
                      else rng.uniform(0.9, 1.0, shape).astype(dtype))

@@ -3,12 +3,13 @@
 # into a temporary directory, and runs every op and mode once on a tiny line
 # with the default table and the baseline one: a smoke test that the harness
 # still compiles against csrc/ and runs.  Exits non-zero on any failure.
-#   bash benchmarks/build_harness.sh      (CC=clang to try another compiler)
+#   bash benchmarks/build_harness.sh      (CC=clang to try another compiler;
+#                                          HARNESS_OPT=-O1 for a quicker build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
-CFLAGS=(-O3 -std=c11 -DNDEBUG -fwrapv -fno-trapping-math -ffp-contract=fast
+CFLAGS=("${HARNESS_OPT:--O3}" -std=c11 -DNDEBUG -fwrapv -fno-trapping-math -ffp-contract=fast
         -Wall -Wextra -Werror -Icsrc -pthread)
 # one compiler per file, side by side: the ISA variants are most of the time
 pids=()

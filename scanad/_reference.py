@@ -32,6 +32,8 @@ Pieces = List[Tuple[int, int]]
 # --------------------------------------------------------------------- helpers
 def _axis(x: np.ndarray, axis: Optional[int]) -> Tuple[np.ndarray, int]:
     x = np.asarray(x)
+    if not x.dtype.isnative:  # results are in native byte order, as scanad's are
+        x = x.astype(x.dtype.newbyteorder("="))
     if axis is None or x.ndim == 0:
         return x.reshape(-1), 0
     if not -x.ndim <= axis < x.ndim:

@@ -4,13 +4,14 @@
    Annex G), so it adds nothing and poisons nothing after it;
 2. an output whose prefix holds exactly one finite element is that element,
    bit for bit, and float64 results stay within a few ulp of the exact value;
-3. a complex tangent / cotangent with a real primal: ``J t`` and ``J^T g``.
+3. a complex tangent / cotangent with a real primal: ``J t`` and ``J^T g``;
+4. inputs in the other byte order or off alignment, cu_seqlens included.
 """
 
 from __future__ import annotations
 
 import zlib
-from typing import Iterator, List, Tuple
+from typing import Any, Iterator, List, Tuple
 
 import numpy as np
 import pytest
@@ -403,3 +404,57 @@ def test_sums_and_products_start_from_the_identity(layout: str) -> None:
     for dtype in ("complex64", "complex128"):
         got = scan(sa.cumprod, np.array([complex(INF, 0), 1, 1], dtype))
         assert got[0].real == INF and np.isnan(got[0].imag) and np.isnan(got[1:]).all()
+
+
+# ------------------------------------------------------------------ 4. byte order, alignment
+def _foreign(a: np.ndarray, how: str) -> np.ndarray:
+    """a's values in the other byte order, or on a buffer one byte off alignment."""
+    if how == "swapped":
+        return a.astype(a.dtype.newbyteorder("S"))
+    buf = np.empty(a.nbytes + 1, np.uint8)
+    out = buf[1:].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("name", SCANS)
+@pytest.mark.parametrize("how", ["swapped", "unaligned"])
+def test_foreign_byte_order_and_unaligned_inputs_equal_native(name: str, how: str) -> None:
+    """Such inputs are converted, never read raw: every mode's result equals the
+    native array's bit for bit, in native byte order, as the reference's is."""
+    spec = sa.OPS[name]
+    rng = np.random.default_rng(zlib.crc32(f"{name} {how}".encode()))
+    kw = {"axis": 1, "cu_seqlens": _foreign(np.array([0, 5, 5, 37]), how)}
+    native_kw = {"axis": 1, "cu_seqlens": np.array([0, 5, 5, 37])}
+    for dt in spec.dtypes_forward:
+        dtype = np.dtype(dt)
+        if dtype.itemsize == 1:
+            continue  # one byte has no order and no alignment
+        x, t, g = (rng.standard_normal((3, 37)) + (1j * rng.standard_normal((3, 37))
+                                                    if dtype.kind == "c" else 0)
+                   for _ in range(3))
+        x = (3 * x).round().astype(dtype) if dtype.kind in "iu" else x.astype(dtype)
+        want = _as_tuple(spec.fn(x, **native_kw))
+        got = _as_tuple(spec.fn(_foreign(x, how), **kw))
+        expected = _as_tuple(getattr(reference, name)(_foreign(x, how), **native_kw))
+        for w, o, r in zip(want, got, expected):
+            assert o.dtype == w.dtype == r.dtype and o.dtype.isnative
+            np.testing.assert_array_equal(o, w)
+        if dt not in spec.dtypes_derivative:
+            continue
+        t, g = t.astype(dtype), g.astype(dtype)
+        _, pullback = sa.vjp(spec.fn, x, **native_kw)
+        _, foreign_pullback = sa.vjp(spec.fn, _foreign(x, how), **kw)
+        np.testing.assert_array_equal(foreign_pullback(_foreign(g, how)), pullback(g))
+        np.testing.assert_array_equal(
+            sa.jvp(spec.fn, _foreign(x, how), _foreign(t, how), **kw)[1],
+            sa.jvp(spec.fn, x, t, **native_kw)[1])
+        np.testing.assert_array_equal(
+            sa.hvp(name, _foreign(x, how), _foreign(t, how), _foreign(g, how), **kw),
+            sa.hvp(name, x, t, g, **native_kw))
+
+
+
+def _as_tuple(result: Any) -> Tuple[np.ndarray, ...]:
+    return result if isinstance(result, tuple) else (result,)

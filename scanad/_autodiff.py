@@ -36,7 +36,7 @@ def _primal(spec: OpSpec, mode: str, x: Any, kw: Dict[str, Any]
                         f"(derivatives of integer scans are not defined); got dtype {x.dtype}")
     kw = dict(kw)
     dtype = kw.pop("dtype", None)
-    in_dtype = x.dtype
+    in_dtype = x.dtype.newbyteorder("=")  # results are native, as the kernels write them
     if dtype is not None:
         dtype = np.dtype(dtype)
         if dtype.kind not in "fc":

@@ -124,9 +124,11 @@ def prepare(primals: Any, kwargs: Dict[str, Any], what: str) -> _Call:
     a, b, h0 = _unpack(primals, what)
     rt = _result_dtype(a, b, h0, kwargs.get("dtype"))
     arrays = [None if v is None else np.asarray(v) for v in (a, b, h0)]
-    # a Python scalar or an integer input takes the result dtype
-    dtypes = tuple(v.dtype if isinstance(p, (np.ndarray, np.generic)) and v is not None
-                   and v.dtype.kind in "fc" else rt for p, v in zip((a, b, h0), arrays))
+    # a Python scalar or an integer input takes the result dtype; cotangents
+    # come back in native byte order, as every result does
+    dtypes = tuple(v.dtype.newbyteorder("=") if isinstance(p, (np.ndarray, np.generic))
+                   and v is not None and v.dtype.kind in "fc" else rt
+                   for p, v in zip((a, b, h0), arrays))
     A, B = (np.asarray(v).astype(rt, copy=False) for v in arrays[:2])
     H0 = None if arrays[2] is None else arrays[2].astype(rt, copy=False)
     try:

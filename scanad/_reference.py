@@ -259,7 +259,8 @@ def _chunk_cumsum(name: str, g: Any, chunk_size: Optional[int], reverse: bool,
     if scale is not None:
         out = out * scale
     out = np.moveaxis(out, -1, t_axis)
-    return out.astype(g.dtype if output_dtype is None else output_dtype)
+    return out.astype((g.dtype if output_dtype is None else np.dtype(output_dtype))
+                      .newbyteorder("="))
 
 
 def chunk_local_cumsum(g: Any, chunk_size: int, reverse: bool = False,

@@ -430,7 +430,7 @@ def _chunk_cumsum(name: str, g: Any, chunk_size: Optional[int], reverse: bool,
     if cu_seqlens is not None and gd.shape[0] != 1:
         raise ValueError(f"{name}: cu_seqlens needs a batch of one packed sequence (B == 1); "
                          f"got B = {gd.shape[0]}")
-    out_dtype = gd.dtype if output_dtype is None else np.dtype(output_dtype)
+    out_dtype = (gd.dtype if output_dtype is None else np.dtype(output_dtype)).newbyteorder("=")
     if out_dtype.type not in _FLOATS:
         raise TypeError(f"{name}: output_dtype must be float16, float32 or float64; "
                         f"got {out_dtype}")

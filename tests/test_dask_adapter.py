@@ -430,3 +430,17 @@ def test_scans_an_array_larger_than_the_workers_memory(tmp_path: Any) -> None:
         # VmHWM, not ru_maxrss: a forked worker inherits its parent's ru_maxrss
         peaks = client.run(_peak_rss_kib)
         assert all(kib * 1024 < limit for kib in peaks.values()), peaks
+
+
+def test_foreign_byte_order_gives_native_results() -> None:
+    """The dask array's dtype says what its blocks hold: native byte order, as
+    the in-memory results are."""
+    g = np.random.default_rng(3).normal(size=(1, 9, 2)).astype(">f4")
+    gd = da.from_array(g, chunks=(1, 4, 2))
+    for got, want in [(sad.chunk_local_cumsum(gd, 3), sa.chunk_local_cumsum(g, 3)),
+                      (sad.chunk_global_cumsum(gd), sa.chunk_global_cumsum(g)),
+                      (sad.cumsum(gd, 1), sa.cumsum(g, 1))]:
+        assert got.dtype == want.dtype and want.dtype.isnative
+        computed = got.compute()
+        assert computed.dtype == want.dtype
+        np.testing.assert_array_equal(computed, want)

@@ -41,8 +41,16 @@ PyObject *py_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     if ((typenum = result_typenum(op, PyArray_DESCR(x), args[5])) < 0)
         goto done;
-    if (normalize_axis(name, args[2], &x, &axis) < 0)
-        goto done;
+    {
+        /* axis None flattens a copy, but a 1-D x is its own flattening: kept
+         * as it is, a line running down in memory takes the driver's bounce
+         * buffer where the kernel has one, which is faster than the copy */
+        const scan_cell *fwd = cell_of(op, typenum, MODE_FORWARD);
+        if (args[2] == Py_None && PyArray_NDIM(x) == 1 && fwd != NULL && fwd->split.bounce)
+            axis = 0;
+        else if (normalize_axis(name, args[2], &x, &axis) < 0)
+            goto done;
+    }
     if ((xk = as_kernel_array(x, typenum)) == NULL)
         goto done;
     if (parse_segments(name, args[7], args[8], PyArray_DIM(xk, axis), &seg) < 0)
@@ -90,7 +98,7 @@ PyObject *py_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         }
         {
             PyArrayObject *ops[3] = {xk, y, idx};
-            if (run(cell, ops, want_indices ? 3 : 2, 1, axis, reverse, inclusive, &seg) < 0)
+            if (run(cell, ops, want_indices ? 3 : 2, 1, 1, axis, reverse, inclusive, &seg) < 0)
                 goto done;
         }
     }
@@ -148,7 +156,7 @@ PyObject *py_jvp(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     {
         PyArrayObject *ops[4] = {x, t, y, yd};
-        if (run(cell, ops, 4, 3, axis, reverse, inclusive, &seg) < 0)
+        if (run(cell, ops, 4, 3, 0, axis, reverse, inclusive, &seg) < 0)
             goto done;
     }
     result = PyTuple_Pack(2, (PyObject *)y, (PyObject *)yd);
@@ -198,7 +206,7 @@ PyObject *py_vjp(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     {
         PyArrayObject *ops[4] = {xflat, y, g, xb};
-        if (run(cell, ops, 4, 3, axis, reverse, inclusive, &seg) < 0)
+        if (run(cell, ops, 4, 3, 0, axis, reverse, inclusive, &seg) < 0)
             goto done;
     }
     /* with axis None x_bar was computed flat: x's shape again, a view unless
@@ -293,7 +301,7 @@ PyObject *py_vjp_jvp(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     {
         PyArrayObject *ops[6] = {xflat, t, g, gd, xb, xbd};
-        if (run(cell, ops, 6, 4, axis, reverse, inclusive, &seg) < 0)
+        if (run(cell, ops, 6, 4, 0, axis, reverse, inclusive, &seg) < 0)
             goto done;
     }
     if ((xbd_out = in_shape_of(x, xbd)) == NULL)

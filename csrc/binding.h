@@ -109,9 +109,10 @@ int binding_output_init(void);
  * of memory. */
 int run_problem(const scan_cell *cell, scan_problem *p);
 /* Runs a cell's kernel over the operands with the GIL released; ops[lane_operand]
- * decides the lanes.  -1 with MemoryError if the driver ran out of memory. */
-int run(const scan_cell *cell, PyArrayObject *const *ops, int nops, int lane_operand, int axis,
-        int reverse, int inclusive, const segments_t *seg);
+ * decides the lanes; ops[first_output..] are the outputs (0: not said).  -1
+ * with MemoryError if the driver ran out of memory. */
+int run(const scan_cell *cell, PyArrayObject *const *ops, int nops, int lane_operand,
+        int first_output, int axis, int reverse, int inclusive, const segments_t *seg);
 
 /* ---- binding_info.c ---- */
 /* At import: the table SCANAD_ISA names (SCANAD_FORCE_BASELINE, the older

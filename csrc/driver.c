@@ -7,6 +7,7 @@
  * (a non-last axis of a C-ordered array: rows stream at copy speed);
  * otherwise every line is its own block.  Segments and chunks are just
  * shorter blocks: the scan restarts because each block starts afresh. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,6 +72,7 @@ static scan_block make_block(const plan_t *pl, char *const base[SCAN_MAX_OPERAND
     b.index_step = p->reverse ? -1 : 1;
     b.scratch = scratch;
     b.carry = NULL;
+    b.carry_out = NULL;
     b.last = 1;
     for (int k = 0; k < SCAN_MAX_OPERANDS; k++) {
         if (k < p->noperands && base[k] != NULL) {
@@ -86,11 +88,166 @@ static scan_block make_block(const plan_t *pl, char *const base[SCAN_MAX_OPERAND
     return b;
 }
 
+/* ---- lines whose outputs run against their input ----
+ * sa.cumsum(x[::-1]) reads x down in memory and writes a fresh y up: no
+ * line kernel takes operands running both ways, so such a line went one
+ * element at a time, about twice the time of the same scan with
+ * reverse=True.  Where the kernel starts from a carry (scan_split.bounce),
+ * the line is scanned instead in chunks into a buffer laid out like the
+ * input, each chunk starting from the state the kernel left after the one
+ * before (carry_out), and copied out in the output's order. */
+#define SCAN_BOUNCE_ELEMENTS 2048
+#define SCAN_BOUNCE_MIN_ELEMENTS 64
+#define SCAN_BOUNCE_OUTPUTS 2 /* y and the indices of cummax/cummin */
+#define SCAN_BOUNCE_BYTES ((size_t)SCAN_BOUNCE_ELEMENTS * 16 * SCAN_BOUNCE_OUTPUTS)
+
+/* +1 or -1, the direction in memory of line block b's inputs, if all of
+ * them are contiguous that way and no output is (each output then needs
+ * the buffer, and none is an input: an output the kernel is handed is
+ * disjoint from the input or laid out exactly like it); else 0 */
+static int bounce_direction(const scan_problem *p, const scan_block *b)
+{
+    if (p->first_output <= 0 || p->split == NULL || !p->split->bounce ||
+        p->split->reduce == NULL || b->m != 1 || b->n < SCAN_BOUNCE_MIN_ELEMENTS ||
+        p->noperands - p->first_output > SCAN_BOUNCE_OUTPUTS)
+        return 0;
+    int dir = 0;
+    for (int k = 0; k < p->first_output; k++) {
+        if (b->ptr[k] == NULL)
+            continue;
+        const int d = b->step[k] == p->itemsize[k] ? 1 : b->step[k] == -p->itemsize[k] ? -1 : 0;
+        if (d == 0 || (dir != 0 && d != dir))
+            return 0;
+        dir = d;
+    }
+    if (dir == 0)
+        return 0;
+    for (int k = p->first_output; k < p->noperands; k++)
+        if (b->ptr[k] != NULL &&
+            (p->itemsize[k] <= 0 || p->itemsize[k] > 16 || b->step[k] == dir * p->itemsize[k]))
+            return 0;
+    return dir;
+}
+
+/* out[m] = in[len - 1 - m] for len elements of size bytes */
+static void reverse_copy(char *restrict out, const char *restrict in, int64_t len, int64_t size)
+{
+    const int aligned = ((uintptr_t)out % (uintptr_t)size | (uintptr_t)in % (uintptr_t)size) == 0;
+    if (aligned && size == 4) {
+        uint32_t *o = (uint32_t *)(void *)out;
+        const uint32_t *s = (const uint32_t *)(const void *)in;
+        for (int64_t m = 0; m < len; m++)
+            o[m] = s[len - 1 - m];
+    } else if (aligned && size == 8) {
+        uint64_t *o = (uint64_t *)(void *)out;
+        const uint64_t *s = (const uint64_t *)(const void *)in;
+        for (int64_t m = 0; m < len; m++)
+            o[m] = s[len - 1 - m];
+    } else {
+        for (int64_t m = 0; m < len; m++)
+            memcpy(out + m * size, in + (len - 1 - m) * size, (size_t)size);
+    }
+}
+
+/* Chunk c of block b (positions [c, c + len) in scan order) written, from
+ * the buffer laid out in direction dir, into the output at dst */
+static void bounce_out(char *dst, int64_t dst_step, const char *buf, int dir, int64_t len,
+                       int64_t size)
+{
+    if (dst_step == -dir * size) {
+        /* the output runs against the buffer: a reversed copy, from the
+         * output's lowest address */
+        reverse_copy(dst_step > 0 ? dst : dst + (len - 1) * dst_step, buf, len, size);
+        return;
+    }
+    for (int64_t i = 0; i < len; i++)
+        memcpy(dst + i * dst_step, buf + (dir > 0 ? i : len - 1 - i) * size, (size_t)size);
+}
+
+/* Runs line block b through the buffer (bounce_direction gave dir).
+ * Returns 0 if a chunk's reduce declined (its values out of the range the
+ * reduce takes): then the caller runs b as it is, which writes every
+ * output anew; the inputs are untouched. */
+static int run_bounced(const plan_t *pl, const scan_block *b, int dir, char *buf)
+{
+    const scan_problem *p = pl->p;
+    char *bufs[SCAN_MAX_OPERANDS] = {NULL};
+    {
+        char *at = buf;
+        for (int k = p->first_output; k < p->noperands; k++)
+            if (b->ptr[k] != NULL) {
+                bufs[k] = at;
+                at += SCAN_BOUNCE_ELEMENTS * p->itemsize[k];
+            }
+    }
+    scan_carry carry;
+    const scan_carry *from = b->carry;
+    for (int64_t c = 0, len = 0; c < b->n; c += len) {
+        /* every chunk of at least SCAN_BOUNCE_MIN_ELEMENTS: a shorter line is
+         * no line to the kernels, whose other paths do not start from a
+         * carry; so a short tail is shared with the chunk before it */
+        const int64_t rest = b->n - c;
+        len = rest <= SCAN_BOUNCE_ELEMENTS ? rest
+              : rest < SCAN_BOUNCE_ELEMENTS + SCAN_BOUNCE_MIN_ELEMENTS ? rest / 2
+                                                                      : SCAN_BOUNCE_ELEMENTS;
+        scan_block piece = *b;
+        piece.n = len;
+        piece.index_first = b->index_first + c * b->index_step;
+        piece.carry = from;
+        piece.last = b->last && c + len == b->n;
+        for (int k = 0; k < p->noperands; k++) {
+            if (b->ptr[k] == NULL)
+                continue;
+            if (bufs[k] != NULL) {
+                piece.ptr[k] = bufs[k] + (dir > 0 ? 0 : (len - 1) * p->itemsize[k]);
+                piece.step[k] = dir * p->itemsize[k];
+            } else {
+                piece.ptr[k] = b->ptr[k] + c * b->step[k];
+            }
+        }
+        /* the scan leaves its state for the next chunk; a kernel that does
+         * not (any other path) has the chunk's total taken after it, with
+         * the chunk still in cache */
+        scan_carry next;
+        memset(&next, 0, sizeof next);
+        piece.carry_out = &next;
+        pl->kernel(&piece);
+        for (int k = p->first_output; k < p->noperands; k++)
+            if (bufs[k] != NULL)
+                bounce_out(b->ptr[k] + c * b->step[k], b->step[k], bufs[k], dir, len,
+                           p->itemsize[k]);
+        if (c + len < b->n && next.filled) {
+            carry = next;
+            from = &carry;
+        } else if (c + len < b->n) {
+            scan_carry total;
+            if (!p->split->reduce(&piece, &total))
+                return 0;
+            if (from == NULL) {
+                carry = total;
+            } else {
+                carry = *from;
+                p->split->combine(&carry, &total);
+            }
+            from = &carry;
+        }
+    }
+    return 1;
+}
+
+/* bounce: the work item's buffer, allocated at its first use (NULL until
+ * then, and if there was no memory for it: then lines run as they are) */
 static void run_piece(const plan_t *pl, char *const base[SCAN_MAX_OPERANDS], int64_t start,
-                      int64_t stop, int64_t lane0, int64_t width, char *scratch, int last)
+                      int64_t stop, int64_t lane0, int64_t width, char *scratch, char **bounce,
+                      int last)
 {
     scan_block b = make_block(pl, base, start, stop, lane0, width, scratch);
     b.last = last;
+    const int dir = bounce_direction(pl->p, &b);
+    if (dir != 0 && *bounce == NULL)
+        *bounce = (char *)aligned_alloc(64, SCAN_BOUNCE_BYTES);
+    if (dir != 0 && *bounce != NULL && run_bounced(pl, &b, dir, *bounce))
+        return;
     pl->kernel(&b);
 }
 
@@ -114,6 +271,7 @@ typedef struct {
     int first_in_pass1;
     scan_carry total[SCAN_MAX_PIECES], carry[SCAN_MAX_PIECES];
     int supported[SCAN_MAX_PIECES];
+    int bounce_failed[SCAN_MAX_PIECES]; /* piece j could not take the bounce buffer */
 } split_t;
 
 static scan_block piece_block(const split_t *sp, int64_t j)
@@ -136,8 +294,15 @@ static void split_totals(void *ctx, int64_t begin, int64_t end)
     split_t *sp = (split_t *)ctx;
     for (int64_t j = begin; j < end; j++) {
         const scan_block b = piece_block(sp, j);
+        /* a piece whose outputs run against its input (scanned through the
+         * bounce buffer): its total is its input's, which the reduce takes
+         * with the outputs laid out as the buffer will be (it reads only x) */
+        scan_block rb = b;
+        const int dir = bounce_direction(sp->pl->p, &b);
+        for (int k = sp->pl->p->first_output; dir != 0 && k < sp->pl->p->noperands; k++)
+            rb.step[k] = dir * sp->pl->p->itemsize[k];
         /* the total first: the scan may write over x (out=x) */
-        sp->supported[j] = sp->pl->p->split->reduce(&b, &sp->total[j]);
+        sp->supported[j] = sp->pl->p->split->reduce(&rb, &sp->total[j]);
         if (j == 0 && sp->first_in_pass1)
             sp->pl->kernel(&b);
     }
@@ -146,12 +311,24 @@ static void split_totals(void *ctx, int64_t begin, int64_t end)
 static void split_scans(void *ctx, int64_t begin, int64_t end)
 {
     split_t *sp = (split_t *)ctx;
+    char *bounce = NULL;
     for (int64_t k = begin; k < end; k++) {
         const int64_t j = k + sp->first_in_pass1; /* pass 1 may have done piece 0 */
         scan_block b = piece_block(sp, j);
         b.carry = j > 0 ? &sp->carry[j] : NULL;
-        sp->pl->kernel(&b);
+        const int dir = bounce_direction(sp->pl->p, &b);
+        if (dir == 0) {
+            sp->pl->kernel(&b);
+            continue;
+        }
+        /* the kernel's other paths would not start from the carry: without
+         * the buffer the whole line runs again on one thread */
+        if (bounce == NULL)
+            bounce = (char *)aligned_alloc(64, SCAN_BOUNCE_BYTES);
+        if (bounce == NULL || !run_bounced(sp->pl, &b, dir, bounce))
+            sp->bounce_failed[j] = 1;
     }
+    free(bounce);
 }
 
 /* Returns 1 if the line was scanned in pieces, 0 if the caller should run it
@@ -191,6 +368,9 @@ static int run_split(const plan_t *pl, int nthreads)
             pl->p->split->combine(&sp->carry[j + 1], &sp->total[j]);
         }
         scan_parallel_for(split_scans, sp, pieces - sp->first_in_pass1, nthreads, 0);
+        /* every output is rewritten then (none is an input: bounce_direction) */
+        for (int64_t j = 0; j < pieces; j++)
+            ok &= !sp->bounce_failed[j];
     }
     free(sp);
     return ok;
@@ -218,6 +398,7 @@ static void run_items(void *ctx, int64_t begin, int64_t end)
         pl->failed = 1;
         return;
     }
+    char *bounce = NULL;
     const int down = items_run_down(pl);
     for (int64_t it = begin; it < end; it++) {
         const int64_t item = down ? end - 1 - (it - begin) : it;
@@ -245,13 +426,15 @@ static void run_items(void *ctx, int64_t begin, int64_t end)
             for (int64_t c = s0; c < s1;) {
                 const int64_t c1 = s1 - c <= p->chunk_size ? s1 : c + p->chunk_size;
                 /* the last chunk in scan order: the lowest one when reversed */
-                run_piece(pl, base, c, c1, lane0, width, scratch, p->reverse ? c == s0 : c1 == s1);
+                run_piece(pl, base, c, c1, lane0, width, scratch, &bounce,
+                          p->reverse ? c == s0 : c1 == s1);
                 c = c1;
             }
         } else if (s1 > s0) {
-            run_piece(pl, base, s0, s1, lane0, width, scratch, 1);
+            run_piece(pl, base, s0, s1, lane0, width, scratch, &bounce, 1);
         }
     }
+    free(bounce);
     free(scratch);
 }
 

@@ -27,8 +27,8 @@ int run_problem(const scan_cell *cell, scan_problem *p)
     return 0;
 }
 
-int run(const scan_cell *cell, PyArrayObject *const *ops, int nops, int lane_operand, int axis,
-        int reverse, int inclusive, const segments_t *seg)
+int run(const scan_cell *cell, PyArrayObject *const *ops, int nops, int lane_operand,
+        int first_output, int axis, int reverse, int inclusive, const segments_t *seg)
 {
     scan_problem p;
     int64_t shape[SCAN_MAX_DIMS];
@@ -44,6 +44,7 @@ int run(const scan_cell *cell, PyArrayObject *const *ops, int nops, int lane_ope
         if (ops[i] == NULL)
             continue;
         p.data[i] = PyArray_BYTES(ops[i]);
+        p.itemsize[i] = PyArray_ITEMSIZE(ops[i]);
         for (int d = 0; d < p.ndim; d++)
             strides[i][d] = PyArray_STRIDE(ops[i], d);
         p.strides[i] = strides[i];
@@ -54,6 +55,7 @@ int run(const scan_cell *cell, PyArrayObject *const *ops, int nops, int lane_ope
     p.nseg = seg->nseg;
     p.chunk_size = seg->chunk_size;
     p.lane_operand = lane_operand;
+    p.first_output = first_output;
     return run_problem(cell, &p);
 }
 

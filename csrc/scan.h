@@ -47,6 +47,9 @@ typedef struct {
     /* NULL, or the state to start from: a later piece of one long line
      * split between threads (only kernels with a scan_split read it) */
     const struct scan_carry *carry;
+    /* NULL, or where the line kernel of a cell with scan_split.bounce leaves
+     * its state after the last element (the carry of a piece that follows) */
+    struct scan_carry *carry_out;
     /* 1 unless the block is an earlier chunk of its segment or an earlier
      * piece of a split line (in scan order): where linear_scan writes the
      * segment's final state */
@@ -64,6 +67,7 @@ typedef void (*scan_kernel)(const scan_block *b);
 typedef struct scan_carry {
     double v, s;
     int64_t i;
+    int filled; /* as a block's carry_out: 1 once the kernel has written it */
 } scan_carry;
 /* linear_scan (kernels/ops/linear_scan.h) carries the affine map of a
  * piece, h -> s 2^i h + v: s 2^i the product of its a (a mantissa and an
@@ -80,6 +84,10 @@ typedef struct {
      * values), its time as a share of the forward kernel's on a piece: then
      * the first piece, shorter, is scanned while the others are reduced */
     double reduce_share;
+    /* 1: the reduce is a plain pass over the input, cheap next to the
+     * kernel's slow path, so a line whose outputs run against its input is
+     * scanned in chunks through a buffer (driver.c, "bounce") */
+    int bounce;
 } scan_split;
 
 /* One cell of the matrix: how to run one op on one dtype in one mode. */
@@ -143,6 +151,10 @@ typedef struct {
     /* byte offset per segment of an operand with one entry per segment
      * (linear_scan's h0 and h_final under cu_seqlens); 0: the same for all */
     int64_t seg_stride[SCAN_MAX_OPERANDS];
+    /* operands first_output.. are the outputs, the others inputs; 0: not
+     * said (then no line takes the bounce buffer) */
+    int first_output;
+    int64_t itemsize[SCAN_MAX_OPERANDS];   /* bytes per element; 0: not said */
 } scan_problem;
 
 /* driver.c: run kernel k over the whole problem with up to nthreads threads.

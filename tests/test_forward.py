@@ -4,6 +4,8 @@ and every bad input of docs/semantics.md, "Bad input"."""
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 import torch
@@ -339,3 +341,62 @@ def test_read_only_out() -> None:
     out.flags.writeable = False
     with pytest.raises(ValueError, match="out must be a writeable"):
         sa.cumsum(np.ones(3), out=out)
+
+
+# ------------------------------------------------------------------ lines that run both ways
+def _against(x: np.ndarray, kind: str) -> tuple:
+    """x laid out so that a fresh (or the given) output runs against it, and
+    the out= to pass (None: a fresh result)."""
+    if kind == "input reversed":
+        return x[::-1], None
+    if kind == "out reversed":
+        return x, np.full(x.shape, np.nan, x.dtype)[::-1]
+    return x[::-1], np.full(2 * x.shape[0], np.nan, x.dtype)[::2]  # and a strided out
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("name", ["cumsum", "cumprod", "cummax", "cummin", "logcumsumexp"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kind", ["input reversed", "out reversed", "strided out"])
+def test_lines_whose_output_runs_against_the_input(name: str, dtype: str, kind: str) -> None:
+    """Long lines whose output runs the other way in memory (they are scanned
+    in chunks through a buffer): lengths around the chunk, both flags, both
+    directions, segments, chunks, indices; values that the chunks' totals
+    cannot take (zeros in cumprod, float64 sums near overflow, NaN) included."""
+    spec = sa.OPS[name]
+    rng = np.random.default_rng(zlib.crc32(f"{name} {dtype} {kind}".encode()))
+    for n in (64, 2047, 2048, 2049, 3 * 2048 + 17):
+        base = rng.uniform(0.99, 1.01, n) if name == "cumprod" else rng.standard_normal(n)
+        specials = {"cumsum": [1e300, -1e300], "cumprod": [0.0, 0.0], "cummax": [np.nan, np.inf],
+                    "cummin": [np.nan, -np.inf], "logcumsumexp": [np.inf, -np.inf]}[name]
+        wild = base.copy()
+        wild[[n // 3, n - 5]] = specials
+        for values in (base, wild):
+            x, out = _against(values.astype(dtype), kind)
+            for kw in (dict(), dict(axis=0, reverse=True), dict(axis=0, inclusive=False),
+                       dict(reverse=True, inclusive=False),
+                       dict(axis=0, cu_seqlens=[0, 5, n // 2, n]), dict(chunk_size=1000)):
+                call = dict(kw, return_indices=True) if name in ("cummax", "cummin") else kw
+                if out is not None:
+                    res = (out, np.empty(out.shape, np.int64)) if "return_indices" in call else out
+                    call["out"] = res
+                got = spec.fn(x, **call)
+                want = spec.reference(np.ascontiguousarray(x), **{k: v for k, v in call.items()
+                                                                  if k != "out"})
+                if name in ("cummax", "cummin"):
+                    np.testing.assert_array_equal(got[0], want[0])
+                    np.testing.assert_array_equal(got[1], want[1])
+                    if out is not None:
+                        assert got[0] is out
+                else:
+                    with np.errstate(invalid="ignore", over="ignore"):
+                        _compare(name, got, want)
+                    if out is not None:
+                        assert got is out
+    # several lines: [:, ::-1] scanned along axis 1
+    x = np.stack([rng.standard_normal(2500).astype(dtype) for _ in range(3)])[:, ::-1]
+    if kind == "input reversed":
+        got = spec.fn(x, axis=1)
+        want = spec.reference(np.ascontiguousarray(x), axis=1)
+        with np.errstate(invalid="ignore", over="ignore"):
+            _compare(name, got, want)

@@ -106,8 +106,13 @@ SCAN_INLINE void KN(accumulate_line_)(const scan_block *b, const int prod, const
             i += 8, x += 8 * sz, y += 8 * sz;
         }
         S = Sv[0];
-        if (i == n)
+        if (i == n) {
+            if (b->carry_out != NULL) {
+                b->carry_out->v = S;
+                b->carry_out->filled = 1;
+            }
             return;
+        }
         /* the line's tail, or eight elements after a wild group or carry */
         const int64_t stop = i + 8 <= n ? i + 8 : n;
         for (; i < stop; i++, x += sz, y += sz) {

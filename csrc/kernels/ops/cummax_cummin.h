@@ -171,6 +171,11 @@ SCAN_INLINE void KN(extreme_f32_)(const scan_block *b, const int is_max, const i
             sp = (v8i){np, np, np, np, np, np, np, np};
         }
     }
+    if (b->carry_out != NULL) { /* no owner's index here, nor in a carry it reads */
+        b->carry_out->v = s[0];
+        b->carry_out->i = -1;
+        b->carry_out->filled = 1;
+    }
 }
 #undef V8_LOAD
 #undef V8_STORE
@@ -294,6 +299,11 @@ SCAN_INLINE void KN(extreme_line_)(const scan_block *b, const int is_max, const 
         sv = V4_SPLAT(nv);
         sp = V4I_SPLAT(np);
         i++, x += sz, y += sz;
+    }
+    if (b->carry_out != NULL) {
+        b->carry_out->v = sv[0];
+        b->carry_out->i = sp[0];
+        b->carry_out->filled = 1;
     }
 }
 
@@ -763,9 +773,9 @@ SO_DEFINE_MAXMIN(min, 0)
         [MODE_FORWARD] = {.kernel = KN(OPNAME##_fwd_), .split = MAXMIN_SPLIT_(OPNAME)},         \
         MAXMIN_DERIV_CELLS_(OPNAME)};
 #if HAS_NARROW
-#define MAXMIN_SPLIT_(OPNAME) {KN(OPNAME##_reduce_), line_combine_##OPNAME}
+#define MAXMIN_SPLIT_(OPNAME) {KN(OPNAME##_reduce_), line_combine_##OPNAME, 0, 1}
 #else
-#define MAXMIN_SPLIT_(OPNAME) {NULL, NULL, 0}
+#define MAXMIN_SPLIT_(OPNAME) {NULL, NULL, 0, 0}
 #endif
 #if HAS_DERIV
 #define MAXMIN_DERIV_CELLS_(OPNAME)                                                             \

@@ -911,7 +911,7 @@ static void KN(prod_vjp_jvp_)(const scan_block *b)
 
 static const scan_cell KN(prod_cells_)[SCAN_NUM_MODES] = {
 #if HAS_NARROW
-    [MODE_FORWARD] = {.kernel = KN(prod_fwd_), .split = {KN(prod_reduce_), line_combine_prod}},
+    [MODE_FORWARD] = {.kernel = KN(prod_fwd_), .split = {KN(prod_reduce_), line_combine_prod, 0, 1}},
 #else
     [MODE_FORWARD] = {.kernel = KN(prod_fwd_)},
 #endif

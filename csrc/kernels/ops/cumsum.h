@@ -109,7 +109,7 @@ static void KN(sum_vjp_jvp_)(const scan_block *b)
 
 static const scan_cell KN(sum_cells_)[SCAN_NUM_MODES] = {
 #if HAS_NARROW
-    [MODE_FORWARD] = {.kernel = KN(sum_fwd_), .split = {KN(sum_reduce_), line_combine_sum}},
+    [MODE_FORWARD] = {.kernel = KN(sum_fwd_), .split = {KN(sum_reduce_), line_combine_sum, 0, 1}},
 #else
     [MODE_FORWARD] = {.kernel = KN(sum_fwd_)},
 #endif

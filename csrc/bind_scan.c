@@ -17,6 +17,7 @@ PyObject *py_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     const char *name;
     PyArrayObject *x = NULL, *xk = NULL, *y = NULL, *idx = NULL, *out_y = NULL, *out_i = NULL;
     PyObject *result = NULL;
+    const scan_cell *cell;
     segments_t seg = {NULL, 0, 0};
     (void)self;
     if (nargs != 10 && nargs != 11) {
@@ -41,16 +42,14 @@ PyObject *py_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     if ((typenum = result_typenum(op, PyArray_DESCR(x), args[5])) < 0)
         goto done;
-    {
-        /* axis None flattens a copy, but a 1-D x is its own flattening: kept
-         * as it is, a line running down in memory takes the driver's bounce
-         * buffer where the kernel has one, which is faster than the copy */
-        const scan_cell *fwd = cell_of(op, typenum, MODE_FORWARD);
-        if (args[2] == Py_None && PyArray_NDIM(x) == 1 && fwd != NULL && fwd->split.bounce)
-            axis = 0;
-        else if (normalize_axis(name, args[2], &x, &axis) < 0)
-            goto done;
-    }
+    cell = cell_of(op, typenum, MODE_FORWARD); /* NULL: refused below, once x is checked */
+    /* axis None flattens a copy, but a 1-D x is its own flattening: kept as
+     * it is, a line running down in memory takes the driver's bounce buffer
+     * where the kernel has one, which is faster than the copy */
+    if (args[2] == Py_None && PyArray_NDIM(x) == 1 && cell != NULL && cell->split.bounce)
+        axis = 0;
+    else if (normalize_axis(name, args[2], &x, &axis) < 0)
+        goto done;
     if ((xk = as_kernel_array(x, typenum)) == NULL)
         goto done;
     if (parse_segments(name, args[7], args[8], PyArray_DIM(xk, axis), &seg) < 0)
@@ -76,7 +75,6 @@ PyObject *py_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     {
-        const scan_cell *cell = cell_of(op, typenum, MODE_FORWARD);
         PyArrayObject *inputs[1] = {xk};
         if (cell == NULL) {
             raise_bad_dtype(name, "x", PyArray_DESCR(xk), "of a dtype this op supports");

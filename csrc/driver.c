@@ -107,9 +107,8 @@ static scan_block make_block(const plan_t *pl, char *const base[SCAN_MAX_OPERAND
  * disjoint from the input or laid out exactly like it); else 0 */
 static int bounce_direction(const scan_problem *p, const scan_block *b)
 {
-    if (p->first_output <= 0 || p->split == NULL || !p->split->bounce ||
-        p->split->reduce == NULL || b->m != 1 || b->n < SCAN_BOUNCE_MIN_ELEMENTS ||
-        p->noperands - p->first_output > SCAN_BOUNCE_OUTPUTS)
+    if (p->first_output <= 0 || p->split == NULL || !p->split->bounce || b->m != 1 ||
+        b->n < SCAN_BOUNCE_MIN_ELEMENTS || p->noperands - p->first_output > SCAN_BOUNCE_OUTPUTS)
         return 0;
     int dir = 0;
     for (int k = 0; k < p->first_output; k++) {
@@ -165,9 +164,9 @@ static void bounce_out(char *dst, int64_t dst_step, const char *buf, int dir, in
 }
 
 /* Runs line block b through the buffer (bounce_direction gave dir).
- * Returns 0 if a chunk's reduce declined (its values out of the range the
- * reduce takes): then the caller runs b as it is, which writes every
- * output anew; the inputs are untouched. */
+ * Returns 0 if a chunk's kernel left no carry_out (a path outside the
+ * contract of scan_split.bounce): then the caller runs b as it is, which
+ * writes every output anew; the inputs are untouched. */
 static int run_bounced(const plan_t *pl, const scan_block *b, int dir, char *buf)
 {
     const scan_problem *p = pl->p;
@@ -180,7 +179,7 @@ static int run_bounced(const plan_t *pl, const scan_block *b, int dir, char *buf
                 at += SCAN_BOUNCE_ELEMENTS * p->itemsize[k];
             }
     }
-    scan_carry carry;
+    scan_carry state[2]; /* the one a chunk starts from, and the one it leaves */
     const scan_carry *from = b->carry;
     for (int64_t c = 0, len = 0; c < b->n; c += len) {
         /* every chunk of at least SCAN_BOUNCE_MIN_ELEMENTS: a shorter line is
@@ -205,34 +204,30 @@ static int run_bounced(const plan_t *pl, const scan_block *b, int dir, char *buf
                 piece.ptr[k] = b->ptr[k] + c * b->step[k];
             }
         }
-        /* the scan leaves its state for the next chunk; a kernel that does
-         * not (any other path) has the chunk's total taken after it, with
-         * the chunk still in cache */
-        scan_carry next;
-        memset(&next, 0, sizeof next);
-        piece.carry_out = &next;
+        /* the scan leaves its state, the next chunk's carry */
+        scan_carry *next = from == &state[0] ? &state[1] : &state[0];
+        memset(next, 0, sizeof *next);
+        piece.carry_out = next;
         pl->kernel(&piece);
+        if (!next->filled)
+            return 0;
         for (int k = p->first_output; k < p->noperands; k++)
             if (bufs[k] != NULL)
                 bounce_out(b->ptr[k] + c * b->step[k], b->step[k], bufs[k], dir, len,
                            p->itemsize[k]);
-        if (c + len < b->n && next.filled) {
-            carry = next;
-            from = &carry;
-        } else if (c + len < b->n) {
-            scan_carry total;
-            if (!p->split->reduce(&piece, &total))
-                return 0;
-            if (from == NULL) {
-                carry = total;
-            } else {
-                carry = *from;
-                p->split->combine(&carry, &total);
-            }
-            from = &carry;
-        }
+        from = next;
     }
     return 1;
+}
+
+/* 1 if line block b (bounce_direction gave dir, not 0) ran through the
+ * buffer *buf, allocated at its first use; 0 if it did not, with no
+ * memory for the buffer or as run_bounced */
+static int try_bounced(const plan_t *pl, const scan_block *b, int dir, char **buf)
+{
+    if (*buf == NULL)
+        *buf = (char *)aligned_alloc(64, SCAN_BOUNCE_BYTES);
+    return *buf != NULL && run_bounced(pl, b, dir, *buf);
 }
 
 /* bounce: the work item's buffer, allocated at its first use (NULL until
@@ -244,9 +239,7 @@ static void run_piece(const plan_t *pl, char *const base[SCAN_MAX_OPERANDS], int
     scan_block b = make_block(pl, base, start, stop, lane0, width, scratch);
     b.last = last;
     const int dir = bounce_direction(pl->p, &b);
-    if (dir != 0 && *bounce == NULL)
-        *bounce = (char *)aligned_alloc(64, SCAN_BOUNCE_BYTES);
-    if (dir != 0 && *bounce != NULL && run_bounced(pl, &b, dir, *bounce))
+    if (dir != 0 && try_bounced(pl, &b, dir, bounce))
         return;
     pl->kernel(&b);
 }
@@ -323,9 +316,7 @@ static void split_scans(void *ctx, int64_t begin, int64_t end)
         }
         /* the kernel's other paths would not start from the carry: without
          * the buffer the whole line runs again on one thread */
-        if (bounce == NULL)
-            bounce = (char *)aligned_alloc(64, SCAN_BOUNCE_BYTES);
-        if (bounce == NULL || !run_bounced(sp->pl, &b, dir, bounce))
+        if (!try_bounced(sp->pl, &b, dir, &bounce))
             sp->bounce_failed[j] = 1;
     }
     free(bounce);

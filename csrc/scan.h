@@ -84,9 +84,10 @@ typedef struct {
      * values), its time as a share of the forward kernel's on a piece: then
      * the first piece, shorter, is scanned while the others are reduced */
     double reduce_share;
-    /* 1: the reduce is a plain pass over the input, cheap next to the
-     * kernel's slow path, so a line whose outputs run against its input is
-     * scanned in chunks through a buffer (driver.c, "bounce") */
+    /* 1: the forward's line kernel (a contiguous line of 16 or more
+     * elements) starts from carry and leaves its state in carry_out, so a
+     * line whose outputs run against its input is scanned in chunks through
+     * a buffer (driver.c, "bounce") */
     int bounce;
 } scan_split;
 

@@ -390,6 +390,45 @@ def test_cumprod_long_line_with_zeros(dtype: Any) -> None:
         np.testing.assert_allclose(xbd.astype(np.float64), want, rtol=tol, atol=tol * scale)
 
 
+NON_FINITE = [None, ("x", 3, np.inf), ("x", -2, np.nan), ("x", 9, -np.inf), ("t", 5, np.inf),
+              ("g", -4, np.inf), ("g", 12, np.nan), ("gd", 7, -np.inf), ("x0", 10, np.inf)]
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("n", [16, 17, 18, 19, 37, 130])
+@pytest.mark.parametrize("reverse,inclusive", FLAGS)
+@pytest.mark.parametrize("case", range(len(NON_FINITE)))
+def test_cumprod_float32_line_matches_float64(n: int, reverse: bool, inclusive: bool,
+                                              case: int) -> None:
+    """float32 lines walk back four elements a step, float64 lines one at a
+    time, both in double: the same values (float32 rounds E and the outputs)
+    and, with inf or NaN in any operand (x0: a zero beside an inf), the same
+    inf and NaN in the same places."""
+    rng = np.random.default_rng(n * 40 + case * 4 + reverse * 2 + inclusive)
+    ops = {"x": np.where(rng.random(n) < 0.5, 1.0, -1.0) * np.exp(rng.standard_normal(n) * 0.3),
+           "t": rand(rng, (n,)), "g": rand(rng, (n,)), "gd": rand(rng, (n,))}
+    ops["x"][[1, 6]] = 0.0
+    if NON_FINITE[case] is not None:
+        name, at, value = NON_FINITE[case]
+        if name == "x0":
+            ops["x"][at - 1], name = 0.0, "x"
+        ops[name][at] = value
+    narrow = {k: v.astype(np.float32) for k, v in ops.items()}
+    wide = {k: v.astype(np.float64) for k, v in narrow.items()}
+    kw = {"reverse": reverse, "inclusive": inclusive}
+    got = sa.vjp_jvp(sa.cumprod, narrow["x"], narrow["g"], narrow["t"], narrow["gd"], **kw)
+    want = sa.vjp_jvp(sa.cumprod, wide["x"], wide["g"], wide["t"], wide["gd"], **kw)
+    for a, b in zip(got, want):
+        assert a.dtype == np.float32
+        np.testing.assert_array_equal(np.isfinite(a), np.isfinite(b))
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+        np.testing.assert_array_equal(a[np.isinf(a)], b[np.isinf(b)])
+        # the two roundings to float32 (E, the output): 2e-6 of the largest
+        fin = np.isfinite(b)
+        scale = max(1.0, np.max(np.abs(b[fin]), initial=0.0))
+        np.testing.assert_allclose(a[fin], b[fin], rtol=2e-6, atol=2e-6 * scale)
+
+
 def _lse_standin(x: np.ndarray, big: float = 60.0) -> np.ndarray:
     """Finite stand-ins for infinite entries, tied values moving together:
     docs/derivatives.md's limit.  exp(-60) ~ 1e-26 leaves the result within 1e-24."""

@@ -587,14 +587,141 @@ SCAN_INLINE void KN(prod_vjp_line_)(const scan_block *b, const int incl, const i
         ST(b->ptr[3], (double)LD(b->ptr[2]) + (double)LD(b->ptr[0] + sz) * w.S);
 }
 
+#if IS_F32
+/* One step of the backward walk at element i: R_i, Rd_i from R_{i+1}, Rd_{i+1}
+ * and the outputs from the parked E, E_dot. */
+#define SO_STEP(i)                                                                              \
+    do {                                                                                        \
+        const int64_t at_ = (i) * sz;                                                           \
+        const double av_ = (double)LD(x + at_ + sz), adv_ = (double)LD(t + at_ + sz);           \
+        const double gdv_ = has_gd ? (double)LD(gd + at_) : 0.0;                                \
+        const double nR_ = (double)LD(g + at_) + av_ * *R;                                      \
+        const double nRd_ = (gdv_ + adv_ * *R) + av_ * *Rd;                                     \
+        const double E_ = (double)LD(xb0 + at_), Ed_ = (double)LD(xbd0 + at_);                  \
+        ST(xb0 + at_, E_ * nR_);                                                                \
+        ST(xbd0 + at_, Ed_ * nR_ + E_ * nRd_);                                                  \
+        *R = nR_;                                                                               \
+        *Rd = nRd_;                                                                             \
+    } while (0)
+/* The float32 backward walk four elements a step.  The four consecutive maps
+ * (R, Rd) -> (g + x R, gd + t R + x Rd) from each element i up compose in
+ * double into one map from R_{i+4}, so lane by lane a vector of R_i..R_{i+3}
+ * follows from the vector before it, and the chain is three fused
+ * multiply-adds per four elements instead of per element.  Each four-element
+ * map is two maps of pairs, one of them the group above's (a lane-crossing
+ * shuffle instead of recomputing it).  Floats multiply in double without
+ * overflow (FLT_MAX^4 << DBL_MAX, FLT_TRUE_MIN^4 >> DBL_MIN), so zeros stay
+ * exact and only rounding changes; a group that meets inf or NaN stops the
+ * windows before it stores, and the one-at-a-time walk takes the rest of the
+ * line.  Elements i down to the returned index + 1 are done; *R, *Rd hold
+ * the state at that one. */
+#define SO_WINDOW_MIN 16
+#if defined(__clang__)
+#define SO_PICK(a, b) __builtin_shufflevector(a, b, 2, 3, 4, 5)
+#else
+#define SO_PICK(a, b) __builtin_shuffle(a, b, (v4i){2, 3, 4, 5})
+#endif
+/* each lane's element + 2: lanes 2, 3 of this group then 0, 1 of the one
+ * above (walking up in memory: back = 0), or mirrored */
+#define SO_ABOVE2(cur, above) (back ? SO_PICK(above, cur) : SO_PICK(cur, above))
+SCAN_INLINE int64_t KN(prod_so_windows_)(char *const *ptr, const char *x, const char *t,
+                                         const char *g, const char *gd, const int has_gd,
+                                         int64_t i, const int64_t sz, const int back, double *R,
+                                         double *Rd)
+{
+    char *xb0 = ptr[SO_XB], *xbd0 = ptr[SO_XBD];
+    /* the state of elements i + 1 - 3 .. i + 1, by element offset from the lowest */
+    double r[4], rd[4];
+    r[3] = *R;
+    rd[3] = *Rd;
+    for (int k = 2; k >= 0; k--, i--) {
+        SO_STEP(i);
+        r[k] = *R;
+        rd[k] = *Rd;
+    }
+    /* lanes in memory order: lane L holds element offset LINE_LANE(L, back) */
+    const v4d zero = V4_SPLAT(0.0);
+    v4d Rv, Rdv, p1 = zero, pd1 = zero, q1 = zero, qd1 = zero;
+    for (int L = 0; L < 4; L++) {
+        Rv[L] = r[LINE_LANE(L, back)];
+        Rdv[L] = rd[LINE_LANE(L, back)];
+    }
+    /* the pair maps of the group above at its two lowest elements (the two
+     * above them are never read) */
+    for (int k = 0; k < 2; k++) {
+        const int64_t at = (i + 1 + k) * sz;
+        const double x1 = (double)LD(x + at + sz), x2 = (double)LD(x + at + 2 * sz);
+        const double t1 = (double)LD(t + at + sz), t2 = (double)LD(t + at + 2 * sz);
+        const double g1 = (double)LD(g + at), g2 = (double)LD(g + at + sz);
+        const double e1 = has_gd ? (double)LD(gd + at) : 0.0;
+        const double e2 = has_gd ? (double)LD(gd + at + sz) : 0.0;
+        const int L = LINE_LANE(k, back);
+        p1[L] = x1 * x2;
+        pd1[L] = t1 * x2 + x1 * t2;
+        q1[L] = g1 + x1 * g2;
+        qd1[L] = (e1 + t1 * g2) + x1 * e2;
+    }
+    /* a group's four elements j..j+3 start at j's address walking up, j+3's down */
+    const int64_t low = back ? 3 * sz : 0;
+    for (; i >= 3; i -= 4) {
+        const int64_t j = (i - 3) * sz + low;
+        v4d a0, a1, d0, d1, b0, b1, e0 = zero, e1 = zero;
+        NARROW_LOAD(a0, x + j + sz);
+        NARROW_LOAD(a1, x + j + 2 * sz);
+        NARROW_LOAD(d0, t + j + sz);
+        NARROW_LOAD(d1, t + j + 2 * sz);
+        NARROW_LOAD(b0, g + j);
+        NARROW_LOAD(b1, g + j + sz);
+        if (has_gd) {
+            NARROW_LOAD(e0, gd + j);
+            NARROW_LOAD(e1, gd + j + sz);
+        }
+        /* the map of elements k, k+1 at each lane's element k: factor p, its
+         * tangent pd, offset q, its tangent qd */
+        const v4d p = a0 * a1, pd = d0 * a1 + a0 * d1;
+        const v4d q = b0 + a0 * b1, qd = (e0 + d0 * b1) + a0 * e1;
+        /* the same maps two elements above each lane: half this group's,
+         * half the group above's (one lane-crossing shuffle each) */
+        const v4d p2 = SO_ABOVE2(p, p1), pd2 = SO_ABOVE2(pd, pd1);
+        const v4d q2 = SO_ABOVE2(q, q1), qd2 = SO_ABOVE2(qd, qd1);
+        const v4d A = p * p2, Ad = pd * p2 + p * pd2;
+        const v4d B = q + p * q2, Bd = (qd + pd * q2) + p * qd2;
+        const v4d nR = B + A * Rv, nRd = (Bd + Ad * Rv) + A * Rdv;
+        /* inf or NaN anywhere makes the sum inf or NaN, and s - s NaN */
+        const v4d s = ((A + Ad) + (B + Bd)) + (nR + nRd);
+        if (V4_ANY((s - s) != zero))
+            break;
+        v4d E, Ed;
+        NARROW_LOAD(E, xb0 + j);
+        NARROW_LOAD(Ed, xbd0 + j);
+        const v4d xb = E * nR, xbd = Ed * nR + E * nRd;
+        NARROW_STORE(xb0 + j, xb);
+        NARROW_STORE(xbd0 + j, xbd);
+        Rv = nR;
+        Rdv = nRd;
+        p1 = p;
+        pd1 = pd;
+        q1 = q;
+        qd1 = qd;
+    }
+    /* the state at element i + 1, offset 0 of the last group stored */
+    *R = Rv[LINE_LANE(0, back)];
+    *Rd = Rdv[LINE_LANE(0, back)];
+    return i;
+}
+#undef SO_STEP
+#undef SO_PICK
+#undef SO_ABOVE2
+#endif
+
 /* ---- cumprod second order on one line ----
  * Pass 1 is the JVP line kernel above, run exclusive into x_bar and
  * x_bar_dot: E and E_dot, in tiles (float32) or log-step groups.  Pass 2
- * walks back one element at a time as prod_vjp_jvp_body_ does, with R and
- * R_dot in registers: log-step groups of the two coupled recurrences took
- * longer than this walk (docs/performance.md, "Second order").  No
- * division: zeros anywhere are exact.  Operands as second_order.h; has_gd:
- * g_dot present. */
+ * walks back with R and R_dot in registers: float32 four elements a step
+ * (prod_so_windows_), float64 one at a time as prod_vjp_jvp_body_ does
+ * (log-step groups of the two coupled recurrences took longer than this
+ * walk: docs/performance.md, "Second order").  No division: zeros anywhere
+ * are exact.  Operands as second_order.h; has_gd: g_dot present. */
 SCAN_INLINE void KN(prod_so_line_)(const scan_block *b, const int has_gd, const int incl,
                                   const int back)
 {
@@ -621,7 +748,12 @@ SCAN_INLINE void KN(prod_so_line_)(const scan_block *b, const int has_gd, const 
     const char *x = b->ptr[SO_X], *t = b->ptr[SO_T], *g = b->ptr[SO_G] + gshift * sz;
     const char *gd = has_gd ? b->ptr[SO_GD] + gshift * sz : NULL;
     char *xb0 = b->ptr[SO_XB], *xbd0 = b->ptr[SO_XBD];
-    for (int64_t i = last - 1; i >= 0; i--) {
+    int64_t i = last - 1;
+#if IS_F32
+    if (last >= SO_WINDOW_MIN)
+        i = KN(prod_so_windows_)(b->ptr, x, t, g, gd, has_gd, i, sz, back, &R, &Rd);
+#endif
+    for (; i >= 0; i--) {
         const int64_t at = i * sz;
         const double av = (double)LD(x + at + sz), adv = (double)LD(t + at + sz);
         const double gdv = has_gd ? (double)LD(gd + at) : 0.0;

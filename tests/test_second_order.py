@@ -390,20 +390,47 @@ def test_cumprod_long_line_with_zeros(dtype: Any) -> None:
         np.testing.assert_allclose(xbd.astype(np.float64), want, rtol=tol, atol=tol * scale)
 
 
+def cumprod_walk(x: np.ndarray, t: np.ndarray, g: np.ndarray, gd: np.ndarray, reverse: bool,
+                 inclusive: bool) -> Tuple[np.ndarray, np.ndarray]:
+    """cumprod's vjp_jvp one element at a time in float64, as docs/derivatives.md
+    writes it: E, E_dot forwards, then R, R_dot backwards (no division)."""
+    x, t, g, gd = (np.asarray(a, np.float64)[::-1] if reverse else np.asarray(a, np.float64)
+                   for a in (x, t, g, gd))
+    n = len(x)
+    E, Ed = np.empty(n), np.empty(n)
+    xb, xbd = np.zeros(n), np.zeros(n)
+    P, D = 1.0, 0.0
+    R, Rd = 0.0, 0.0
+    with np.errstate(all="ignore"):
+        for i in range(n):
+            E[i], Ed[i] = P, D
+            P, D = P * x[i], D * x[i] + P * t[i]
+        # exclusive: no output depends on the last x, whose entries stay 0
+        for i in range(n - 1 if inclusive else n - 2, -1, -1):
+            if inclusive:
+                a, ad = (x[i + 1], t[i + 1]) if i + 1 < n else (0.0, 0.0)
+                gi, gdi = g[i], gd[i]
+            else:
+                a, ad, gi, gdi = x[i + 1], t[i + 1], g[i + 1], gd[i + 1]
+            R, Rd = gi + a * R, (gdi + ad * R) + a * Rd
+            xb[i], xbd[i] = E[i] * R, Ed[i] * R + E[i] * Rd
+    return (xb[::-1], xbd[::-1]) if reverse else (xb, xbd)
+
+
 NON_FINITE = [None, ("x", 3, np.inf), ("x", -2, np.nan), ("x", 9, -np.inf), ("t", 5, np.inf),
               ("g", -4, np.inf), ("g", 12, np.nan), ("gd", 7, -np.inf), ("x0", 10, np.inf)]
 
 
 @pytest.mark.quick
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n", [16, 17, 18, 19, 37, 130])
 @pytest.mark.parametrize("reverse,inclusive", FLAGS)
 @pytest.mark.parametrize("case", range(len(NON_FINITE)))
-def test_cumprod_float32_line_matches_float64(n: int, reverse: bool, inclusive: bool,
-                                              case: int) -> None:
-    """float32 lines walk back four elements a step, float64 lines one at a
-    time, both in double: the same values (float32 rounds E and the outputs)
-    and, with inf or NaN in any operand (x0: a zero beside an inf), the same
-    inf and NaN in the same places."""
+def test_cumprod_line_walk_against_one_at_a_time(dtype: Any, n: int, reverse: bool,
+                                                 inclusive: bool, case: int) -> None:
+    """Lines of 16 or more walk back four elements a step; the same values as
+    one element at a time and, with inf or NaN in any operand (x0: a zero
+    beside an inf), the same infinities and NaNs in the same places."""
     rng = np.random.default_rng(n * 40 + case * 4 + reverse * 2 + inclusive)
     ops = {"x": np.where(rng.random(n) < 0.5, 1.0, -1.0) * np.exp(rng.standard_normal(n) * 0.3),
            "t": rand(rng, (n,)), "g": rand(rng, (n,)), "gd": rand(rng, (n,))}
@@ -413,20 +440,59 @@ def test_cumprod_float32_line_matches_float64(n: int, reverse: bool, inclusive: 
         if name == "x0":
             ops["x"][at - 1], name = 0.0, "x"
         ops[name][at] = value
-    narrow = {k: v.astype(np.float32) for k, v in ops.items()}
-    wide = {k: v.astype(np.float64) for k, v in narrow.items()}
+    ops = {k: v.astype(dtype) for k, v in ops.items()}
     kw = {"reverse": reverse, "inclusive": inclusive}
-    got = sa.vjp_jvp(sa.cumprod, narrow["x"], narrow["g"], narrow["t"], narrow["gd"], **kw)
-    want = sa.vjp_jvp(sa.cumprod, wide["x"], wide["g"], wide["t"], wide["gd"], **kw)
+    got = sa.vjp_jvp(sa.cumprod, ops["x"], ops["g"], ops["t"], ops["gd"], **kw)
+    want = cumprod_walk(ops["x"], ops["t"], ops["g"], ops["gd"], **kw)
+    # float32: E and the outputs rounded to float32, 2e-6 of the largest;
+    # float64: a few ulp of the largest term per step
+    tol = 2e-6 if dtype == np.float32 else 1e-13
     for a, b in zip(got, want):
-        assert a.dtype == np.float32
+        assert a.dtype == dtype
         np.testing.assert_array_equal(np.isfinite(a), np.isfinite(b))
         np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
         np.testing.assert_array_equal(a[np.isinf(a)], b[np.isinf(b)])
-        # the two roundings to float32 (E, the output): 2e-6 of the largest
         fin = np.isfinite(b)
         scale = max(1.0, np.max(np.abs(b[fin]), initial=0.0))
-        np.testing.assert_allclose(a[fin], b[fin], rtol=2e-6, atol=2e-6 * scale)
+        np.testing.assert_allclose(a[fin], b[fin], rtol=tol, atol=tol * scale)
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("reverse,inclusive", FLAGS)
+@pytest.mark.parametrize("top", [False, True])
+def test_cumprod_float64_wild_factors_walk_one_at_a_time(reverse: bool, inclusive: bool,
+                                                         top: bool) -> None:
+    """float64 factors beyond 2^+-32 send the walk one element at a time.  Four
+    factors from x[at] (1e-160 1e-155 1e150 1e150 inside the line; the last
+    four 1 1e300 1e-160 1e-155 with g = 1e100 last), the operands beside them
+    0, make the result at at - 1 a product of them and the state above:
+    grouped by pairs, a pair's 1e-315 is subnormal and keeps 27 bits (at the
+    top, inclusive; exclusive drops the last state)."""
+    rng = np.random.default_rng(top * 4 + reverse * 2 + inclusive)
+    n = 70
+    x = np.exp(rng.standard_normal(n) * 0.3)
+    t, g, gd = (rand(rng, (n,)) for _ in range(3))
+    at = n - 4 if top else 40
+    x[at:at + 4] = [1.0, 1e300, 1e-160, 1e-155] if top else [1e-160, 1e-155, 1e150, 1e150]
+    t[at:at + 4] = 0.0
+    g[at - 1:min(at + 4, n - 1)] = 0.0
+    gd[at - 1:min(at + 4, n - 1)] = 0.0
+    if top:
+        g[n - 1] = 1e100
+    if reverse:  # the same walk from the other end
+        x, t, g, gd = (a[::-1].copy() for a in (x, t, g, gd))
+    kw = {"reverse": reverse, "inclusive": inclusive}
+    got = sa.vjp_jvp(sa.cumprod, x, g, t, gd, **kw)
+    want = cumprod_walk(x, t, g, gd, **kw)
+    k = n - at if reverse else at - 1
+    for a, b in zip(got, want):
+        assert abs(b[k]) > 0.0
+        # no sum at element at - 1 (its operands are 0): products only, a few ulp
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-13, atol=0.0)
+        np.testing.assert_array_equal(a[~np.isfinite(b)], b[~np.isfinite(b)])
+        fin = np.isfinite(b)
+        scale = max(1.0, np.max(np.abs(b[fin])))
+        np.testing.assert_allclose(a[fin], b[fin], rtol=1e-13, atol=1e-13 * scale)
 
 
 def _lse_standin(x: np.ndarray, big: float = 60.0) -> np.ndarray:

@@ -587,7 +587,6 @@ SCAN_INLINE void KN(prod_vjp_line_)(const scan_block *b, const int incl, const i
         ST(b->ptr[3], (double)LD(b->ptr[2]) + (double)LD(b->ptr[0] + sz) * w.S);
 }
 
-#if IS_F32
 /* One step of the backward walk at element i: R_i, Rd_i from R_{i+1}, Rd_{i+1}
  * and the outputs from the parked E, E_dot. */
 #define SO_STEP(i)                                                                              \
@@ -603,17 +602,19 @@ SCAN_INLINE void KN(prod_vjp_line_)(const scan_block *b, const int incl, const i
         *R = nR_;                                                                               \
         *Rd = nRd_;                                                                             \
     } while (0)
-/* The float32 backward walk four elements a step.  The four consecutive maps
+/* The backward walk four elements a step.  The four consecutive maps
  * (R, Rd) -> (g + x R, gd + t R + x Rd) from each element i up compose in
  * double into one map from R_{i+4}, so lane by lane a vector of R_i..R_{i+3}
  * follows from the vector before it, and the chain is three fused
  * multiply-adds per four elements instead of per element.  Each four-element
  * map is two maps of pairs, one of them the group above's (a lane-crossing
  * shuffle instead of recomputing it).  Floats multiply in double without
- * overflow (FLT_MAX^4 << DBL_MAX, FLT_TRUE_MIN^4 >> DBL_MIN), so zeros stay
- * exact and only rounding changes; a group that meets inf or NaN stops the
- * windows before it stores, and the one-at-a-time walk takes the rest of the
- * line.  Elements i down to the returned index + 1 are done; *R, *Rd hold
+ * overflow (FLT_MAX^4 << DBL_MAX, FLT_TRUE_MIN^4 >> DBL_MIN); doubles do while
+ * every factor is 0 or within 2^+-32 (PROD_X_TAME), so four of them stay
+ * within 2^+-128.  Then zeros stay exact and only rounding changes, and any
+ * overflow of a product shows as inf.  A group that meets inf, NaN or a wild
+ * factor stops before it stores, and the one-at-a-time walk takes the rest of
+ * the line.  Elements i down to the returned index + 1 are done; *R, *Rd hold
  * the state at that one. */
 #define SO_WINDOW_MIN 16
 #if defined(__clang__)
@@ -639,6 +640,14 @@ SCAN_INLINE int64_t KN(prod_so_windows_)(char *const *ptr, const char *x, const 
         r[k] = *R;
         rd[k] = *Rd;
     }
+#if !IS_F32
+    /* the factors above the first group's a0 (every other is some group's a0) */
+    for (int64_t k = 2; k <= 4; k++) {
+        const double v = fabs((double)LD(x + (i + k) * sz));
+        if (!(v <= PROD_X_TAME && (v >= 1.0 / PROD_X_TAME || v == 0.0)))
+            return i;
+    }
+#endif
     /* lanes in memory order: lane L holds element offset LINE_LANE(L, back) */
     const v4d zero = V4_SPLAT(0.0);
     v4d Rv, Rdv, p1 = zero, pd1 = zero, q1 = zero, qd1 = zero;
@@ -687,10 +696,18 @@ SCAN_INLINE int64_t KN(prod_so_windows_)(char *const *ptr, const char *x, const 
         const v4d A = p * p2, Ad = pd * p2 + p * pd2;
         const v4d B = q + p * q2, Bd = (qd + pd * q2) + p * qd2;
         const v4d nR = B + A * Rv, nRd = (Bd + Ad * Rv) + A * Rdv;
-        /* inf or NaN anywhere makes the sum inf or NaN, and s - s NaN */
-        const v4d s = ((A + Ad) + (B + Bd)) + (nR + nRd);
-        if (V4_ANY((s - s) != zero))
+        /* inf or NaN in A, Ad, B or Bd reaches nR or nRd (times the carries,
+         * 0 * inf is NaN), and inf or NaN times 0 is NaN: one add and one
+         * multiply, as the conversions fill the adders' pipes */
+#if IS_F32
+        if (V4_ANY((nR + nRd) * zero != zero))
             break;
+#else
+        const v4d m0 = V4_ABS(a0);
+        if (V4_ANY(((nR + nRd) * zero != zero) | ~(m0 <= V4_SPLAT(PROD_X_TAME)) |
+                   ((m0 < V4_SPLAT(1.0 / PROD_X_TAME)) & (a0 != zero))))
+            break;
+#endif
         v4d E, Ed;
         NARROW_LOAD(E, xb0 + j);
         NARROW_LOAD(Ed, xbd0 + j);
@@ -712,7 +729,6 @@ SCAN_INLINE int64_t KN(prod_so_windows_)(char *const *ptr, const char *x, const 
 #undef SO_STEP
 #undef SO_PICK
 #undef SO_ABOVE2
-#endif
 
 /* ---- cumprod second order on one line ----
  * Pass 1 is the JVP line kernel above, run exclusive into x_bar and
@@ -749,10 +765,8 @@ SCAN_INLINE void KN(prod_so_line_)(const scan_block *b, const int has_gd, const 
     const char *gd = has_gd ? b->ptr[SO_GD] + gshift * sz : NULL;
     char *xb0 = b->ptr[SO_XB], *xbd0 = b->ptr[SO_XBD];
     int64_t i = last - 1;
-#if IS_F32
     if (last >= SO_WINDOW_MIN)
         i = KN(prod_so_windows_)(b->ptr, x, t, g, gd, has_gd, i, sz, back, &R, &Rd);
-#endif
     for (; i >= 0; i--) {
         const int64_t at = i * sz;
         const double av = (double)LD(x + at + sz), adv = (double)LD(t + at + sz);

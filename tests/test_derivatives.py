@@ -1386,3 +1386,56 @@ def test_extreme_vjp_wide_panels_match_narrow_ones(name: str, dtype: str) -> Non
                     [sa.vjp(fn, x[:, c:c + 300], **kw)[1](g[:, c:c + 300])
                      for c in range(0, cols, 300)], axis=1)
                 np.testing.assert_array_equal(wide, narrow, err_msg=str(kw))
+
+
+def _cumprod_jvp_one_at_a_time(x, t, reverse, inclusive):
+    """P_k = P_{k-1} x_k, D_k = D_{k-1} x_k + P_{k-1} t_k in float64, in order."""
+    xs, ts = (x[::-1], t[::-1]) if reverse else (x, t)
+    y, yd = np.empty(len(x)), np.empty(len(x))
+    P, D = 1.0, 0.0
+    with np.errstate(all="ignore"):
+        for k, (v, tv) in enumerate(zip(xs, ts)):
+            nP, nD = P * v, D * v + P * tv
+            y[k], yd[k] = (nP, nD) if inclusive else (P, D)
+            P, D = nP, nD
+    return (y[::-1], yd[::-1]) if reverse else (y, yd)
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("inclusive", [True, False])
+@pytest.mark.parametrize("case", ["subnormal pair", "overflow", "plain"])
+def test_cumprod_float64_jvp_line_in_fours_against_one_at_a_time(reverse, inclusive, case):
+    """A float64 line's JVP takes four factors a step while they are 0 or
+    within 2^+-32 and the carries within 2^600.  "subnormal pair": after
+    P = 2^400, factors 1e-160 1e-155 1e150 1e150 (in pairs, 1e-315 keeps 27
+    bits; one at a time every partial stays normal).  "overflow": after
+    P = 2^990, factors 2^32 2^32 2^-32 2^-32 overflow one at a time and not
+    as one product of four.  Both must give the one-at-a-time results."""
+    rng = np.random.default_rng(["subnormal pair", "overflow", "plain"].index(case))
+    n = 1200
+    x = np.exp(rng.standard_normal(n) * 0.01)
+    t = rng.standard_normal(n)
+    x[[7, 300, 301]] = 0.0 if case == "plain" else x[[7, 300, 301]]
+    if case == "subnormal pair":
+        x[:400] = 2.0
+        x[400:404] = [1e-160, 1e-155, 1e150, 1e150]
+        x[404:] = 1.0
+    elif case == "overflow":
+        x[:990] = 2.0
+        x[990:994] = [2.0**32, 2.0**32, 2.0**-32, 2.0**-32]
+        x[994:] = 1.0
+    if reverse:  # the same scan order from the other end
+        x, t = x[::-1].copy(), t[::-1].copy()
+    y, yd = sa.jvp(sa.cumprod, x, t, reverse=reverse, inclusive=inclusive)
+    want_y, want_yd = _cumprod_jvp_one_at_a_time(x, t, reverse, inclusive)
+    # D sums signed terms: its rounding is bounded by the same recurrence on |x|, |t|
+    mag = _cumprod_jvp_one_at_a_time(np.abs(x), np.abs(t), reverse, inclusive)
+    for got, want, size in ((y, want_y, mag[0]), (yd, want_yd, mag[1])):
+        np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
+        np.testing.assert_array_equal(got[~np.isfinite(want)], want[~np.isfinite(want)])
+        fin = np.isfinite(want)
+        # rounding grows with the line: n ulp of each element's terms (relative,
+        # as the products span 2^-700..2^990)
+        err = np.abs(got[fin] - want[fin])
+        assert np.all(err <= n * 2.2e-16 * size[fin]), np.max(err / size[fin])

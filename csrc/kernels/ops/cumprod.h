@@ -285,6 +285,110 @@ SCAN_INLINE int KN(prod_jvp_tile_)(prod_jvp_walk *w, const int64_t left, const i
 
 #endif
 
+#if !defined(PJ_TILE)
+/* float64: the first elements of the line four at a step.  The dual numbers
+ * (x, t) of four consecutive elements multiply into one, X = x_{k-3}..x_k
+ * and its derivative Xd, so lane by lane P_k = P_{k-4} X and
+ * D_k = D_{k-4} X + P_{k-4} Xd follow from the vector before with no
+ * shuffle on the chain; each X is two products of pairs, one of them the
+ * group below's (one lane-crossing shuffle).  While every factor is 0 or
+ * within 2^+-32 and every tangent within 2^200, and the carries within
+ * 2^600, the four-factor products neither overflow nor underflow where the
+ * one-at-a-time products do not: only rounding changes.  Stops before the
+ * first group that fails, which prod_jvp_groups_ then takes with the rest;
+ * returns the elements done. */
+#define PJW_MIN 16
+#define PJW_CARRY 0x1p600
+#if defined(__clang__)
+#define PJW_PICK(a, b) __builtin_shufflevector(a, b, 2, 3, 4, 5)
+#else
+#define PJW_PICK(a, b) __builtin_shuffle(a, b, (v4i){2, 3, 4, 5})
+#endif
+/* each lane's element - 2: lanes 2, 3 of the group below then 0, 1 of this
+ * one (walking up in memory: back = 0), or mirrored */
+#define PJW_BELOW2(cur, below) (back ? PJW_PICK(cur, below) : PJW_PICK(below, cur))
+#define PJW_X_TAME(v) (fabs(v) <= PROD_X_TAME && (fabs(v) >= 1.0 / PROD_X_TAME || (v) == 0.0))
+SCAN_INLINE int64_t KN(prod_jvp_windows_)(prod_jvp_walk *w, const int64_t count, const int incl,
+                                         const int back)
+{
+    const int64_t sz = back ? -(int64_t)sizeof(T) : (int64_t)sizeof(T);
+    if (count < PJW_MIN)
+        return 0;
+    for (int k = 0; k < 4; k++) {
+        const double v = (double)LD(w->x + k * sz), tv = (double)LD(w->t + k * sz);
+        if (!(PJW_X_TAME(v) && fabs(tv) <= PROD_TAME))
+            return 0;
+    }
+    if (!(fabs(w->P) <= PJW_CARRY && fabs(w->D) <= PJW_CARRY))
+        return 0;
+    const v4d zero = V4_SPLAT(0.0);
+    /* elements 0-3 one at a time: their states, and the pair maps of 2, 3 */
+    v4d P = zero, D = zero, p1 = zero, pd1 = zero;
+    double Ps = w->P, Ds = w->D;
+    for (int k = 0; k < 4; k++) {
+        const double v = (double)LD(w->x + k * sz), tv = (double)LD(w->t + k * sz);
+        const double nP = Ps * v, nD = Ds * v + Ps * tv;
+        ST(w->y + k * sz, incl ? nP : Ps);
+        ST(w->yd + k * sz, incl ? nD : Ds);
+        Ps = nP;
+        Ds = nD;
+        P[LINE_LANE(k, back)] = Ps;
+        D[LINE_LANE(k, back)] = Ds;
+        if (k >= 2) {
+            const double u = (double)LD(w->x + (k - 1) * sz), tu = (double)LD(w->t + (k - 1) * sz);
+            p1[LINE_LANE(k, back)] = u * v;
+            pd1[LINE_LANE(k, back)] = tu * v + u * tv;
+        }
+    }
+    const int last = LINE_LANE(3, back);
+    int64_t k0 = 4;
+    for (; k0 + 4 <= count; k0 += 4) {
+        /* the group's elements k0..k0+3 start at k0's address walking up,
+         * k0+3's down */
+        const int64_t j = (k0 + (back ? 3 : 0)) * sz;
+        v4d a, d, ab, db;
+        NARROW_LOAD(a, w->x + j);
+        NARROW_LOAD(d, w->t + j);
+        NARROW_LOAD(ab, w->x + j - sz);
+        NARROW_LOAD(db, w->t + j - sz);
+        const v4d m = V4_ABS(a);
+        const v4i wild = ~(v4i)(m <= V4_SPLAT(PROD_X_TAME)) |
+                         ((v4i)(m < V4_SPLAT(1.0 / PROD_X_TAME)) & (v4i)(a != zero)) |
+                         ~(v4i)(V4_ABS(d) <= V4_SPLAT(PROD_TAME)) |
+                         ~(v4i)(V4_ABS(P) + V4_ABS(D) <= V4_SPLAT(PJW_CARRY));
+        if (V4_ANY(wild))
+            break;
+        /* pairs (k-1, k) at each lane's element k */
+        const v4d p = ab * a, pd = db * a + ab * d;
+        const v4d p2 = PJW_BELOW2(p, p1), pd2 = PJW_BELOW2(pd, pd1);
+        const v4d X = p * p2, Xd = pd * p2 + p * pd2;
+        const v4d nP = P * X, nD = D * X + P * Xd;
+        if (incl) {
+            NARROW_STORE(w->y + j, nP);
+            NARROW_STORE(w->yd + j, nD);
+        } else {
+            const v4d eP = LINE_SHIFT1(nP, LINE_LAST(P, back), back);
+            const v4d eD = LINE_SHIFT1(nD, LINE_LAST(D, back), back);
+            NARROW_STORE(w->y + j, eP);
+            NARROW_STORE(w->yd + j, eD);
+        }
+        P = nP;
+        D = nD;
+        p1 = p;
+        pd1 = pd;
+    }
+    w->x += k0 * sz, w->t += k0 * sz, w->y += k0 * sz, w->yd += k0 * sz;
+    w->P = P[last];
+    w->D = D[last];
+    return k0;
+}
+#undef PJW_MIN
+#undef PJW_CARRY
+#undef PJW_PICK
+#undef PJW_BELOW2
+#undef PJW_X_TAME
+#endif
+
 /* operands x, t, y, y_dot */
 SCAN_INLINE void KN(prod_jvp_line_)(const scan_block *b, const int incl, const int back)
 {
@@ -294,6 +398,8 @@ SCAN_INLINE void KN(prod_jvp_line_)(const scan_block *b, const int incl, const i
     for (; left >= PJ_TILE; left -= PJ_TILE)
         if (!KN(prod_jvp_tile_)(&w, left, incl, back))
             KN(prod_jvp_groups_)(&w, PJ_TILE, incl, back);
+#else
+    left -= KN(prod_jvp_windows_)(&w, left, incl, back);
 #endif
     KN(prod_jvp_groups_)(&w, left, incl, back);
 }

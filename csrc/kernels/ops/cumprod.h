@@ -804,7 +804,7 @@ SCAN_INLINE int64_t KN(prod_so_windows_)(char *const *ptr, const char *x, const 
         const v4d nR = B + A * Rv, nRd = (Bd + Ad * Rv) + A * Rdv;
         /* inf or NaN in A, Ad, B or Bd reaches nR or nRd (times the carries,
          * 0 * inf is NaN), and inf or NaN times 0 is NaN: one add and one
-         * multiply, as the conversions fill the adders' pipes */
+         * multiply, as float32's conversions fill the adders' pipes */
 #if IS_F32
         if (V4_ANY((nR + nRd) * zero != zero))
             break;
@@ -838,12 +838,14 @@ SCAN_INLINE int64_t KN(prod_so_windows_)(char *const *ptr, const char *x, const 
 
 /* ---- cumprod second order on one line ----
  * Pass 1 is the JVP line kernel above, run exclusive into x_bar and
- * x_bar_dot: E and E_dot, in tiles (float32) or log-step groups.  Pass 2
- * walks back with R and R_dot in registers: float32 four elements a step
- * (prod_so_windows_), float64 one at a time as prod_vjp_jvp_body_ does
- * (log-step groups of the two coupled recurrences took longer than this
- * walk: docs/performance.md, "Second order").  No division: zeros anywhere
- * are exact.  Operands as second_order.h; has_gd: g_dot present. */
+ * x_bar_dot: E and E_dot, in tiles (float32) or four elements a step and
+ * log-step groups (float64).  Pass 2 walks back with R and R_dot in
+ * registers, four elements a step (prod_so_windows_) and then, past the
+ * first group it cannot take, one at a time as prod_vjp_jvp_body_ does
+ * (log-step groups of the two coupled recurrences took longer than the
+ * one-at-a-time walk: docs/performance.md, "Second order").  No division:
+ * zeros anywhere are exact.  Operands as second_order.h; has_gd: g_dot
+ * present. */
 SCAN_INLINE void KN(prod_so_line_)(const scan_block *b, const int has_gd, const int incl,
                                   const int back)
 {

@@ -13,6 +13,13 @@
 #define SCANAD_CUMPROD_ONCE
 /* combining the totals of consecutive pieces (scan_split.combine) */
 static void line_combine_prod(scan_carry *acc, const scan_carry *next) { acc->v *= next->v; }
+/* a float64 factor that four-element products take (ACC_PROD_WILD's range,
+ * one element) */
+static inline int prod_factor_tame(const double v)
+{
+    const double m = fabs(v);
+    return m <= ACC_PROD_HI && (m >= ACC_PROD_LO || v == 0.0);
+}
 #endif
 
 #if HAS_NARROW
@@ -292,22 +299,16 @@ SCAN_INLINE int KN(prod_jvp_tile_)(prod_jvp_walk *w, const int64_t left, const i
  * D_k = D_{k-4} X + P_{k-4} Xd follow from the vector before with no
  * shuffle on the chain; each X is two products of pairs, one of them the
  * group below's (one lane-crossing shuffle).  While every factor is 0 or
- * within 2^+-32 and every tangent within 2^200, and the carries within
- * 2^600, the four-factor products neither overflow nor underflow where the
+ * within 2^+-32 (ACC_PROD_WILD) and every tangent within 2^200, and the
+ * carries into each group within 2^600, the four-factor products neither overflow nor underflow where the
  * one-at-a-time products do not: only rounding changes.  Stops before the
  * first group that fails, which prod_jvp_groups_ then takes with the rest;
  * returns the elements done. */
 #define PJW_MIN 16
 #define PJW_CARRY 0x1p600
-#if defined(__clang__)
-#define PJW_PICK(a, b) __builtin_shufflevector(a, b, 2, 3, 4, 5)
-#else
-#define PJW_PICK(a, b) __builtin_shuffle(a, b, (v4i){2, 3, 4, 5})
-#endif
 /* each lane's element - 2: lanes 2, 3 of the group below then 0, 1 of this
  * one (walking up in memory: back = 0), or mirrored */
-#define PJW_BELOW2(cur, below) (back ? PJW_PICK(cur, below) : PJW_PICK(below, cur))
-#define PJW_X_TAME(v) (fabs(v) <= PROD_X_TAME && (fabs(v) >= 1.0 / PROD_X_TAME || (v) == 0.0))
+#define PJW_BELOW2(cur, below) (back ? V4_SHIFT2_DOWN(cur, below) : V4_SHIFT2_DOWN(below, cur))
 SCAN_INLINE int64_t KN(prod_jvp_windows_)(prod_jvp_walk *w, const int64_t count, const int incl,
                                          const int back)
 {
@@ -316,11 +317,9 @@ SCAN_INLINE int64_t KN(prod_jvp_windows_)(prod_jvp_walk *w, const int64_t count,
         return 0;
     for (int k = 0; k < 4; k++) {
         const double v = (double)LD(w->x + k * sz), tv = (double)LD(w->t + k * sz);
-        if (!(PJW_X_TAME(v) && fabs(tv) <= PROD_TAME))
+        if (!(prod_factor_tame(v) && fabs(tv) <= PROD_TAME))
             return 0;
     }
-    if (!(fabs(w->P) <= PJW_CARRY && fabs(w->D) <= PJW_CARRY))
-        return 0;
     const v4d zero = V4_SPLAT(0.0);
     /* elements 0-3 one at a time: their states, and the pair maps of 2, 3 */
     v4d P = zero, D = zero, p1 = zero, pd1 = zero;
@@ -351,10 +350,7 @@ SCAN_INLINE int64_t KN(prod_jvp_windows_)(prod_jvp_walk *w, const int64_t count,
         NARROW_LOAD(d, w->t + j);
         NARROW_LOAD(ab, w->x + j - sz);
         NARROW_LOAD(db, w->t + j - sz);
-        const v4d m = V4_ABS(a);
-        const v4i wild = ~(v4i)(m <= V4_SPLAT(PROD_X_TAME)) |
-                         ((v4i)(m < V4_SPLAT(1.0 / PROD_X_TAME)) & (v4i)(a != zero)) |
-                         ~(v4i)(V4_ABS(d) <= V4_SPLAT(PROD_TAME)) |
+        const v4i wild = ACC_PROD_WILD(a) | ~(v4i)(V4_ABS(d) <= V4_SPLAT(PROD_TAME)) |
                          ~(v4i)(V4_ABS(P) + V4_ABS(D) <= V4_SPLAT(PJW_CARRY));
         if (V4_ANY(wild))
             break;
@@ -384,9 +380,7 @@ SCAN_INLINE int64_t KN(prod_jvp_windows_)(prod_jvp_walk *w, const int64_t count,
 }
 #undef PJW_MIN
 #undef PJW_CARRY
-#undef PJW_PICK
 #undef PJW_BELOW2
-#undef PJW_X_TAME
 #endif
 
 /* operands x, t, y, y_dot */
@@ -693,21 +687,22 @@ SCAN_INLINE void KN(prod_vjp_line_)(const scan_block *b, const int incl, const i
         ST(b->ptr[3], (double)LD(b->ptr[2]) + (double)LD(b->ptr[0] + sz) * w.S);
 }
 
-/* One step of the backward walk at element i: R_i, Rd_i from R_{i+1}, Rd_{i+1}
- * and the outputs from the parked E, E_dot. */
-#define SO_STEP(i)                                                                              \
-    do {                                                                                        \
-        const int64_t at_ = (i) * sz;                                                           \
-        const double av_ = (double)LD(x + at_ + sz), adv_ = (double)LD(t + at_ + sz);           \
-        const double gdv_ = has_gd ? (double)LD(gd + at_) : 0.0;                                \
-        const double nR_ = (double)LD(g + at_) + av_ * *R;                                      \
-        const double nRd_ = (gdv_ + adv_ * *R) + av_ * *Rd;                                     \
-        const double E_ = (double)LD(xb0 + at_), Ed_ = (double)LD(xbd0 + at_);                  \
-        ST(xb0 + at_, E_ * nR_);                                                                \
-        ST(xbd0 + at_, Ed_ * nR_ + E_ * nRd_);                                                  \
-        *R = nR_;                                                                               \
-        *Rd = nRd_;                                                                             \
-    } while (0)
+/* One step of the backward walk at element i (at: its byte offset): R_i, Rd_i
+ * from R_{i+1}, Rd_{i+1} in *R, *Rd, and the outputs from the parked E,
+ * E_dot.  Pointers as prod_so_line_'s. */
+SCAN_INLINE void KN(prod_so_step_)(const char *x, const char *t, const char *g, const char *gd,
+                                   const int has_gd, char *xb0, char *xbd0, const int64_t at,
+                                   const int64_t sz, double *R, double *Rd)
+{
+    const double av = (double)LD(x + at + sz), adv = (double)LD(t + at + sz);
+    const double gdv = has_gd ? (double)LD(gd + at) : 0.0;
+    const double nR = (double)LD(g + at) + av * *R, nRd = (gdv + adv * *R) + av * *Rd;
+    const double E = (double)LD(xb0 + at), Ed = (double)LD(xbd0 + at);
+    ST(xb0 + at, E * nR);
+    ST(xbd0 + at, Ed * nR + E * nRd);
+    *R = nR;
+    *Rd = nRd;
+}
 /* The backward walk four elements a step.  The four consecutive maps
  * (R, Rd) -> (g + x R, gd + t R + x Rd) from each element i up compose in
  * double into one map from R_{i+4}, so lane by lane a vector of R_i..R_{i+3}
@@ -716,21 +711,16 @@ SCAN_INLINE void KN(prod_vjp_line_)(const scan_block *b, const int incl, const i
  * map is two maps of pairs, one of them the group above's (a lane-crossing
  * shuffle instead of recomputing it).  Floats multiply in double without
  * overflow (FLT_MAX^4 << DBL_MAX, FLT_TRUE_MIN^4 >> DBL_MIN); doubles do while
- * every factor is 0 or within 2^+-32 (PROD_X_TAME), so four of them stay
+ * every factor is 0 or within 2^+-32 (ACC_PROD_WILD), so four of them stay
  * within 2^+-128.  Then zeros stay exact and only rounding changes, and any
  * overflow of a product shows as inf.  A group that meets inf, NaN or a wild
  * factor stops before it stores, and the one-at-a-time walk takes the rest of
  * the line.  Elements i down to the returned index + 1 are done; *R, *Rd hold
  * the state at that one. */
 #define SO_WINDOW_MIN 16
-#if defined(__clang__)
-#define SO_PICK(a, b) __builtin_shufflevector(a, b, 2, 3, 4, 5)
-#else
-#define SO_PICK(a, b) __builtin_shuffle(a, b, (v4i){2, 3, 4, 5})
-#endif
 /* each lane's element + 2: lanes 2, 3 of this group then 0, 1 of the one
  * above (walking up in memory: back = 0), or mirrored */
-#define SO_ABOVE2(cur, above) (back ? SO_PICK(above, cur) : SO_PICK(cur, above))
+#define SO_ABOVE2(cur, above) (back ? V4_SHIFT2_DOWN(above, cur) : V4_SHIFT2_DOWN(cur, above))
 SCAN_INLINE int64_t KN(prod_so_windows_)(char *const *ptr, const char *x, const char *t,
                                          const char *g, const char *gd, const int has_gd,
                                          int64_t i, const int64_t sz, const int back, double *R,
@@ -742,17 +732,15 @@ SCAN_INLINE int64_t KN(prod_so_windows_)(char *const *ptr, const char *x, const 
     r[3] = *R;
     rd[3] = *Rd;
     for (int k = 2; k >= 0; k--, i--) {
-        SO_STEP(i);
+        KN(prod_so_step_)(x, t, g, gd, has_gd, xb0, xbd0, i * sz, sz, R, Rd);
         r[k] = *R;
         rd[k] = *Rd;
     }
 #if !IS_F32
     /* the factors above the first group's a0 (every other is some group's a0) */
-    for (int64_t k = 2; k <= 4; k++) {
-        const double v = fabs((double)LD(x + (i + k) * sz));
-        if (!(v <= PROD_X_TAME && (v >= 1.0 / PROD_X_TAME || v == 0.0)))
+    for (int64_t k = 2; k <= 4; k++)
+        if (!prod_factor_tame((double)LD(x + (i + k) * sz)))
             return i;
-    }
 #endif
     /* lanes in memory order: lane L holds element offset LINE_LANE(L, back) */
     const v4d zero = V4_SPLAT(0.0);
@@ -809,9 +797,7 @@ SCAN_INLINE int64_t KN(prod_so_windows_)(char *const *ptr, const char *x, const 
         if (V4_ANY((nR + nRd) * zero != zero))
             break;
 #else
-        const v4d m0 = V4_ABS(a0);
-        if (V4_ANY(((nR + nRd) * zero != zero) | ~(m0 <= V4_SPLAT(PROD_X_TAME)) |
-                   ((m0 < V4_SPLAT(1.0 / PROD_X_TAME)) & (a0 != zero))))
+        if (V4_ANY(((nR + nRd) * zero != zero) | ACC_PROD_WILD(a0)))
             break;
 #endif
         v4d E, Ed;
@@ -832,8 +818,6 @@ SCAN_INLINE int64_t KN(prod_so_windows_)(char *const *ptr, const char *x, const 
     *Rd = Rdv[LINE_LANE(0, back)];
     return i;
 }
-#undef SO_STEP
-#undef SO_PICK
 #undef SO_ABOVE2
 
 /* ---- cumprod second order on one line ----
@@ -875,18 +859,10 @@ SCAN_INLINE void KN(prod_so_line_)(const scan_block *b, const int has_gd, const 
     int64_t i = last - 1;
     if (last >= SO_WINDOW_MIN)
         i = KN(prod_so_windows_)(b->ptr, x, t, g, gd, has_gd, i, sz, back, &R, &Rd);
-    for (; i >= 0; i--) {
-        const int64_t at = i * sz;
-        const double av = (double)LD(x + at + sz), adv = (double)LD(t + at + sz);
-        const double gdv = has_gd ? (double)LD(gd + at) : 0.0;
-        const double nR = (double)LD(g + at) + av * R, nRd = (gdv + adv * R) + av * Rd;
-        const double E = (double)LD(xb0 + at), Ed = (double)LD(xbd0 + at);
-        ST(xb0 + at, E * nR);
-        ST(xbd0 + at, Ed * nR + E * nRd);
-        R = nR;
-        Rd = nRd;
-    }
+    for (; i >= 0; i--)
+        KN(prod_so_step_)(x, t, g, gd, has_gd, xb0, xbd0, i * sz, sz, &R, &Rd);
 }
+#undef SO_WINDOW_MIN
 #undef PJ_LEN
 #undef PJ_TILE
 #undef PJ_X_HI

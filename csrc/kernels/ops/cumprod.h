@@ -687,21 +687,30 @@ SCAN_INLINE void KN(prod_vjp_line_)(const scan_block *b, const int incl, const i
         ST(b->ptr[3], (double)LD(b->ptr[2]) + (double)LD(b->ptr[0] + sz) * w.S);
 }
 
-/* One step of the backward walk at element i (at: its byte offset): R_i, Rd_i
- * from R_{i+1}, Rd_{i+1} in *R, *Rd, and the outputs from the parked E,
- * E_dot.  Pointers as prod_so_line_'s. */
-SCAN_INLINE void KN(prod_so_step_)(const char *x, const char *t, const char *g, const char *gd,
-                                   const int has_gd, char *xb0, char *xbd0, const int64_t at,
-                                   const int64_t sz, double *R, double *Rd)
+/* One step of the backward walk at element i (at: its byte offset) with
+ * E_i, E_dot_i given */
+SCAN_INLINE void KN(prod_so_step_from_)(const char *x, const char *t, const char *g,
+                                        const char *gd, const int has_gd, char *xb0, char *xbd0,
+                                        const int64_t at, const int64_t sz, const double E,
+                                        const double Ed, double *R, double *Rd)
 {
     const double av = (double)LD(x + at + sz), adv = (double)LD(t + at + sz);
     const double gdv = has_gd ? (double)LD(gd + at) : 0.0;
     const double nR = (double)LD(g + at) + av * *R, nRd = (gdv + adv * *R) + av * *Rd;
-    const double E = (double)LD(xb0 + at), Ed = (double)LD(xbd0 + at);
     ST(xb0 + at, E * nR);
     ST(xbd0 + at, Ed * nR + E * nRd);
     *R = nR;
     *Rd = nRd;
+}
+/* One step of the backward walk at element i (at: its byte offset): R_i, Rd_i
+ * from R_{i+1}, Rd_{i+1} in *R, *Rd, and the outputs from E_i, E_dot_i,
+ * parked one element down.  Pointers as prod_so_line_'s. */
+SCAN_INLINE void KN(prod_so_step_)(const char *x, const char *t, const char *g, const char *gd,
+                                   const int has_gd, char *xb0, char *xbd0, const int64_t at,
+                                   const int64_t sz, double *R, double *Rd)
+{
+    KN(prod_so_step_from_)(x, t, g, gd, has_gd, xb0, xbd0, at, sz, (double)LD(xb0 + at - sz),
+                           (double)LD(xbd0 + at - sz), R, Rd);
 }
 /* The backward walk four elements a step.  The four consecutive maps
  * (R, Rd) -> (g + x R, gd + t R + x Rd) from each element i up compose in
@@ -715,8 +724,9 @@ SCAN_INLINE void KN(prod_so_step_)(const char *x, const char *t, const char *g, 
  * within 2^+-128.  Then zeros stay exact and only rounding changes, and any
  * overflow of a product shows as inf.  A group that meets inf, NaN or a wild
  * factor stops before it stores, and the one-at-a-time walk takes the rest of
- * the line.  Elements i down to the returned index + 1 are done; *R, *Rd hold
- * the state at that one. */
+ * the line.  E_i, E_dot_i are read one element down, so the groups stop
+ * above element 0.  Elements i down to the returned index + 1 are done;
+ * *R, *Rd hold the state at that one. */
 #define SO_WINDOW_MIN 16
 /* each lane's element + 2: lanes 2, 3 of this group then 0, 1 of the one
  * above (walking up in memory: back = 0), or mirrored */
@@ -766,7 +776,7 @@ SCAN_INLINE int64_t KN(prod_so_windows_)(char *const *ptr, const char *x, const 
     }
     /* a group's four elements j..j+3 start at j's address walking up, j+3's down */
     const int64_t low = back ? 3 * sz : 0;
-    for (; i >= 3; i -= 4) {
+    for (; i >= 4; i -= 4) {
         const int64_t j = (i - 3) * sz + low;
         v4d a0, a1, d0, d1, b0, b1, e0 = zero, e1 = zero;
         NARROW_LOAD(a0, x + j + sz);
@@ -801,8 +811,8 @@ SCAN_INLINE int64_t KN(prod_so_windows_)(char *const *ptr, const char *x, const 
             break;
 #endif
         v4d E, Ed;
-        NARROW_LOAD(E, xb0 + j);
-        NARROW_LOAD(Ed, xbd0 + j);
+        NARROW_LOAD(E, xb0 + j - sz);
+        NARROW_LOAD(Ed, xbd0 + j - sz);
         const v4d xb = E * nR, xbd = Ed * nR + E * nRd;
         NARROW_STORE(xb0 + j, xb);
         NARROW_STORE(xbd0 + j, xbd);
@@ -821,31 +831,34 @@ SCAN_INLINE int64_t KN(prod_so_windows_)(char *const *ptr, const char *x, const 
 #undef SO_ABOVE2
 
 /* ---- cumprod second order on one line ----
- * Pass 1 is the JVP line kernel above, run exclusive into x_bar and
- * x_bar_dot: E and E_dot, in tiles (float32) or four elements a step and
- * log-step groups (float64).  Pass 2 walks back with R and R_dot in
- * registers, four elements a step (prod_so_windows_) and then, past the
- * first group it cannot take, one at a time as prod_vjp_jvp_body_ does
- * (log-step groups of the two coupled recurrences took longer than the
- * one-at-a-time walk: docs/performance.md, "Second order").  No division:
- * zeros anywhere are exact.  Operands as second_order.h; has_gd: g_dot
- * present. */
+ * Pass 1 is the JVP line kernel above, run inclusive into x_bar and
+ * x_bar_dot: the products P and their JVP D, in tiles (float32) or four
+ * elements a step and log-step groups (float64).  E_i = P_{i-1} is then
+ * one element down, where the walk back reads it before it stores x_bar_i
+ * over P_i (the exclusive run's shift took a third of the float64 pass).
+ * Pass 2 walks back with R and R_dot in registers, four elements a step
+ * (prod_so_windows_) and then, past the first group it cannot take, one at
+ * a time as prod_vjp_jvp_body_ does (log-step groups of the two coupled
+ * recurrences took longer than the one-at-a-time walk: docs/performance.md,
+ * "Second order"); element 0 has E = 1, E_dot = 0.  No division: zeros
+ * anywhere are exact.  Operands as second_order.h; has_gd: g_dot present. */
 SCAN_INLINE void KN(prod_so_line_)(const scan_block *b, const int has_gd, const int incl,
                                   const int back)
 {
     const int64_t n = b->n, sz = back ? -(int64_t)sizeof(T) : (int64_t)sizeof(T);
     const int64_t gshift = incl ? 0 : 1;
     scan_block jb = so_pick(b, SO_X, SO_T, SO_XB, SO_XBD);
-    jb.inclusive = 0;
-    KN(prod_jvp_line_)(&jb, 0, back);
-    /* the last element: R = g (exclusive: no output depends on its x) */
+    jb.inclusive = 1;
+    KN(prod_jvp_line_)(&jb, 1, back);
+    /* the last element (n >= 16 on lines: line_direction_): R = g
+     * (exclusive: no output depends on its x) */
     const int64_t last = n - 1;
     char *xb = b->ptr[SO_XB] + last * sz, *xbd = b->ptr[SO_XBD] + last * sz;
     double R = 0.0, Rd = 0.0;
     if (incl) {
         R = (double)LD(b->ptr[SO_G] + last * sz);
         Rd = has_gd ? (double)LD(b->ptr[SO_GD] + last * sz) : 0.0;
-        const double E = (double)LD(xb), Ed = (double)LD(xbd);
+        const double E = (double)LD(xb - sz), Ed = (double)LD(xbd - sz);
         ST(xb, E * R);
         ST(xbd, Ed * R + E * Rd);
     } else {
@@ -859,8 +872,9 @@ SCAN_INLINE void KN(prod_so_line_)(const scan_block *b, const int has_gd, const 
     int64_t i = last - 1;
     if (last >= SO_WINDOW_MIN)
         i = KN(prod_so_windows_)(b->ptr, x, t, g, gd, has_gd, i, sz, back, &R, &Rd);
-    for (; i >= 0; i--)
+    for (; i >= 1; i--)
         KN(prod_so_step_)(x, t, g, gd, has_gd, xb0, xbd0, i * sz, sz, &R, &Rd);
+    KN(prod_so_step_from_)(x, t, g, gd, has_gd, xb0, xbd0, 0, sz, 1.0, 0.0, &R, &Rd);
 }
 #undef SO_WINDOW_MIN
 #undef PJ_LEN

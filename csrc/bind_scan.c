@@ -154,7 +154,7 @@ PyObject *py_jvp(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     {
         PyArrayObject *ops[4] = {x, t, y, yd};
-        if (run(cell, ops, 4, 3, 0, axis, reverse, inclusive, &seg) < 0)
+        if (run(cell, ops, 4, 3, 2, axis, reverse, inclusive, &seg) < 0)
             goto done;
     }
     result = PyTuple_Pack(2, (PyObject *)y, (PyObject *)yd);
@@ -204,7 +204,7 @@ PyObject *py_vjp(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     {
         PyArrayObject *ops[4] = {xflat, y, g, xb};
-        if (run(cell, ops, 4, 3, 0, axis, reverse, inclusive, &seg) < 0)
+        if (run(cell, ops, 4, 3, 3, axis, reverse, inclusive, &seg) < 0)
             goto done;
     }
     /* with axis None x_bar was computed flat: x's shape again, a view unless
@@ -299,7 +299,7 @@ PyObject *py_vjp_jvp(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     {
         PyArrayObject *ops[6] = {xflat, t, g, gd, xb, xbd};
-        if (run(cell, ops, 6, 4, 0, axis, reverse, inclusive, &seg) < 0)
+        if (run(cell, ops, 6, 4, 4, axis, reverse, inclusive, &seg) < 0)
             goto done;
     }
     if ((xbd_out = in_shape_of(x, xbd)) == NULL)

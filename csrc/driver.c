@@ -101,6 +101,12 @@ static scan_block make_block(const plan_t *pl, char *const base[SCAN_MAX_OPERAND
 #define SCAN_BOUNCE_OUTPUTS 2 /* y and the indices of cummax/cummin */
 #define SCAN_BOUNCE_BYTES ((size_t)SCAN_BOUNCE_ELEMENTS * 16 * SCAN_BOUNCE_OUTPUTS)
 
+/* +1 or -1 for an operand of block b contiguous up or down in memory; 0 */
+static int contiguous_direction(const scan_problem *p, const scan_block *b, int k)
+{
+    return b->step[k] == p->itemsize[k] ? 1 : b->step[k] == -p->itemsize[k] ? -1 : 0;
+}
+
 /* +1 or -1, the direction in memory of line block b's inputs, if all of
  * them are contiguous that way and no output is (each output then needs
  * the buffer, and none is an input: an output the kernel is handed is
@@ -114,7 +120,7 @@ static int bounce_direction(const scan_problem *p, const scan_block *b)
     for (int k = 0; k < p->first_output; k++) {
         if (b->ptr[k] == NULL)
             continue;
-        const int d = b->step[k] == p->itemsize[k] ? 1 : b->step[k] == -p->itemsize[k] ? -1 : 0;
+        const int d = contiguous_direction(p, b, k);
         if (d == 0 || (dir != 0 && d != dir))
             return 0;
         dir = d;
@@ -230,6 +236,71 @@ static int try_bounced(const plan_t *pl, const scan_block *b, int dir, char **bu
     return *buf != NULL && run_bounced(pl, b, dir, *buf);
 }
 
+/* ---- lines whose inputs run against their outputs, without a carry ----
+ * A kernel that cannot start from a carry (the derivatives) cannot take such
+ * a line through the buffer in chunks, and the line would go one element at
+ * a time (docs/performance.md, "Lines whose output runs against the
+ * input").  For the cells that say so (scan_cell.flips_inputs) each input
+ * running against the outputs is copied whole, reversed, into memory laid
+ * out like them, and the line kernel takes it. */
+#define SCAN_FLIP_MIN_ELEMENTS 16 /* the line kernels take n >= 16 (line_direction_) */
+
+/* +1 or -1, the direction in memory of line block b's outputs, if all of
+ * them are contiguous that way, every input contiguous one way or the other
+ * and at least one the other way; else 0 */
+static int flip_direction(const scan_problem *p, const scan_block *b)
+{
+    if (!p->flip_inputs || p->first_output <= 0 || b->m != 1 || b->n < SCAN_FLIP_MIN_ELEMENTS)
+        return 0;
+    int dir = 0, against = 0;
+    for (int k = p->first_output; k < p->noperands; k++) {
+        if (b->ptr[k] == NULL)
+            continue;
+        const int d = p->itemsize[k] > 0 ? contiguous_direction(p, b, k) : 0;
+        if (d == 0 || (dir != 0 && d != dir))
+            return 0;
+        dir = d;
+    }
+    for (int k = 0; dir != 0 && k < p->first_output; k++) {
+        if (b->ptr[k] == NULL)
+            continue;
+        const int d = p->itemsize[k] > 0 ? contiguous_direction(p, b, k) : 0;
+        if (d == 0)
+            return 0;
+        against |= d != dir;
+    }
+    return against ? dir : 0;
+}
+
+/* Runs line block b with each input that runs against direction dir read
+ * from a reversed copy; 0, with nothing run, if there is no memory for one */
+static int run_flipped(const plan_t *pl, const scan_block *b, int dir)
+{
+    const scan_problem *p = pl->p;
+    scan_block f = *b;
+    char *copies[SCAN_MAX_OPERANDS] = {NULL};
+    int ok = 1;
+    for (int k = 0; ok && k < p->first_output; k++) {
+        const int64_t size = p->itemsize[k];
+        if (b->ptr[k] == NULL || b->step[k] == dir * size)
+            continue;
+        copies[k] = (char *)malloc((size_t)(b->n * size));
+        if (copies[k] == NULL) {
+            ok = 0;
+            break;
+        }
+        const char *low = b->step[k] > 0 ? b->ptr[k] : b->ptr[k] + (b->n - 1) * b->step[k];
+        reverse_copy(copies[k], low, b->n, size);
+        f.ptr[k] = dir > 0 ? copies[k] : copies[k] + (b->n - 1) * size;
+        f.step[k] = dir * size;
+    }
+    if (ok)
+        pl->kernel(&f);
+    for (int k = 0; k < p->first_output; k++)
+        free(copies[k]);
+    return ok;
+}
+
 /* bounce: the work item's buffer, allocated at its first use (NULL until
  * then, and if there was no memory for it: then lines run as they are) */
 static void run_piece(const plan_t *pl, char *const base[SCAN_MAX_OPERANDS], int64_t start,
@@ -240,6 +311,9 @@ static void run_piece(const plan_t *pl, char *const base[SCAN_MAX_OPERANDS], int
     b.last = last;
     const int dir = bounce_direction(pl->p, &b);
     if (dir != 0 && try_bounced(pl, &b, dir, bounce))
+        return;
+    const int flip = flip_direction(pl->p, &b);
+    if (flip != 0 && run_flipped(pl, &b, flip))
         return;
     pl->kernel(&b);
 }

@@ -14,6 +14,7 @@ int run_problem(const scan_cell *cell, scan_problem *p)
     int rc;
     p->split = &cell->split; /* the driver checks that it has a reduce */
     p->walk_back = cell->walks_back;
+    p->flip_inputs = cell->flips_inputs;
     {
         const int nthreads = scan_get_num_threads();
         Py_BEGIN_ALLOW_THREADS

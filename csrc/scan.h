@@ -98,6 +98,10 @@ typedef struct {
     /* 1 where the kernel walks each line from its last element in scan
      * order (the VJPs whose recurrence runs backwards) */
     unsigned char walks_back;
+    /* 1 where a line whose inputs run against its outputs is better read
+     * from reversed copies of them than walked one element at a time
+     * (driver.c, "flip"; cumprod's derivatives, whose line kernels read x) */
+    unsigned char flips_inputs;
 } scan_cell;
 
 /* One ISA's kernels: the cells of op and dtype, one per mode */
@@ -149,6 +153,7 @@ typedef struct {
     int lane_operand;                      /* operand whose layout decides the lanes */
     const scan_split *split;               /* NULL: a line is never split */
     int walk_back;                         /* the kernel's walks_back entry */
+    int flip_inputs;                       /* the kernel's flips_inputs entry */
     /* byte offset per segment of an operand with one entry per segment
      * (linear_scan's h0 and h_final under cu_seqlens); 0: the same for all */
     int64_t seg_stride[SCAN_MAX_OPERANDS];

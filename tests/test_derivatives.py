@@ -27,6 +27,7 @@ scanad is held to ``c = 8`` against the dense reference in the same tests).
 from __future__ import annotations
 
 import functools
+import itertools
 import operator
 import os
 import sys
@@ -1439,3 +1440,59 @@ def test_cumprod_float64_jvp_line_in_fours_against_one_at_a_time(reverse, inclus
         # as the products span 2^-700..2^990)
         err = np.abs(got[fin] - want[fin])
         assert np.all(err <= n * 2.2e-16 * size[fin]), np.max(err / size[fin])
+
+
+# ------------------------------------------------------ inputs that run against the outputs
+@pytest.mark.quick
+@pytest.mark.parametrize("dtype", ["float32", "float64", "complex128"])
+def test_cumprod_derivatives_of_reversed_inputs_are_those_of_a_copy(dtype: str) -> None:
+    """JVP, VJP and vjp_jvp of x[::-1] (and g, t reversed too, or not):
+    the fresh results run the other way in memory, and the line is read from
+    a reversed copy of each input that does (cumprod's cells flip inputs), so
+    the results are bitwise those of the same call on contiguous copies; the
+    inputs are left as they were.  Lengths around the line kernels' least,
+    both flags, zeros included."""
+    name = "cumprod"
+    spec = sa.OPS[name]
+    rng = np.random.default_rng(zlib.crc32(f"{name} {dtype} against".encode()))
+
+    def draw(n: int) -> np.ndarray:
+        v = rng.uniform(0.9, 1.1, n)
+        if dtype.startswith("complex"):
+            v = v + 1j * rng.uniform(-0.1, 0.1, n)
+        return v.astype(dtype)
+
+    for n in (15, 16, 17, 64, 1000, 4099):
+        for zeros in (False, True):
+            x0 = draw(n)
+            if zeros:
+                x0[[n // 3, n - 5]] = 0
+            t0, g0, gd0 = draw(n), draw(n), draw(n)
+            for flip_all, kw in itertools.product(
+                    (False, True), (dict(), dict(reverse=True), dict(inclusive=False),
+                                    dict(reverse=True, inclusive=False))):
+                x = x0[::-1]
+                t, g, gd = (a[::-1] if flip_all else a for a in (t0, g0, gd0))
+                kept = [a.copy() for a in (x, t, g, gd)]
+                c = [np.ascontiguousarray(a) for a in (x, t, g, gd)]
+                rule_kw = {**dict(axis=0, reverse=False, inclusive=True, cu_seqlens=None,
+                                  chunk_size=None), **kw}
+                with np.errstate(all="ignore"):
+                    # one y for both pullbacks: the forward of x[::-1] runs
+                    # through the chunked buffer, which changes its rounding
+                    y = spec.fn(c[0], **kw)
+                    got = [sa.jvp(spec.fn, x, t, **kw)[1], spec.vjp_rule(x, y, g, rule_kw),
+                           *sa.vjp_jvp(spec.fn, x, g, t, gd, **kw)]
+                    want = [sa.jvp(spec.fn, c[0], c[1], **kw)[1],
+                            spec.vjp_rule(c[0], y, c[2], rule_kw),
+                            *sa.vjp_jvp(spec.fn, c[0], c[2], c[1], c[3], **kw)]
+                for what, a, b in zip(("jvp", "vjp", "vjp_jvp x_bar", "vjp_jvp x_bar_dot"),
+                                      got, want):
+                    np.testing.assert_array_equal(a, b, err_msg=f"{what} n={n} {kw}")
+                for a, b in zip((x, t, g, gd), kept):
+                    np.testing.assert_array_equal(a, b)
+    # several lines, [:, ::-1] along axis 1
+    x = np.stack([draw(300) for _ in range(3)])[:, ::-1]
+    t = np.ones(x.shape, x.dtype)
+    np.testing.assert_array_equal(sa.jvp(spec.fn, x, t, axis=1)[1],
+                                  sa.jvp(spec.fn, x.copy(), t, axis=1)[1])

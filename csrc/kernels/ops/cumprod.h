@@ -1153,6 +1153,12 @@ static void KN(prod_vjp_jvp_)(const scan_block *b)
 }
 #endif
 
+/* the derivatives have line kernels (scan_cell.flips_inputs) */
+#if HAS_NARROW
+#define PROD_LINES 1
+#else
+#define PROD_LINES 0
+#endif
 static const scan_cell KN(prod_cells_)[SCAN_NUM_MODES] = {
 #if HAS_NARROW
     [MODE_FORWARD] = {.kernel = KN(prod_fwd_), .split = {KN(prod_reduce_), line_combine_prod, 0, 1}},
@@ -1160,8 +1166,9 @@ static const scan_cell KN(prod_cells_)[SCAN_NUM_MODES] = {
     [MODE_FORWARD] = {.kernel = KN(prod_fwd_)},
 #endif
 #if HAS_DERIV
-    [MODE_JVP] = {.kernel = KN(prod_jvp_)},
-    [MODE_VJP] = {.kernel = KN(prod_vjp_), .walks_back = 1},
-    [MODE_VJP_JVP] = {.kernel = KN(prod_vjp_jvp_), .walks_back = 1},
+    [MODE_JVP] = {.kernel = KN(prod_jvp_), .flips_inputs = PROD_LINES},
+    [MODE_VJP] = {.kernel = KN(prod_vjp_), .walks_back = 1, .flips_inputs = PROD_LINES},
+    [MODE_VJP_JVP] = {.kernel = KN(prod_vjp_jvp_), .walks_back = 1, .flips_inputs = PROD_LINES},
 #endif
 };
+#undef PROD_LINES

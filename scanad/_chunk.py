@@ -48,23 +48,28 @@ def _prepare(name: str, arg: str, g: Any, cu_seqlens: Any, head_first: bool
     return g, (2 if head_first else 1)
 
 
-def _accumulate(name: str, g: np.ndarray, axis: int, reverse: bool, scale: Optional[float],
-                cu_seqlens: Any, chunk_size: Optional[int], output_dtype: Any,
-                out: Optional[np.ndarray]) -> np.ndarray:
-    # results are in native byte order whatever g's, as the scans' are
-    out_dtype = (g.dtype if output_dtype is None else np.dtype(output_dtype)).newbyteorder("=")
+def _chunk_dtypes(name: str, in_dtype: np.dtype, output_dtype: Any) -> Tuple[np.dtype, np.dtype]:
+    """The result's dtype (output_dtype, default the input's, in native byte
+    order as the scans' results are) and the one the sums run in: the wider
+    of input and output, at least float32 (float16 sums are rounded only
+    after the scale, as fla does)."""
+    out_dtype = (in_dtype if output_dtype is None else np.dtype(output_dtype)).newbyteorder("=")
     if out_dtype.type not in _FLOATS:
         raise TypeError(f"{name}: output_dtype must be float16, float32 or float64; "
                         f"got {out_dtype}")
+    return out_dtype, np.promote_types(np.promote_types(in_dtype, out_dtype), np.float32)
+
+
+def _accumulate(name: str, g: np.ndarray, axis: int, reverse: bool, scale: Optional[float],
+                cu_seqlens: Any, chunk_size: Optional[int], output_dtype: Any,
+                out: Optional[np.ndarray]) -> np.ndarray:
+    out_dtype, acc = _chunk_dtypes(name, g.dtype, output_dtype)
     if out is not None:
         if not isinstance(out, np.ndarray):
             raise TypeError(f"{name}: out must be a numpy.ndarray; got {type(out).__name__}")
         if out.shape != g.shape or out.dtype.newbyteorder("=") != out_dtype:
             raise ValueError(f"{name}: out must have shape {g.shape} and dtype {out_dtype} "
                              f"(either byte order); got shape {out.shape} and dtype {out.dtype}")
-    # float16 sums accumulate (at least) in float32; the result is rounded
-    # to output_dtype only after the scale, as fla does.
-    acc = np.promote_types(np.promote_types(g.dtype, out_dtype), np.float32)
     direct = out if out is not None and out.dtype == acc else None
     # errors name this wrapper, which the user called, not the cumsum it runs
     y = _C.scan(SUM, g, axis, reverse, True, acc, direct, cu_seqlens, chunk_size, False, name)

@@ -31,7 +31,7 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from . import _ops
-from ._chunk import _FLOATS, _resolve_scale
+from ._chunk import _FLOATS, _chunk_dtypes, _resolve_scale
 from ._linear import _result_dtype
 from ._linear import linear_scan as _np_linear_scan
 
@@ -430,12 +430,7 @@ def _chunk_cumsum(name: str, g: Any, chunk_size: Optional[int], reverse: bool,
     if cu_seqlens is not None and gd.shape[0] != 1:
         raise ValueError(f"{name}: cu_seqlens needs a batch of one packed sequence (B == 1); "
                          f"got B = {gd.shape[0]}")
-    out_dtype = (gd.dtype if output_dtype is None else np.dtype(output_dtype)).newbyteorder("=")
-    if out_dtype.type not in _FLOATS:
-        raise TypeError(f"{name}: output_dtype must be float16, float32 or float64; "
-                        f"got {out_dtype}")
-    # as scanad: summed in the wider of input and output, at least float32, then scaled
-    acc = np.promote_types(np.promote_types(gd.dtype, out_dtype), np.float32)
+    out_dtype, acc = _chunk_dtypes(name, gd.dtype, output_dtype)
     y = cumsum(gd, 2 if head_first else 1, reverse=reverse, dtype=acc, cu_seqlens=cu_seqlens,
                chunk_size=chunk_size)
     if scale is not None:

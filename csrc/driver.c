@@ -243,14 +243,12 @@ static int try_bounced(const plan_t *pl, const scan_block *b, int dir, char **bu
  * input").  For the cells that say so (scan_cell.flips_inputs) each input
  * running against the outputs is copied whole, reversed, into memory laid
  * out like them, and the line kernel takes it. */
-#define SCAN_FLIP_MIN_ELEMENTS 16 /* the line kernels take n >= 16 (line_direction_) */
-
 /* +1 or -1, the direction in memory of line block b's outputs, if all of
  * them are contiguous that way, every input contiguous one way or the other
  * and at least one the other way; else 0 */
 static int flip_direction(const scan_problem *p, const scan_block *b)
 {
-    if (!p->flip_inputs || p->first_output <= 0 || b->m != 1 || b->n < SCAN_FLIP_MIN_ELEMENTS)
+    if (!p->flip_inputs || p->first_output <= 0 || b->m != 1 || b->n < SCAN_LINE_MIN_ELEMENTS)
         return 0;
     int dir = 0, against = 0;
     for (int k = p->first_output; k < p->noperands; k++) {
@@ -280,7 +278,7 @@ static int run_flipped(const plan_t *pl, const scan_block *b, int dir)
     scan_block f = *b;
     char *copies[SCAN_MAX_OPERANDS] = {NULL};
     int ok = 1;
-    for (int k = 0; ok && k < p->first_output; k++) {
+    for (int k = 0; k < p->first_output; k++) {
         const int64_t size = p->itemsize[k];
         if (b->ptr[k] == NULL || b->step[k] == dir * size)
             continue;

@@ -27,6 +27,9 @@
  * carries five values per line. */
 #define SCAN_SCRATCH_SLOTS 5
 #define SCAN_SCRATCH_BYTES ((size_t)SCAN_SCRATCH_SLOTS * SCAN_PANEL * 16)
+/* Shortest line the single-line kernels take (line_direction_); the
+ * driver copies reversed inputs only for lines at least this long. */
+#define SCAN_LINE_MIN_ELEMENTS 16
 
 /* One block of the line view: m independent lines of n steps each.
  * ptr[k] points at operand k's first element in scan order; step[k] is the

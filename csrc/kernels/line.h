@@ -163,7 +163,7 @@ SCAN_INLINE int line_ranges_overlap(const char *x, const char *y, int64_t n, int
  * element per step in the same direction; returns 1 (up), -1 (down) or 0. */
 SCAN_INLINE int KN(line_direction_)(const scan_block *b, int nops, const int64_t *size)
 {
-    if (b->m != 1 || b->n < 16 || b->step[0] == 0)
+    if (b->m != 1 || b->n < SCAN_LINE_MIN_ELEMENTS || b->step[0] == 0)
         return 0;
     const int dir = b->step[0] > 0 ? 1 : -1;
     for (int k = 0; k < nops; k++)

@@ -848,9 +848,8 @@ SCAN_INLINE void KN(prod_so_line_)(const scan_block *b, const int has_gd, const 
     const int64_t n = b->n, sz = back ? -(int64_t)sizeof(T) : (int64_t)sizeof(T);
     const int64_t gshift = incl ? 0 : 1;
     scan_block jb = so_pick(b, SO_X, SO_T, SO_XB, SO_XBD);
-    jb.inclusive = 1;
     KN(prod_jvp_line_)(&jb, 1, back);
-    /* the last element (n >= 16 on lines: line_direction_): R = g
+    /* the last element (n >= SCAN_LINE_MIN_ELEMENTS on lines: line_direction_): R = g
      * (exclusive: no output depends on its x) */
     const int64_t last = n - 1;
     char *xb = b->ptr[SO_XB] + last * sz, *xbd = b->ptr[SO_XBD] + last * sz;

@@ -113,6 +113,48 @@ int scan_isa_supported(int i, char *why, size_t len)
 #endif
 }
 
+#ifdef SCAN_X86
+/* Cells the avx512 table takes from the avx2 one: on an AVX-512 host their
+ * avx512 build was slower on every layout measured (docs/performance.md,
+ * "AVX-512 against AVX2").  linear 1: linear_scan's cell (both forms of a),
+ * op unused; else op's. */
+static const struct {
+    int linear, op, dtype, mode;
+} avx512_takes_avx2[] = {
+    {0, SCAN_PROD, DT_F32, MODE_VJP_JVP},
+    {1, 0, DT_F32, MODE_JVP},
+};
+#define AVX512_TAKES (sizeof avx512_takes_avx2 / sizeof avx512_takes_avx2[0])
+
+/* scan_table_avx512 with the cells above from scan_table_avx2, built at the
+ * first call (the table is chosen once, at import) */
+static const scan_table *avx512_table(void)
+{
+    static scan_table mixed;
+    static scan_cell cells[AVX512_TAKES][2 * SCAN_NUM_MODES];
+    static int built;
+    if (built)
+        return &mixed;
+    mixed = scan_table_avx512;
+    for (size_t k = 0; k < AVX512_TAKES; k++) {
+        const int dt = avx512_takes_avx2[k].dtype, mode = avx512_takes_avx2[k].mode;
+        if (avx512_takes_avx2[k].linear) {
+            memcpy(cells[k], mixed.linear[dt], 2 * SCAN_NUM_MODES * sizeof(scan_cell));
+            cells[k][2 * mode] = scan_table_avx2.linear[dt][2 * mode];
+            cells[k][2 * mode + 1] = scan_table_avx2.linear[dt][2 * mode + 1];
+            mixed.linear[dt] = cells[k];
+        } else {
+            const int op = avx512_takes_avx2[k].op;
+            memcpy(cells[k], mixed.cells[op][dt], SCAN_NUM_MODES * sizeof(scan_cell));
+            cells[k][mode] = scan_table_avx2.cells[op][dt][mode];
+            mixed.cells[op][dt] = cells[k];
+        }
+    }
+    built = 1;
+    return &mixed;
+}
+#endif
+
 static const scan_table *scan_table_of(int i)
 {
     switch (i) {
@@ -122,7 +164,7 @@ static const scan_table *scan_table_of(int i)
     case SCAN_ISA_AVX2_ID:
         return &scan_table_avx2;
     case SCAN_ISA_AVX512_ID:
-        return &scan_table_avx512;
+        return avx512_table();
 #endif
     default:
         return NULL;

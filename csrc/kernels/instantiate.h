@@ -35,16 +35,33 @@
 #define LSE_COMPLEX (KIND == 'c')
 #define HAS_NARROW CAT(NARROW_, SFX)
 #define IS_F32 CAT(IS_F32_, SFX)
+
+/* The AVX-512 table's cumprod and linear_scan kernels auto-vectorise with
+ * 256-bit vectors: their tiles widen, reverse and range-check a few hundred
+ * elements at a time, and in zmm (opmask compares, lane-crossing shuffles)
+ * those loops ran slower than the AVX2 table's (docs/performance.md,
+ * "AVX-512 against AVX2"); logcumsumexp's vector math gains from zmm. */
+#if defined(SCAN_ISA_AVX512) && defined(__GNUC__) && !defined(__clang__)
+#define SCAN_YMM_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"prefer-vector-width=256\")")
+#define SCAN_YMM_END _Pragma("GCC pop_options")
+#else
+#define SCAN_YMM_BEGIN
+#define SCAN_YMM_END
+#endif
 #endif
 
 #include "line.h"
 #include "accumulate.h"
 #include "second_order.h"
 #include "ops/cumsum.h"
+SCAN_YMM_BEGIN
 #include "ops/cumprod.h"
+SCAN_YMM_END
 #include "ops/cummax_cummin.h"
 #include "ops/logcumsumexp.h"
+SCAN_YMM_BEGIN
 #include "ops/linear_scan.h"
+SCAN_YMM_END
 
 #undef SFX
 #undef KIND

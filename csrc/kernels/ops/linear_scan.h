@@ -567,7 +567,7 @@ static void linear_lanes_map(const v4d *H, const v4d *H2, const v4d *P, const v4
 static double KN(linear_line_)(const scan_block *b, const int lg, double S, char *h,
                                scan_carry *map)
 {
-    double ta[LS_TILE], tb[LS_TILE], th[LS_TILE];
+    _Alignas(64) double ta[LS_TILE], tb[LS_TILE], th[LS_TILE];
     const int64_t sz = (int64_t)sizeof(T), sh = b->step[2];
     const char *x = b->ptr[0], *y = b->ptr[1];
     if (map == NULL && h != NULL && !lg && (sh == sz || sh == -sz) && b->step[1] == sh &&
@@ -910,7 +910,7 @@ static void KN(linear_jvp_line_direct_)(const scan_block *b, double *S, double *
 static void KN(linear_jvp_line_)(const scan_block *b, const int lg)
 {
     LS_NO_CONTRACT
-    double ta[LS_TILE], tb[LS_TILE], th[LS_TILE], ts[LS_TILE], td[LS_TILE];
+    _Alignas(64) double ta[LS_TILE], tb[LS_TILE], th[LS_TILE], ts[LS_TILE], td[LS_TILE];
     const int64_t sz = (int64_t)sizeof(T), sh = b->step[4];
     const int direct = !lg && (sh == sz || sh == -sz) && b->step[1] == sh &&
                        (b->step[0] == sh || b->step[0] == 0);
@@ -966,8 +966,11 @@ finals:
 static void KN(linear_vjp_line_)(const scan_block *b, const int lg)
 {
     LS_NO_CONTRACT
-    /* ta[k + 1] = a at the k-th element walked (ta[0]: the one walked before) */
-    double ta[LS_TILE + 1], tg[LS_TILE], tl[LS_TILE], tp[LS_TILE];
+    /* ta[k + 1] = a at the k-th element walked (ta[0]: the one walked before);
+     * ta + 1 starts a cache line, as the others do, so that no 64-byte store
+     * of the AVX-512 table's widening loops straddles two lines */
+    _Alignas(64) double ta_[LS_TILE + 8], tg[LS_TILE], tl[LS_TILE], tp[LS_TILE];
+    double *const ta = ta_ + 7;
     const int64_t n = b->n;
     const int incl = b->inclusive;
     const int64_t s0 = b->step[0], s1 = b->step[1], s2 = b->step[2], s3 = b->step[3],

@@ -25,8 +25,8 @@ Timings are reported, never asserted.
              too slow for the full run, which leaves that section out.
 --isas       scanad's cells (the main table's, hvp and linear_scan's) on the two best
              kernel tables this host runs (e.g. avx2 and avx512; SCANAD_ISA in three
-             child processes each,
-             the tables alternated, a cell the median of its three),
+             child processes each, the tables alternated, a cell the median of its
+             three; glibc keeps freed memory there, so no output is page-faulted),
              side by side, printed and written into the results file as its
              "Kernel tables side by side" section; the full run leaves it out.
 --second     only the second-order table, printed and written into the results
@@ -882,7 +882,10 @@ def isa_cells(ops: Sequence[str], cases: Sequence[Tuple[Tuple[int, ...], int]]
 
 
 def isa_rows(ops: Sequence[str], cases: Sequence[Tuple[Tuple[int, ...], int]]) -> None:
-    """isa_cells, one JSON line per row after a line "rows:" (read by isa_table)."""
+    """isa_cells, one JSON line per row after a line "rows:" (read by isa_table).
+    glibc keeps freed memory first: page faults cost both tables alike, but
+    they vary from one process to the next by more than the tables differ."""
+    keep_freed_memory()
     cells = isa_cells(ops, cases)
     print("rows:")
     for c in cells:
@@ -918,7 +921,8 @@ def isa_table(ops: Sequence[str], quick: bool, threads: int) -> List[str]:
              for isa, rounds in runs.items()}
     lines = [f"scanad's cells of the benchmark on the `{old}` and the `{new}` kernel table "
              f"(`SCANAD_ISA`, {ISA_ROUNDS} child processes each, the two tables "
-             f"alternated; a cell is the median of its {ISA_ROUNDS}): the main table's "
+             f"alternated; a cell is the median of its {ISA_ROUNDS}; glibc keeps freed memory, "
+             "so no output is page-faulted): the main table's "
              "`out=`, VJP and JVP, `hvp` where the op has a second-order kernel (inputs "
              "near 1, cotangent and tangent all ones) and linear_scan's forward `out=`, VJP "
              f"and JVP. ms, and `{new}` / `{old}`: below 1 the `{new}` table is faster.", "",

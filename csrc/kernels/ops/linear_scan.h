@@ -967,8 +967,8 @@ static void KN(linear_vjp_line_)(const scan_block *b, const int lg)
 {
     LS_NO_CONTRACT
     /* ta[k + 1] = a at the k-th element walked (ta[0]: the one walked before);
-     * ta + 1 starts a cache line, as the others do, so that no 64-byte store
-     * of the AVX-512 table's widening loops straddles two lines */
+     * ta + 1 starts a cache line, as the others do, so that no vector store
+     * of the widening loops straddles two lines */
     _Alignas(64) double ta_[LS_TILE + 8], tg[LS_TILE], tl[LS_TILE], tp[LS_TILE];
     double *const ta = ta_ + 7;
     const int64_t n = b->n;

@@ -884,9 +884,11 @@ def isa_cells(ops: Sequence[str], cases: Sequence[Tuple[Tuple[int, ...], int]]
 def isa_rows(ops: Sequence[str], cases: Sequence[Tuple[Tuple[int, ...], int]]) -> None:
     """isa_cells, one JSON line per row after a line "rows:" (read by isa_table).
     glibc keeps freed memory first: page faults cost both tables alike, but
-    they vary from one process to the next by more than the tables differ."""
-    keep_freed_memory()
+    they vary from one process to the next by more than the tables differ.
+    A line "kept: 1" (or 0 where the allocator is not glibc) comes first."""
+    kept = keep_freed_memory()
     cells = isa_cells(ops, cases)
+    print(f"kept: {int(kept)}")
     print("rows:")
     for c in cells:
         print(json.dumps(c), flush=True)
@@ -907,22 +909,26 @@ def isa_table(ops: Sequence[str], quick: bool, threads: int) -> List[str]:
     # the machine's speed drifts over minutes: each table runs in ISA_ROUNDS
     # child processes, the two alternated, and a cell is the median of its rounds
     runs: Dict[str, List[List[Dict[str, Any]]]] = {old: [], new: []}
+    kept = True  # every child kept freed memory (no page faults)
     for r in range(ISA_ROUNDS):
         for isa in ((old, new) if r % 2 == 0 else (new, old)):
             cmd = [sys.executable, os.path.abspath(__file__), "--isa-rows", "--ops",
                    ",".join(ops), "--threads", str(threads)] + (["--quick"] if quick else [])
             out = subprocess.run(cmd, env=dict(os.environ, SCANAD_ISA=isa), check=True,
                                  capture_output=True, text=True).stdout
-            runs[isa].append([json.loads(line)
-                              for line in out.split("rows:\n", 1)[1].splitlines()])
+            head, body = out.split("rows:\n", 1)
+            kept = kept and "kept: 1" in head
+            runs[isa].append([json.loads(line) for line in body.splitlines()])
     times = {isa: [{mode: float(np.median([rows[i][mode] for rows in rounds]))
                     for mode in ISA_MODES if mode in rounds[0][i]}
                    for i in range(len(rounds[0]))]
              for isa, rounds in runs.items()}
     lines = [f"scanad's cells of the benchmark on the `{old}` and the `{new}` kernel table "
              f"(`SCANAD_ISA`, {ISA_ROUNDS} child processes each, the two tables "
-             f"alternated; a cell is the median of its {ISA_ROUNDS}; glibc keeps freed memory, "
-             "so no output is page-faulted): the main table's "
+             f"alternated; a cell is the median of its {ISA_ROUNDS}; "
+             + ("glibc keeps freed memory, so no output is page-faulted" if kept
+                else "page faults included: the allocator is not glibc")
+             + "): the main table's "
              "`out=`, VJP and JVP, `hvp` where the op has a second-order kernel (inputs "
              "near 1, cotangent and tangent all ones) and linear_scan's forward `out=`, VJP "
              f"and JVP. ms, and `{new}` / `{old}`: below 1 the `{new}` table is faster.", "",
